@@ -1,0 +1,3 @@
+"""Interlock: a service mesh for stock Envoy, without Kubernetes."""
+
+__version__ = "0.1.0"

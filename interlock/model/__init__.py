@@ -1,0 +1,32 @@
+"""The pure domain: stdlib only, frozen values, no I/O."""
+
+from interlock.model.errors import (
+    Conflict,
+    FieldError,
+    InterlockError,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
+from interlock.model.problem import Problem, Severity
+from interlock.model.proxy import Proxy, ProxyKind
+from interlock.model.service import Instance, Protocol, Service, frozen_labels
+from interlock.model.state import MeshState
+
+__all__ = [
+    "Conflict",
+    "FieldError",
+    "Instance",
+    "InterlockError",
+    "InvalidInput",
+    "MeshState",
+    "NotFound",
+    "Problem",
+    "Protocol",
+    "Proxy",
+    "ProxyKind",
+    "Service",
+    "Severity",
+    "Unavailable",
+    "frozen_labels",
+]

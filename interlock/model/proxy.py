@@ -1,0 +1,130 @@
+"""What the control plane knows of one connected proxy, from its bootstrap's node."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from interlock.model.errors import FieldError, InvalidInput
+from interlock.model.names import address_error, namespace_error, port_error, service_name_error
+
+
+class ProxyKind(enum.StrEnum):
+    SIDECAR = "sidecar"
+    GATEWAY = "gateway"
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A proxy's identity and the ports its bootstrap gave it.
+
+    ``node_id`` is the instance id; ``service``/``namespace`` come from ``node.cluster`` and
+    the node metadata. ``inbound_*`` is where mesh traffic enters (forwarded to
+    ``127.0.0.1:app_port``); ``outbound_*`` is the HTTP listener the app calls other services
+    through. Every field but ``node_id`` decides the proxy's configuration, so proxies that agree
+    on them share one snapshot (see :meth:`view_key`).
+    """
+
+    node_id: str
+    service: str
+    namespace: str = "default"
+    kind: ProxyKind = ProxyKind.SIDECAR
+    inbound_address: str = "127.0.0.1"
+    inbound_port: int | None = None
+    app_port: int | None = None
+    outbound_address: str = "127.0.0.1"
+    outbound_port: int | None = None
+
+    def view_key(self) -> str:
+        """A key equal for every proxy that must receive the same resources."""
+        return "|".join(
+            str(v)
+            for v in (
+                self.kind,
+                self.service,
+                self.namespace,
+                self.inbound_address,
+                self.inbound_port or "",
+                self.app_port or "",
+                self.outbound_address,
+                self.outbound_port or "",
+            )
+        )
+
+    def view(self) -> Proxy:
+        """This proxy with the node id blanked: the input that decides its resources."""
+        return replace(self, node_id="")
+
+    @classmethod
+    def from_node(cls, node_id: str, cluster: str, metadata: Mapping[str, Any]) -> Proxy:
+        """Read a proxy from an Envoy node (its metadata as a plain dict).
+
+        Raises :class:`InvalidInput` naming each bad field, so a stream with a broken bootstrap
+        is refused with a message that says what to fix.
+        """
+        errors: list[FieldError] = []
+        if not node_id:
+            errors.append(FieldError("node.id", "node.id is required (the instance id)"))
+        if not cluster or (err := service_name_error(cluster)):
+            errors.append(
+                FieldError("node.cluster", "node.cluster must name the proxy's service")
+                if not cluster
+                else FieldError("node.cluster", err)  # type: ignore[arg-type]
+            )
+
+        def text(key: str, default: str) -> str:
+            value = metadata.get(key, default)
+            if not isinstance(value, str):
+                errors.append(FieldError(f"node.metadata.{key}", f"{key} must be a string"))
+                return default
+            return value
+
+        def port(key: str) -> int | None:
+            value = metadata.get(key)
+            if value in (None, ""):
+                return None
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                errors.append(FieldError(f"node.metadata.{key}", f"{key} must be a port number"))
+                return None
+            if msg := port_error(number):
+                errors.append(FieldError(f"node.metadata.{key}", msg))
+                return None
+            return number
+
+        namespace = text("namespace", "default")
+        if msg := namespace_error(namespace):
+            errors.append(FieldError("node.metadata.namespace", msg))
+        kind_text = text("kind", ProxyKind.SIDECAR.value)
+        try:
+            kind = ProxyKind(kind_text)
+        except ValueError:
+            errors.append(FieldError("node.metadata.kind", "kind must be 'sidecar' or 'gateway'"))
+            kind = ProxyKind.SIDECAR
+        inbound_address = text("inbound_address", "127.0.0.1")
+        outbound_address = text("outbound_address", "127.0.0.1")
+        for key, value in (
+            ("inbound_address", inbound_address),
+            ("outbound_address", outbound_address),
+        ):
+            if msg := address_error(value):
+                errors.append(FieldError(f"node.metadata.{key}", msg))
+        proxy = cls(
+            node_id=node_id,
+            service=cluster,
+            namespace=namespace,
+            kind=kind,
+            inbound_address=inbound_address,
+            inbound_port=port("inbound_port"),
+            app_port=port("app_port"),
+            outbound_address=outbound_address,
+            outbound_port=port("outbound_port"),
+        )
+        if errors:
+            raise InvalidInput(
+                "; ".join(f"{e.field}: {e.message}" for e in errors), errors=tuple(errors)
+            )
+        return proxy
