@@ -1,0 +1,51 @@
+"""The pure translator: ``MeshState`` + one ``Proxy`` -> the Envoy resources of that proxy.
+
+It reads nothing but its arguments (no globals, environment, clock or I/O) and its output is
+deterministic: equal input gives byte-identical serialized resources (serialize with
+``deterministic=True``). User mistakes come back as ``Resources.problems``, never as exceptions.
+"""
+
+from __future__ import annotations
+
+from interlock.model import MeshState, Proxy
+from interlock.xds.translate.clusters import inbound_cluster, outbound_cluster
+from interlock.xds.translate.consistency import check_consistency
+from interlock.xds.translate.endpoints import load_assignment
+from interlock.xds.translate.listeners import plan_listeners
+from interlock.xds.translate.resources import Resources
+from interlock.xds.translate.routes import outbound_route_configuration
+
+__all__ = ["Resources", "check_consistency", "translate"]
+
+
+def translate(state: MeshState, proxy: Proxy) -> Resources:
+    """The resources ``proxy`` needs to take part in the mesh described by ``state``.
+
+    - Every service gets an EDS cluster and a load assignment of its healthy instances.
+    - A sidecar with ``inbound_port`` and ``app_port`` gets an inbound listener and a static
+      cluster to its app (gateways get none yet).
+    - With ``outbound_port``, the proxy gets the outbound HTTP listener and its route
+      configuration (one virtual host per HTTP service), and a listener per tcp service.
+
+    Resources of each kind are sorted by name; problems are sorted.
+    """
+    services = sorted(state.services.values(), key=lambda s: (s.namespace, s.name))
+    plan = plan_listeners(proxy, services)
+    clusters = [outbound_cluster(s) for s in services]
+    if plan.inbound is not None:
+        clusters.append(inbound_cluster(plan.inbound.app_port, plan.inbound.protocol))
+    problems = list(plan.problems)
+    routes = []
+    if plan.outbound_http:
+        route_config, route_problems = outbound_route_configuration(services)
+        routes.append(route_config)
+        problems += route_problems
+    endpoints = [load_assignment(s, state.instances_of(s.name)) for s in services]
+    return Resources(
+        listeners=tuple(sorted(plan.listeners, key=lambda r: r.name)),
+        clusters=tuple(sorted(clusters, key=lambda r: r.name)),
+        routes=tuple(sorted(routes, key=lambda r: r.name)),
+        endpoints=tuple(sorted(endpoints, key=lambda r: r.cluster_name)),
+        secrets=(),
+        problems=tuple(sorted(set(problems))),
+    )

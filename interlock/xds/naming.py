@@ -1,0 +1,87 @@
+"""The names of Envoy resources: the only place they are built.
+
+Every listener, cluster, route configuration and load assignment Interlock sends is named here,
+so the translator, the consistency check, the CLI (``proxy-config``) and the tests agree on one
+spelling. Names are stable for a given input: they never carry a revision, a clock or a node id.
+
+The scheme follows Istio's, so people who read Istio config dumps feel at home:
+
+- ``inbound``: the listener where mesh traffic enters a sidecar.
+- ``inbound|<app_port>``: the static cluster (and the inline route configuration) that forwards
+  inbound traffic to the app on ``127.0.0.1:<app_port>``.
+- ``outbound|http``: the listener the app sends HTTP through, and its RDS route configuration.
+- ``outbound|<port>||<name>.<namespace>``: one EDS cluster per service, and its
+  ClusterLoadAssignment (the EDS service name is the cluster name).
+- ``outbound|tcp|<name>.<namespace>``: the listener of one tcp service.
+"""
+
+from __future__ import annotations
+
+from interlock.model import Service
+
+INBOUND_LISTENER = "inbound"
+OUTBOUND_HTTP_LISTENER = "outbound|http"
+OUTBOUND_HTTP_ROUTE = "outbound|http"
+
+# Stat prefixes name the counters users read in Envoy's /stats.
+OUTBOUND_HTTP_STAT_PREFIX = "outbound_http"
+
+
+def service_host(service: Service) -> str:
+    """``name.namespace``: how a service is named inside Envoy resource names."""
+    return f"{service.name}.{service.namespace}"
+
+
+def inbound_listener() -> str:
+    """The sidecar's inbound listener."""
+    return INBOUND_LISTENER
+
+
+def inbound_cluster(app_port: int) -> str:
+    """The static cluster that forwards inbound traffic to ``127.0.0.1:<app_port>``."""
+    return f"inbound|{app_port}"
+
+
+def inbound_route(app_port: int) -> str:
+    """The inline route configuration of an HTTP inbound listener."""
+    return f"inbound|{app_port}"
+
+
+def inbound_virtual_host(app_port: int) -> str:
+    """The single virtual host of the inbound route configuration."""
+    return f"inbound|http|{app_port}"
+
+
+def inbound_stat_prefix(inbound_port: int) -> str:
+    """The stat prefix of the inbound listener's filter (``inbound_15006``)."""
+    return f"inbound_{inbound_port}"
+
+
+def outbound_http_listener() -> str:
+    """The listener the app sends HTTP requests through."""
+    return OUTBOUND_HTTP_LISTENER
+
+
+def outbound_http_route() -> str:
+    """The RDS route configuration of the outbound HTTP listener."""
+    return OUTBOUND_HTTP_ROUTE
+
+
+def outbound_cluster(service: Service) -> str:
+    """The EDS cluster of ``service``; also its EDS service name and its load assignment's."""
+    return f"outbound|{service.port}||{service_host(service)}"
+
+
+def outbound_virtual_host(service: Service) -> str:
+    """The virtual host of ``service`` in the outbound route configuration."""
+    return f"{service_host(service)}:{service.port}"
+
+
+def outbound_tcp_listener(service: Service) -> str:
+    """The outbound listener of a tcp ``service``."""
+    return f"outbound|tcp|{service_host(service)}"
+
+
+def outbound_tcp_stat_prefix(service: Service) -> str:
+    """The stat prefix of a tcp service's tcp_proxy (``outbound_tcp_db_default``)."""
+    return f"outbound_tcp_{service.name}_{service.namespace}"

@@ -1,0 +1,71 @@
+"""Clusters: one EDS cluster per service, and the sidecar's static inbound cluster.
+
+Upstream TLS (mTLS between sidecars) and DestinationRule traffic policies will attach here, to
+the clusters this module builds; none exist yet.
+"""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import protocol_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+
+from interlock.model import Protocol, Service
+from interlock.xds import naming
+from interlock.xds.translate.common import (
+    ads_config_source,
+    connect_timeout,
+    typed,
+)
+from interlock.xds.translate.endpoints import static_load_assignment
+
+HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+"""The key of a cluster's upstream HTTP options in ``typed_extension_protocol_options``."""
+
+APP_ADDRESS = "127.0.0.1"
+"""Where a sidecar finds its app: the app listens on loopback, beside its Envoy."""
+
+
+def _speak_http2(cluster: cluster_pb2.Cluster) -> None:
+    """Make ``cluster`` use HTTP/2 (prior knowledge) to its upstream."""
+    options = http_protocol_options_pb2.HttpProtocolOptions(
+        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
+        )
+    )
+    cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(typed(options))
+
+
+def outbound_cluster(service: Service) -> cluster_pb2.Cluster:
+    """The EDS cluster callers reach ``service`` through.
+
+    Its endpoints come over ADS under the same name (see :func:`naming.outbound_cluster`);
+    ``http2`` and ``grpc`` services are spoken to in HTTP/2, ``http`` in HTTP/1.1 and ``tcp``
+    as bytes.
+    """
+    name = naming.outbound_cluster(service)
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.DiscoveryType.EDS,
+        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
+            eds_config=ads_config_source(), service_name=name
+        ),
+        connect_timeout=connect_timeout(),
+    )
+    if service.protocol.is_http2:
+        _speak_http2(cluster)
+    return cluster
+
+
+def inbound_cluster(app_port: int, protocol: Protocol) -> cluster_pb2.Cluster:
+    """The static cluster that hands inbound traffic to the app on ``127.0.0.1:<app_port>``."""
+    name = naming.inbound_cluster(app_port)
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.DiscoveryType.STATIC,
+        load_assignment=static_load_assignment(name, APP_ADDRESS, app_port),
+        connect_timeout=connect_timeout(),
+    )
+    if protocol.is_http2:
+        _speak_http2(cluster)
+    return cluster

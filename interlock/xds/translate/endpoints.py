@@ -1,0 +1,80 @@
+"""Endpoints: one ClusterLoadAssignment per service, from its healthy instances."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+
+from interlock.model import Instance, Service
+from interlock.xds import naming
+from interlock.xds.translate.common import socket_address
+
+_LocalityKey = tuple[str, str, str]
+
+
+def locality_of(instance: Instance) -> _LocalityKey:
+    """``"region/zone/subzone"`` split into its three parts (missing parts are empty)."""
+    parts = instance.locality.split("/", 2) if instance.locality else []
+    parts += [""] * (3 - len(parts))
+    return parts[0], parts[1], parts[2]
+
+
+def _endpoint_order(instance: Instance) -> tuple[int, int, str, int, str]:
+    """IPs in numeric order (``10.0.0.9`` before ``10.0.0.10``), then port, then id."""
+    try:
+        ip = ipaddress.ip_address(instance.address)
+    except ValueError:  # validated where it enters; never crash the translator on it
+        return (9, 0, instance.address, instance.port, instance.instance_id)
+    return (ip.version, int(ip), "", instance.port, instance.instance_id)
+
+
+def load_assignment(
+    service: Service, instances: Iterable[Instance]
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """The load assignment of ``service``'s cluster: its healthy ``instances``, by locality.
+
+    Unhealthy instances are left out; a service with no healthy instance gets an assignment
+    without endpoints, so Envoy answers its callers 503 at once instead of waiting. Localities
+    and the endpoints inside each are sorted, so equal input gives byte-identical output.
+    """
+    by_locality: dict[_LocalityKey, list[Instance]] = {}
+    for instance in instances:
+        if instance.healthy:
+            by_locality.setdefault(locality_of(instance), []).append(instance)
+    assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=naming.outbound_cluster(service))
+    for key in sorted(by_locality):
+        group = assignment.endpoints.add()
+        if any(key):
+            group.locality.CopyFrom(base_pb2.Locality(region=key[0], zone=key[1], sub_zone=key[2]))
+        for instance in sorted(by_locality[key], key=_endpoint_order):
+            group.lb_endpoints.append(
+                endpoint_components_pb2.LbEndpoint(
+                    endpoint=endpoint_components_pb2.Endpoint(
+                        address=socket_address(instance.address, instance.port)
+                    )
+                )
+            )
+    return assignment
+
+
+def static_load_assignment(
+    cluster_name: str, address: str, port: int
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """A load assignment with the single endpoint ``address:port`` (for static clusters)."""
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=cluster_name,
+        endpoints=[
+            endpoint_components_pb2.LocalityLbEndpoints(
+                lb_endpoints=[
+                    endpoint_components_pb2.LbEndpoint(
+                        endpoint=endpoint_components_pb2.Endpoint(
+                            address=socket_address(address, port)
+                        )
+                    )
+                ]
+            )
+        ],
+    )

@@ -1,0 +1,87 @@
+"""Network filters: the HTTP connection manager and tcp_proxy of every listener.
+
+The seams for later work are here: JWT (RequestAuthentication) and RBAC (AuthorizationPolicy)
+filters go into :func:`http_filters` before the router; access logs attach to the connection
+manager and tcp_proxy built below.
+"""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import protocol_pb2
+from envoy.config.listener.v3 import listener_components_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
+from interlock.xds.translate.common import ads_config_source, boolean, typed
+
+HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
+TCP_PROXY = "envoy.filters.network.tcp_proxy"
+ROUTER = "envoy.filters.http.router"
+
+_HCM = hcm_pb2.HttpConnectionManager
+
+
+def http_filters() -> list[hcm_pb2.HttpFilter]:
+    """The HTTP filter chain; the router is always last."""
+    return [hcm_pb2.HttpFilter(name=ROUTER, typed_config=typed(router_pb2.Router()))]
+
+
+def _connection_manager(stat_prefix: str) -> hcm_pb2.HttpConnectionManager:
+    """What every HTTP connection manager shares: HTTP/1.1 and HTTP/2 (codec AUTO, so h2c
+    prior knowledge and gRPC work), WebSocket upgrades, the filter chain."""
+    return _HCM(
+        stat_prefix=stat_prefix,
+        codec_type=_HCM.CodecType.AUTO,
+        upgrade_configs=[_HCM.UpgradeConfig(upgrade_type="websocket")],
+        http_filters=http_filters(),
+    )
+
+
+def outbound_connection_manager(
+    stat_prefix: str, route_config_name: str
+) -> hcm_pb2.HttpConnectionManager:
+    """The connection manager apps send requests through; its routes come over RDS (ADS).
+
+    It accepts both origin-form requests (``GET /path`` with ``Host: b``) and the absolute-form
+    an HTTP proxy receives (``GET http://b/path``, what ``HTTP_PROXY=...`` makes clients send):
+    ``allow_absolute_url`` is set explicitly, so the behaviour does not hang on Envoy's default.
+    Envoy then routes on the URL's host and forwards the origin-form path upstream.
+    """
+    manager = _connection_manager(stat_prefix)
+    manager.rds.CopyFrom(
+        hcm_pb2.Rds(config_source=ads_config_source(), route_config_name=route_config_name)
+    )
+    manager.http_protocol_options.CopyFrom(
+        protocol_pb2.Http1ProtocolOptions(allow_absolute_url=boolean(True))
+    )
+    return manager
+
+
+def inbound_connection_manager(
+    stat_prefix: str, route_config: route_pb2.RouteConfiguration
+) -> hcm_pb2.HttpConnectionManager:
+    """The connection manager of an HTTP inbound listener, with its routes inline."""
+    manager = _connection_manager(stat_prefix)
+    manager.route_config.CopyFrom(route_config)
+    return manager
+
+
+def tcp_proxy(stat_prefix: str, cluster: str) -> tcp_proxy_pb2.TcpProxy:
+    """Forward every connection's bytes to ``cluster``."""
+    return tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, cluster=cluster)
+
+
+def http_connection_manager_filter(
+    manager: hcm_pb2.HttpConnectionManager,
+) -> listener_components_pb2.Filter:
+    """``manager`` as a listener's network filter."""
+    return listener_components_pb2.Filter(name=HTTP_CONNECTION_MANAGER, typed_config=typed(manager))
+
+
+def tcp_proxy_filter(proxy: tcp_proxy_pb2.TcpProxy) -> listener_components_pb2.Filter:
+    """``proxy`` as a listener's network filter."""
+    return listener_components_pb2.Filter(name=TCP_PROXY, typed_config=typed(proxy))

@@ -1,0 +1,201 @@
+"""Listeners: a sidecar's inbound listener, its outbound HTTP listener and one listener per tcp
+service, each bound only where nothing else of the proxy is.
+
+Downstream TLS (mTLS on the inbound listener, PeerAuthentication) will attach to the filter
+chains built here; none exists yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+
+from interlock.model import Problem, Protocol, Proxy, ProxyKind, Service, Severity
+from interlock.xds import naming
+from interlock.xds.translate import filters
+from interlock.xds.translate.clusters import APP_ADDRESS
+from interlock.xds.translate.common import socket_address
+from interlock.xds.translate.ports import Binding, PortTable
+from interlock.xds.translate.routes import inbound_route_configuration
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """The inbound side of a sidecar: traffic on ``port`` goes to the app on ``app_port``."""
+
+    port: int
+    app_port: int
+    protocol: Protocol
+
+
+@dataclass
+class ListenerPlan:
+    """The listeners of one proxy, what they need, and why some were left out."""
+
+    listeners: list[listener_pb2.Listener] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    inbound: Inbound | None = None
+    """Set when the inbound listener was made (its static cluster is then needed)."""
+    outbound_http: bool = False
+    """True when the outbound HTTP listener was made (its route configuration is then needed)."""
+
+
+def _listener(
+    name: str,
+    address: str,
+    port: int,
+    direction: base_pb2.TrafficDirection.ValueType,
+    network_filter: listener_components_pb2.Filter,
+) -> listener_pb2.Listener:
+    return listener_pb2.Listener(
+        name=name,
+        address=socket_address(address, port),
+        traffic_direction=direction,
+        filter_chains=[listener_components_pb2.FilterChain(filters=[network_filter])],
+    )
+
+
+def inbound_listener(address: str, inbound: Inbound) -> listener_pb2.Listener:
+    """Mesh traffic for this sidecar's app: HTTP through a connection manager whose only route
+    sends everything to the app, tcp straight through."""
+    stat_prefix = naming.inbound_stat_prefix(inbound.port)
+    if inbound.protocol.is_http:
+        network_filter = filters.http_connection_manager_filter(
+            filters.inbound_connection_manager(
+                stat_prefix, inbound_route_configuration(inbound.app_port)
+            )
+        )
+    else:
+        network_filter = filters.tcp_proxy_filter(
+            filters.tcp_proxy(stat_prefix, naming.inbound_cluster(inbound.app_port))
+        )
+    return _listener(
+        naming.inbound_listener(), address, inbound.port, base_pb2.INBOUND, network_filter
+    )
+
+
+def outbound_http_listener(address: str, port: int) -> listener_pb2.Listener:
+    """The listener the app sends HTTP through; routes come over RDS."""
+    manager = filters.outbound_connection_manager(
+        naming.OUTBOUND_HTTP_STAT_PREFIX, naming.outbound_http_route()
+    )
+    return _listener(
+        naming.outbound_http_listener(),
+        address,
+        port,
+        base_pb2.OUTBOUND,
+        filters.http_connection_manager_filter(manager),
+    )
+
+
+def outbound_tcp_listener(address: str, service: Service) -> listener_pb2.Listener:
+    """The listener on ``address:<service.port>`` that forwards connections to ``service``."""
+    proxy = filters.tcp_proxy(
+        naming.outbound_tcp_stat_prefix(service), naming.outbound_cluster(service)
+    )
+    return _listener(
+        naming.outbound_tcp_listener(service),
+        address,
+        service.port,
+        base_pb2.OUTBOUND,
+        filters.tcp_proxy_filter(proxy),
+    )
+
+
+def _proxy_resource(proxy: Proxy) -> str:
+    return f"Proxy/{proxy.namespace}/{proxy.service}"
+
+
+def _service_resource(service: Service) -> str:
+    return f"Service/{service.namespace}/{service.name}"
+
+
+def _own_service(proxy: Proxy, services: Sequence[Service]) -> Service | None:
+    for service in services:
+        if service.name == proxy.service and service.namespace == proxy.namespace:
+            return service
+    return None
+
+
+def plan_listeners(proxy: Proxy, services: Sequence[Service]) -> ListenerPlan:
+    """Every listener ``proxy`` should have, given the mesh's ``services``.
+
+    In order of precedence: the app's own port (``127.0.0.1:<app_port>``, never bound by
+    Envoy), the inbound listener (sidecars with both ``inbound_port`` and ``app_port``), the
+    outbound HTTP listener (when ``outbound_port`` is set) and, with it, one listener per tcp
+    service on ``outbound_address:<service.port>``, by namespace and name. A listener whose
+    address:port is already taken is left out and reported; no two listeners ever share one.
+    Gateways get no inbound listener (yet).
+    """
+    plan = ListenerPlan()
+    table = PortTable()
+    if proxy.app_port is not None:
+        table.claim(Binding(APP_ADDRESS, proxy.app_port, "the app's own port"))
+
+    if (
+        proxy.kind is ProxyKind.SIDECAR
+        and proxy.inbound_port is not None
+        and proxy.app_port is not None
+    ):
+        own = _own_service(proxy, services)
+        binding = Binding(proxy.inbound_address, proxy.inbound_port, "the inbound listener")
+        if own is None:
+            plan.problems.append(
+                Problem(
+                    _proxy_resource(proxy),
+                    "service",
+                    f"service {proxy.namespace}/{proxy.service} is not registered, so its "
+                    "protocol is unknown; the inbound listener is left out until it is",
+                    Severity.WARNING,
+                )
+            )
+        elif taken := table.claim(binding):
+            plan.problems.append(
+                Problem(
+                    _proxy_resource(proxy),
+                    "inbound_port",
+                    f"the inbound listener ({binding.endpoint}) collides with {taken.owner} "
+                    f"({taken.endpoint}); it is left out",
+                )
+            )
+        else:
+            plan.inbound = Inbound(proxy.inbound_port, proxy.app_port, own.protocol)
+            plan.listeners.append(inbound_listener(proxy.inbound_address, plan.inbound))
+
+    if proxy.outbound_port is None:
+        return plan
+    binding = Binding(proxy.outbound_address, proxy.outbound_port, "the outbound HTTP listener")
+    if taken := table.claim(binding):
+        plan.problems.append(
+            Problem(
+                _proxy_resource(proxy),
+                "outbound_port",
+                f"the outbound HTTP listener ({binding.endpoint}) collides with {taken.owner} "
+                f"({taken.endpoint}); it is left out",
+            )
+        )
+    else:
+        plan.outbound_http = True
+        plan.listeners.append(outbound_http_listener(proxy.outbound_address, proxy.outbound_port))
+
+    for service in sorted(services, key=lambda s: (s.namespace, s.name)):
+        if service.protocol.is_http:
+            continue
+        owner = f"the listener of tcp service {service.namespace}/{service.name}"
+        binding = Binding(proxy.outbound_address, service.port, owner)
+        if taken := table.claim(binding):
+            plan.problems.append(
+                Problem(
+                    _service_resource(service),
+                    "port",
+                    f"port {service.port} collides with {taken.owner} ({taken.endpoint}) on "
+                    f"the proxies of {proxy.namespace}/{proxy.service}; the service's tcp "
+                    "listener is left out there",
+                )
+            )
+        else:
+            plan.listeners.append(outbound_tcp_listener(proxy.outbound_address, service))
+    return plan

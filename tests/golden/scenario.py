@@ -1,0 +1,85 @@
+"""Golden scenarios: reading ``input.yaml`` into the model, and writing resources as YAML.
+
+``input.yaml`` holds ``revision``, ``services``, ``instances`` and ``proxy`` with the model's
+field names (enums by value: ``protocol: grpc``, ``kind: gateway``). ``expected.yaml`` holds
+the translator's output: each resource kind as a list of ``MessageToDict`` dicts (proto field
+names), and the problems, dumped with sorted keys so equal output is equal text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from google.protobuf import json_format  # type: ignore[import-untyped]
+
+from interlock.model import Instance, MeshState, Protocol, Proxy, ProxyKind, Service
+from interlock.xds.translate import Resources
+
+GOLDEN_DIR = Path(__file__).parent
+CERTIFICATE_PLACEHOLDER = "<certificate material>"
+"""What every inline secret byte string becomes in expected.yaml (stable across runs)."""
+
+
+def scenario_names() -> list[str]:
+    """Every directory beside this file that holds an ``input.yaml``, sorted."""
+    return sorted(p.parent.name for p in GOLDEN_DIR.glob("*/input.yaml"))
+
+
+def load_scenario(directory: Path) -> tuple[MeshState, Proxy]:
+    """The mesh state and proxy described by ``directory/input.yaml``."""
+    data = yaml.safe_load((directory / "input.yaml").read_text())
+    services = [
+        Service(**{**s, "protocol": Protocol(s.get("protocol", "http"))})
+        for s in data.get("services", [])
+    ]
+    instances = [Instance(**i) for i in data.get("instances", [])]
+    proxy_data = data["proxy"]
+    proxy = Proxy(**{**proxy_data, "kind": ProxyKind(proxy_data.get("kind", "sidecar"))})
+    return MeshState.build(int(data.get("revision", 1)), services, instances), proxy
+
+
+def _plain(messages: Iterable[Any]) -> list[Any]:
+    # json round trip: MessageToDict nests OrderedDicts for Any fields, which YAML cannot dump.
+    return [
+        json.loads(json.dumps(json_format.MessageToDict(m, preserving_proto_field_name=True)))
+        for m in messages
+    ]
+
+
+def _scrub_secrets(value: Any) -> Any:
+    """Inline certificate and key bytes replaced by :data:`CERTIFICATE_PLACEHOLDER`."""
+    if isinstance(value, dict):
+        return {
+            k: CERTIFICATE_PLACEHOLDER
+            if k in ("inline_bytes", "inline_string")
+            else _scrub_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub_secrets(v) for v in value]
+    return value
+
+
+def render(resources: Resources) -> str:
+    """``resources`` as the sorted YAML text of ``expected.yaml``."""
+    document = {
+        "listeners": _plain(resources.listeners),
+        "clusters": _plain(resources.clusters),
+        "routes": _plain(resources.routes),
+        "endpoints": _plain(resources.endpoints),
+        "secrets": _scrub_secrets(_plain(resources.secrets)),
+        "problems": [
+            {
+                "resource": p.resource,
+                "field": p.field,
+                "message": p.message,
+                "severity": str(p.severity),
+            }
+            for p in resources.problems
+        ],
+    }
+    return yaml.safe_dump(document, sort_keys=True, default_flow_style=False, width=100)
