@@ -1,0 +1,10 @@
+"""The SQL store: model values in and out, revisioned writes, migrations and a change feed.
+
+See :class:`Store`. The schema is private to this package; callers see only
+:mod:`interlock.model` values and the records below.
+"""
+
+from interlock.store.records import Change, RevisionInfo, WriteResult
+from interlock.store.repository import Snapshot, Store
+
+__all__ = ["Change", "RevisionInfo", "Snapshot", "Store", "WriteResult"]

@@ -1,0 +1,58 @@
+"""The FastAPI application of API v1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+import interlock
+from interlock.api import problems
+from interlock.api.body import BodyLimit
+from interlock.api.routers import ROUTERS
+from interlock.store import Store
+
+DESCRIPTION = """\
+The Interlock control plane's REST API. Writes are idempotent PUTs and DELETEs; every response
+carries the mesh revision it was read or written at (a `revision` field and the
+`Interlock-Revision` header). Errors are RFC 9457 `application/problem+json` documents whose
+`errors` name each wrong field.
+"""
+
+
+def create_app(store: Store, *, max_body_bytes: int = 1_048_576) -> FastAPI:
+    """An ASGI app serving API v1 from ``store`` (OpenAPI at ``/openapi.json``).
+
+    Request bodies over ``max_body_bytes`` are refused with 413. The caller owns ``store``
+    (the app never closes it). Endpoints call the blocking store from FastAPI's thread pool.
+    """
+    app = FastAPI(
+        title="Interlock",
+        version=interlock.__version__,
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    app.state.store = store
+    problems.install(app)
+    app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
+    for router in ROUTERS:
+        app.include_router(router)
+    _document_problems(app)
+    return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Add the :class:`~interlock.api.problems.Problem` schema the routes' errors refer to."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            defs = problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(defs.pop("$defs", {}))
+            components["Problem"] = defs
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,83 @@
+"""``/v1/services/{name}/instances``: register, read and remove a service's instances."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path, Response, status
+
+from interlock.api.routing import StoreDep, api_router, at_revision, errors_at
+from interlock.api.schemas import (
+    InstanceId,
+    InstanceList,
+    InstanceResponse,
+    InstanceSpec,
+    InstanceView,
+    InstanceWritten,
+    RevisionResponse,
+    ServiceName,
+)
+
+router = api_router(prefix="/v1/services/{name}/instances", tags=["instances"])
+
+NamePath = Annotated[ServiceName, Path(description="the service name (a DNS label)")]
+IdPath = Annotated[InstanceId, Path(description="the instance id, unique within its service")]
+
+# Fields the store names in its errors, and where this router's requests carry them.
+AT_PATH = {"service": "path.name", "instance_id": "path.instance_id"}
+
+
+@router.get("")
+def list_instances(name: NamePath, store: StoreDep, response: Response) -> InstanceList:
+    """The service's instances, sorted by id; 404 if the service does not exist."""
+    with errors_at(**AT_PATH), store.snapshot() as snap:
+        instances = snap.list_instances(name)
+        revision = snap.revision
+    return InstanceList(
+        revision=at_revision(response, revision), items=[InstanceView.of(i) for i in instances]
+    )
+
+
+@router.put(
+    "/{instance_id}",
+    status_code=status.HTTP_200_OK,
+    responses={201: {"description": "Created", "model": InstanceWritten}},
+)
+def put_instance(
+    name: NamePath,
+    instance_id: IdPath,
+    spec: InstanceSpec,
+    store: StoreDep,
+    response: Response,
+) -> InstanceWritten:
+    """Create or replace an instance of an existing service (404 if it does not exist).
+    Idempotent like ``PUT /v1/services/{name}``."""
+    with errors_at(**AT_PATH):
+        result = store.put_instance(spec.to_model(name, instance_id))
+    if result.created:
+        response.status_code = status.HTTP_201_CREATED
+    return InstanceWritten(
+        revision=at_revision(response, result.revision),
+        created=result.created,
+        changed=result.changed,
+        **InstanceView.of(result.value).model_dump(),
+    )
+
+
+@router.get("/{instance_id}")
+def get_instance(
+    name: NamePath, instance_id: IdPath, store: StoreDep, response: Response
+) -> InstanceResponse:
+    with errors_at(**AT_PATH), store.snapshot() as snap:
+        instance = snap.get_instance(name, instance_id)
+        revision = snap.revision
+    return InstanceResponse.at(instance, at_revision(response, revision))
+
+
+@router.delete("/{instance_id}")
+def delete_instance(
+    name: NamePath, instance_id: IdPath, store: StoreDep, response: Response
+) -> RevisionResponse:
+    with errors_at(**AT_PATH):
+        revision = store.delete_instance(name, instance_id)
+    return RevisionResponse(revision=at_revision(response, revision))

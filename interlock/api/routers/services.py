@@ -1,0 +1,81 @@
+"""``/v1/services``: register, read and remove services."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path, Query, Response, status
+
+from interlock.api.routing import StoreDep, api_router, at_revision, errors_at
+from interlock.api.schemas import (
+    RevisionResponse,
+    ServiceList,
+    ServiceName,
+    ServiceResponse,
+    ServiceSpec,
+    ServiceView,
+    ServiceWritten,
+)
+
+router = api_router(prefix="/v1/services", tags=["services"])
+
+NamePath = Annotated[ServiceName, Path(description="the service name (a DNS label)")]
+
+# Fields the store names in its errors, and where this router's requests carry them.
+AT_PATH = {"service": "path.name", "name": "path.name"}
+
+
+@router.get("")
+def list_services(store: StoreDep, response: Response) -> ServiceList:
+    """Every service, sorted by name."""
+    with errors_at(**AT_PATH), store.snapshot() as snap:
+        services = snap.list_services()
+        revision = snap.revision
+    return ServiceList(
+        revision=at_revision(response, revision), items=[ServiceView.of(s) for s in services]
+    )
+
+
+@router.put(
+    "/{name}",
+    status_code=status.HTTP_200_OK,
+    responses={201: {"description": "Created", "model": ServiceWritten}},
+)
+def put_service(
+    name: NamePath, spec: ServiceSpec, store: StoreDep, response: Response
+) -> ServiceWritten:
+    """Create or replace a service. Idempotent: the same body again changes nothing and
+    returns the same revision (200); the first creation answers 201."""
+    with errors_at(**AT_PATH):
+        result = store.put_service(spec.to_model(name))
+    if result.created:
+        response.status_code = status.HTTP_201_CREATED
+    return ServiceWritten(
+        revision=at_revision(response, result.revision),
+        created=result.created,
+        changed=result.changed,
+        **ServiceView.of(result.value).model_dump(),
+    )
+
+
+@router.get("/{name}")
+def get_service(name: NamePath, store: StoreDep, response: Response) -> ServiceResponse:
+    with errors_at(**AT_PATH), store.snapshot() as snap:
+        service = snap.get_service(name)
+        revision = snap.revision
+    return ServiceResponse.at(service, at_revision(response, revision))
+
+
+@router.delete("/{name}")
+def delete_service(
+    name: NamePath,
+    store: StoreDep,
+    response: Response,
+    cascade: Annotated[
+        bool, Query(description="also delete the service's instances (else 409 if any)")
+    ] = False,
+) -> RevisionResponse:
+    """Delete a service; 409 while it has instances unless ``cascade=true``."""
+    with errors_at(**AT_PATH):
+        revision = store.delete_service(name, cascade=cascade)
+    return RevisionResponse(revision=at_revision(response, revision))

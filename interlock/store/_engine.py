@@ -1,0 +1,181 @@
+"""The database connection and the store's transaction discipline.
+
+* SQLite: WAL, a busy timeout, foreign keys on; SQLAlchemy (not the sqlite3 driver) emits
+  ``BEGIN`` — ``BEGIN IMMEDIATE`` for writes, so concurrent writers queue on the write lock
+  instead of deadlocking on a lock upgrade. An in-memory database (``sqlite://``) is one shared
+  connection, so every transaction on it is serialized by a lock.
+* PostgreSQL: writes run at READ COMMITTED and serialize on the ``mesh`` row; reads run at
+  REPEATABLE READ so every read of one transaction sees one snapshot.
+* Every SQLAlchemy error leaving a transaction becomes an :class:`Unavailable` (or a
+  :class:`Conflict` for an integrity violation); nothing raw escapes the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from interlock.model.errors import Conflict, FieldError, InvalidInput, Unavailable
+
+log = logging.getLogger(__name__)
+
+_WRITE_OPTION = "interlock_write"
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def normalize_url(url: str) -> URL:
+    """Parse a database URL; ``postgres://`` and ``postgresql://`` mean psycopg 3.
+
+    Raises :class:`InvalidInput` for anything but SQLite or PostgreSQL.
+    """
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise _bad_url(
+            "cannot parse the database URL (expected sqlite:///… or postgresql://…)"
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgres", "postgresql") and driver in ("", "psycopg"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        return parsed
+    raise _bad_url(
+        f"unsupported database {parsed.drivername!r}: use sqlite:///path.db or "
+        "postgresql+psycopg://user@host/db"
+    )
+
+
+def _bad_url(message: str) -> InvalidInput:
+    return InvalidInput(message, errors=(FieldError("database_url", message),))
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of the driver's message: no SQL text, no parameters."""
+    cause = getattr(error, "orig", None) or error
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+
+def unavailable(error: BaseException) -> Unavailable:
+    """An :class:`Unavailable` that says why, without SQL text or parameters."""
+    return Unavailable(f"the database is unavailable: {_reason(error)}")
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    """Turn SQLAlchemy errors raised inside into the model's exception tree."""
+    try:
+        yield
+    except exc.IntegrityError as e:
+        raise Conflict(f"the write conflicts with stored data: {_reason(e)}") from e
+    except exc.SQLAlchemyError as e:
+        log.warning("database error (%s): %s", type(e).__name__, _reason(e))
+        raise unavailable(e) from e
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the database to WAL (persistent, so usually already done).
+
+    The switch needs the database to itself, and SQLite reports "locked" at once, without
+    waiting for the busy timeout, when another connection is busy — as when several processes
+    create a database together — so retry until the busy timeout has passed.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+class Database:
+    """One engine and its transactions. Thread-safe; close with :meth:`dispose`."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.dialect = url.get_backend_name()
+        self._closed = False
+        self._serial: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if self.dialect == "sqlite":
+            self.engine = self._sqlite_engine(url)
+        else:
+            self.engine = sa.create_engine(
+                url,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": 10},
+            )
+
+    def _sqlite_engine(self, url: URL) -> Engine:
+        in_memory = url.database in (None, "", ":memory:")
+        kwargs: dict[str, Any] = {
+            "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+        }
+        if in_memory:
+            kwargs["poolclass"] = StaticPool
+            self._serial = threading.RLock()
+        engine = sa.create_engine(url, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # The driver must not emit BEGIN itself; the "begin" hook below does.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+                cursor.execute("PRAGMA foreign_keys = ON")
+                if not in_memory:
+                    _enable_wal(cursor)
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get(_WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction; commits when the block ends, rolls back if it raises."""
+        with self._serial, translated_errors():
+            self._check_open()
+            with self.engine.connect() as conn:
+                conn.execution_options(**{_WRITE_OPTION: True})
+                with conn.begin():
+                    yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """One read transaction in which every statement sees the same snapshot."""
+        with self._serial, translated_errors():
+            self._check_open()
+            with self.engine.connect() as conn:
+                if self.dialect == "postgresql":
+                    conn.execution_options(
+                        isolation_level="REPEATABLE READ", postgresql_readonly=True
+                    )
+                with conn.begin():
+                    yield conn
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("the store is closed")
+
+    def dispose(self) -> None:
+        self._closed = True
+        self.engine.dispose()

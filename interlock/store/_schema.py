@@ -1,0 +1,74 @@
+"""The SQL tables (private to the store; other code sees only model values).
+
+``mesh`` has exactly one row (``id = 1``) holding the current mesh revision; every write
+updates it in the same transaction as the data, which serializes writers and numbers their
+commits without gaps. ``revisions`` and ``revision_changes`` record what each revision changed.
+The Alembic migrations under ``migrations/versions`` create exactly these tables; change both
+together.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# Alembic's record of the schema's migration (one row: the newest revision applied).
+VERSION_TABLE = "interlock_schema_version"
+
+mesh = sa.Table(
+    "mesh",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("id = 1", name="mesh_single_row"),
+)
+
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("revision", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("committed_at", sa.Double, nullable=False),
+)
+
+revision_changes = sa.Table(
+    "revision_changes",
+    metadata,
+    sa.Column(
+        "revision",
+        sa.BigInteger,
+        sa.ForeignKey("revisions.revision", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(520), nullable=False),
+    sa.Column("op", sa.String(16), nullable=False),
+)
+
+services = sa.Table(
+    "services",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("protocol", sa.String(16), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),
+)
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column(
+        "service",
+        sa.String(63),
+        sa.ForeignKey("services.name", ondelete="RESTRICT"),
+        primary_key=True,
+    ),
+    sa.Column("instance_id", sa.String(253), primary_key=True),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("locality", sa.String(200), nullable=False),
+    sa.Column("healthy", sa.Boolean, nullable=False),
+)

@@ -1,0 +1,228 @@
+"""Statements on one open connection, translating rows to model values and back.
+
+Everything here runs inside a transaction opened by :class:`interlock.store._engine.Database`;
+nothing commits. Lists are sorted in Python (not by the database's collation) so both backends
+return the same order as :meth:`MeshState.build`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from interlock.model.errors import FieldError, NotFound
+from interlock.model.service import Instance, Protocol, Service
+from interlock.store._schema import instances, mesh, revision_changes, revisions, services
+from interlock.store.records import Change, RevisionInfo
+
+
+def current_revision(conn: Connection, *, lock: bool = False) -> int:
+    """The mesh revision; with ``lock`` the row stays locked until the transaction ends (the
+    write lock on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds one)."""
+    query = sa.select(mesh.c.revision).where(mesh.c.id == 1)
+    if lock:
+        query = query.with_for_update()
+    return int(conn.execute(query).scalar_one())
+
+
+def commit_revision(conn: Connection, changes: Sequence[Change], channel: str | None) -> int:
+    """Bump the mesh revision, record ``changes`` under it and (PostgreSQL) queue a NOTIFY on
+    ``channel``, all in the caller's transaction; returns the new revision."""
+    revision = int(
+        conn.execute(
+            sa.update(mesh)
+            .where(mesh.c.id == 1)
+            .values(revision=mesh.c.revision + 1)
+            .returning(mesh.c.revision)
+        ).scalar_one()
+    )
+    conn.execute(sa.insert(revisions).values(revision=revision, committed_at=time.time()))
+    conn.execute(
+        sa.insert(revision_changes),
+        [
+            {"revision": revision, "seq": seq, "kind": c.kind, "name": c.name, "op": c.op}
+            for seq, c in enumerate(changes)
+        ],
+    )
+    if channel is not None:
+        conn.execute(sa.select(sa.func.pg_notify(channel, str(revision))))
+    return revision
+
+
+def fetch_revision(conn: Connection, revision: int) -> RevisionInfo | None:
+    committed_at = conn.execute(
+        sa.select(revisions.c.committed_at).where(revisions.c.revision == revision)
+    ).scalar_one_or_none()
+    if committed_at is None:
+        return None
+    rows = conn.execute(
+        sa.select(revision_changes.c.kind, revision_changes.c.name, revision_changes.c.op)
+        .where(revision_changes.c.revision == revision)
+        .order_by(revision_changes.c.seq)
+    ).all()
+    return RevisionInfo(
+        rev=revision,
+        committed_at=float(committed_at),
+        changes=tuple(Change(kind=r.kind, name=r.name, op=r.op) for r in rows),
+    )
+
+
+# --- services ---------------------------------------------------------------------------
+
+
+def _service(row: RowMapping) -> Service:
+    return Service(
+        name=row["name"],
+        namespace=row["namespace"],
+        protocol=Protocol(row["protocol"]),
+        port=int(row["port"]),
+    )
+
+
+def _service_values(service: Service) -> dict[str, Any]:
+    return {
+        "namespace": service.namespace,
+        "protocol": service.protocol.value,
+        "port": service.port,
+    }
+
+
+def fetch_service(conn: Connection, name: str) -> Service | None:
+    row = conn.execute(sa.select(services).where(services.c.name == name)).mappings().first()
+    return None if row is None else _service(row)
+
+
+def fetch_services(conn: Connection) -> list[Service]:
+    rows = conn.execute(sa.select(services)).mappings().all()
+    return sorted((_service(r) for r in rows), key=lambda s: s.name)
+
+
+def insert_service(conn: Connection, service: Service) -> None:
+    conn.execute(sa.insert(services).values(name=service.name, **_service_values(service)))
+
+
+def update_service(conn: Connection, service: Service) -> None:
+    conn.execute(
+        sa.update(services)
+        .where(services.c.name == service.name)
+        .values(**_service_values(service))
+    )
+
+
+def delete_service_row(conn: Connection, name: str) -> None:
+    conn.execute(sa.delete(services).where(services.c.name == name))
+
+
+# --- instances --------------------------------------------------------------------------
+
+
+def _instance(row: RowMapping) -> Instance:
+    return Instance(
+        service=row["service"],
+        instance_id=row["instance_id"],
+        address=row["address"],
+        port=int(row["port"]),
+        labels=dict(row["labels"]),
+        locality=row["locality"],
+        healthy=bool(row["healthy"]),
+    )
+
+
+def _instance_values(instance: Instance) -> dict[str, Any]:
+    return {
+        "address": instance.address,
+        "port": instance.port,
+        "labels": dict(instance.labels),
+        "locality": instance.locality,
+        "healthy": instance.healthy,
+    }
+
+
+def _sorted_instances(rows: Iterable[RowMapping]) -> list[Instance]:
+    return sorted((_instance(r) for r in rows), key=lambda i: (i.service, i.instance_id))
+
+
+def fetch_instance(conn: Connection, service: str, instance_id: str) -> Instance | None:
+    row = (
+        conn.execute(
+            sa.select(instances).where(
+                instances.c.service == service, instances.c.instance_id == instance_id
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else _instance(row)
+
+
+def fetch_instances(conn: Connection, service: str | None = None) -> list[Instance]:
+    """The instances of ``service`` (every instance when ``None``), sorted."""
+    query = sa.select(instances)
+    if service is not None:
+        query = query.where(instances.c.service == service)
+    return _sorted_instances(conn.execute(query).mappings().all())
+
+
+def insert_instance(conn: Connection, instance: Instance) -> None:
+    conn.execute(
+        sa.insert(instances).values(
+            service=instance.service,
+            instance_id=instance.instance_id,
+            **_instance_values(instance),
+        )
+    )
+
+
+def update_instance(conn: Connection, instance: Instance) -> None:
+    conn.execute(
+        sa.update(instances)
+        .where(
+            instances.c.service == instance.service,
+            instances.c.instance_id == instance.instance_id,
+        )
+        .values(**_instance_values(instance))
+    )
+
+
+def delete_instance_rows(conn: Connection, service: str, instance_ids: Sequence[str]) -> None:
+    if instance_ids:
+        conn.execute(
+            sa.delete(instances).where(
+                instances.c.service == service, instances.c.instance_id.in_(instance_ids)
+            )
+        )
+
+
+# --- lookups that raise -----------------------------------------------------------------
+
+
+def service_not_found(name: str) -> NotFound:
+    """``errors`` names the field ``service``."""
+    message = f"service {name!r} does not exist"
+    return NotFound(message, errors=(FieldError("service", message),))
+
+
+def instance_not_found(service: str, instance_id: str) -> NotFound:
+    """``errors`` names the field ``instance_id``."""
+    message = f"instance {instance_id!r} of service {service!r} does not exist"
+    return NotFound(message, errors=(FieldError("instance_id", message),))
+
+
+def require_service(conn: Connection, name: str) -> Service:
+    service = fetch_service(conn, name)
+    if service is None:
+        raise service_not_found(name)
+    return service
+
+
+def require_instance(conn: Connection, service: str, instance_id: str) -> Instance:
+    instance = fetch_instance(conn, service, instance_id)
+    if instance is None:
+        if fetch_service(conn, service) is None:
+            raise service_not_found(service)
+        raise instance_not_found(service, instance_id)
+    return instance

@@ -1,0 +1,57 @@
+"""Health, the revision endpoint, OpenAPI, and a database that went away."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from interlock.api import create_app
+from interlock.store import Store
+from tests.api.problems import assert_problem
+
+
+def test_healthz_and_revision(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok", "revision": 0}
+    client.put("/v1/services/b", json={"port": 8080})
+
+    response = client.get("/v1/revision")
+
+    assert response.json() == {"revision": 1}
+    assert response.headers["Interlock-Revision"] == "1"
+
+
+def test_openapi_describes_the_v1_contract(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+
+    assert {
+        "/healthz",
+        "/v1/revision",
+        "/v1/services",
+        "/v1/services/{name}",
+        "/v1/services/{name}/instances",
+        "/v1/services/{name}/instances/{instance_id}",
+    } <= set(spec["paths"])
+    schemas = spec["components"]["schemas"]
+    assert schemas["ServiceSpec"]["required"] == ["port"]
+    assert schemas["ServiceSpec"]["additionalProperties"] is False
+    assert schemas["InstanceSpec"]["required"] == ["address", "port"]
+    assert {"type", "title", "status", "detail", "instance", "errors"} <= set(
+        schemas["Problem"]["properties"]
+    )
+    put = spec["paths"]["/v1/services/{name}"]["put"]["responses"]
+    assert {"200", "201", "400", "413", "415", "422", "503"} <= set(put)
+    assert "application/problem+json" in put["422"]["content"]
+
+
+def test_an_unavailable_database_is_503_for_reads_and_writes(db_url: str) -> None:
+    store = Store.open(db_url)
+    client = TestClient(create_app(store))
+    store.close()
+
+    for response in (
+        client.get("/healthz"),
+        client.get("/v1/services"),
+        client.put("/v1/services/b", json={"port": 8080}),
+        client.delete("/v1/services/b"),
+    ):
+        assert_problem(response, 503)
+        assert response.headers["Retry-After"] == "1"

@@ -1,0 +1,103 @@
+"""/v1/services: the happy paths, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.api.problems import assert_problem
+
+B = {"namespace": "shop", "protocol": "grpc", "port": 9090}
+
+
+def test_put_creates_with_201_and_reports_the_revision(client: TestClient) -> None:
+    response = client.put("/v1/services/b", json=B)
+
+    assert response.status_code == 201
+    assert response.headers["Interlock-Revision"] == "1"
+    assert response.json() == {"name": "b", **B, "revision": 1, "created": True, "changed": True}
+
+
+def test_the_same_put_again_is_200_with_the_same_revision_and_one_row(
+    client: TestClient,
+) -> None:
+    client.put("/v1/services/b", json=B)
+
+    again = client.put("/v1/services/b", json=B)
+
+    assert again.status_code == 200
+    assert again.headers["Interlock-Revision"] == "1"
+    assert again.json()["revision"] == 1
+    assert (again.json()["created"], again.json()["changed"]) == (False, False)
+    assert client.get("/v1/revision").json() == {"revision": 1}
+    assert len(client.get("/v1/services").json()["items"]) == 1
+
+
+def test_a_changed_body_replaces_the_service_in_a_new_revision(client: TestClient) -> None:
+    client.put("/v1/services/b", json=B)
+
+    response = client.put("/v1/services/b", json={**B, "port": 9091})
+
+    assert response.status_code == 200
+    assert response.json()["revision"] == 2
+    assert client.get("/v1/services/b").json()["port"] == 9091
+
+
+def test_namespace_and_protocol_have_defaults(client: TestClient) -> None:
+    response = client.put("/v1/services/b", json={"port": 8080})
+
+    body = response.json()
+    assert (body["namespace"], body["protocol"], body["port"]) == ("default", "http", 8080)
+
+
+def test_list_is_sorted_and_carries_its_revision(client: TestClient) -> None:
+    for name in ["c", "a", "b"]:
+        client.put(f"/v1/services/{name}", json={"port": 8080})
+
+    response = client.get("/v1/services")
+
+    assert response.status_code == 200
+    assert response.headers["Interlock-Revision"] == "3"
+    assert response.json()["revision"] == 3
+    assert [s["name"] for s in response.json()["items"]] == ["a", "b", "c"]
+
+
+def test_get_one_carries_the_revision_it_was_read_at(client: TestClient) -> None:
+    client.put("/v1/services/b", json=B)
+    client.put("/v1/services/c", json=B)
+
+    response = client.get("/v1/services/b")
+
+    assert response.headers["Interlock-Revision"] == "2"
+    assert response.json() == {"name": "b", **B, "revision": 2}
+
+
+def test_get_a_missing_service_is_404(client: TestClient) -> None:
+    assert_problem(client.get("/v1/services/nope"), 404, "path.name")
+
+
+def test_delete_returns_the_new_revision(client: TestClient) -> None:
+    client.put("/v1/services/b", json=B)
+
+    response = client.delete("/v1/services/b")
+
+    assert response.status_code == 200
+    assert response.headers["Interlock-Revision"] == "2"
+    assert response.json() == {"revision": 2}
+    assert_problem(client.get("/v1/services/b"), 404)
+    assert_problem(client.delete("/v1/services/b"), 404, "path.name")
+
+
+def test_delete_with_instances_is_409_unless_cascade(client: TestClient) -> None:
+    client.put("/v1/services/b", json=B)
+    client.put("/v1/services/b/instances/b-1", json={"address": "127.0.0.1", "port": 15006})
+
+    refused = client.delete("/v1/services/b")
+    assert_problem(refused, 409)
+    assert "cascade" in refused.json()["detail"]
+    assert client.get("/v1/revision").json()["revision"] == 2
+
+    response = client.delete("/v1/services/b", params={"cascade": "true"})
+
+    assert response.json() == {"revision": 3}
+    assert client.get("/v1/services").json() == {"revision": 3, "items": []}
+    assert_problem(client.get("/v1/services/b/instances"), 404, "path.name")

@@ -1,0 +1,60 @@
+"""Opening runs the migrations: idempotent, and safe when replicas start together."""
+
+from __future__ import annotations
+
+import threading
+
+import sqlalchemy as sa
+
+from interlock.model import Instance, Service
+from interlock.store import Store
+
+
+def schema_version(url: str) -> list[str]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            query = "SELECT version_num FROM interlock_schema_version"
+            return list(conn.exec_driver_sql(query).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_opening_twice_keeps_schema_and_data(db_url: str) -> None:
+    with Store.open(db_url) as first:
+        first.put_service(Service("b", port=8080))
+        first.put_instance(Instance("b", "b-1", "127.0.0.1", 15006))
+
+    with Store.open(db_url) as second:
+        assert second.revision() == 2
+        assert [i.instance_id for i in second.list_instances("b")] == ["b-1"]
+
+    assert schema_version(db_url) == ["0001"]
+
+
+def test_replicas_opening_at_once_both_succeed(db_url: str) -> None:
+    opened: list[Store] = []
+    failures: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def open_one() -> None:
+        try:
+            start.wait()
+            opened.append(Store.open(db_url))
+        except BaseException as e:  # reported below
+            failures.append(e)
+
+    threads = [threading.Thread(target=open_one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert failures == []
+        assert len(opened) == 3
+        opened[0].put_service(Service("b", port=8080))
+        assert [s.revision() for s in opened] == [1, 1, 1]
+    finally:
+        for s in opened:
+            s.close()
+    assert schema_version(db_url) == ["0001"]
