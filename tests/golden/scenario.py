@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from google.protobuf import json_format  # type: ignore[import-untyped]
+from google.protobuf import json_format
 
 from interlock.model import Instance, MeshState, Protocol, Proxy, ProxyKind, Service
 from interlock.xds.translate import Resources

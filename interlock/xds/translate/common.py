@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from envoy.config.core.v3 import address_pb2, config_source_pb2
-
-# protobuf ships no type information (types-protobuf is not a dependency); these three imports
-# are the only ones from google.protobuf in the translator, so the ignores stay here.
-from google.protobuf.any_pb2 import Any  # type: ignore[import-untyped]
-from google.protobuf.duration_pb2 import Duration  # type: ignore[import-untyped]
-from google.protobuf.wrappers_pb2 import BoolValue, UInt32Value  # type: ignore[import-untyped]
+from google.protobuf.any_pb2 import Any
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+from google.protobuf.wrappers_pb2 import BoolValue, UInt32Value
 
 CONNECT_TIMEOUT_SECONDS = 5
 """How long an upstream connection may take to establish."""
@@ -24,7 +22,7 @@ def disabled() -> Duration:
     return Duration(seconds=0)
 
 
-def typed(message: object) -> Any:
+def typed(message: Message) -> Any:
     """``message`` packed into an ``Any`` with deterministic bytes."""
     packed = Any()
     packed.Pack(message, deterministic=True)

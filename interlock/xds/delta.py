@@ -1,0 +1,56 @@
+"""Incremental (delta) streams (``DeltaAggregatedResources`` and ``Delta<Type>``).
+
+Contract, per type on one stream:
+
+- a response carries the resources whose version differs from what the proxy holds and, in
+  ``removed_resources``, the held names it should no longer have; ``system_version_info`` is the
+  hash of the whole content the proxy holds after applying it; every nonce is new to the stream;
+- the first request's ``initial_resource_versions`` are what the proxy holds (a reconnect): only
+  what differs from them is sent, and names the snapshot no longer has are removed;
+- ACK/NACK come from ``response_nonce`` and ``error_detail``; a stale nonce acknowledges nothing,
+  but its subscription changes are still applied (they are incremental and would be lost);
+- unsubscribing a name never subscribed is ignored; a name unsubscribed under a wildcard is
+  forgotten as held, so the wildcard sends it again (Envoy keeps such names "ambiguous");
+- a NACKed response is not resent: nothing more is sent until what the proxy should hold changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interlock.xds import wire
+from interlock.xds.content import Content
+from interlock.xds.session import TypeState
+from interlock.xds.status import Variant
+from interlock.xds.stream import XdsStream
+
+
+class DeltaStream(XdsStream):
+    variant: Variant = "delta"
+    nonce_field_number = wire.DELTA_NONCE
+
+    def handle(self, request: Any) -> None:
+        state, first = self.state_for(request.type_url)
+        error = request.error_detail.message if request.HasField("error_detail") else None
+        self.ack_or_nack(state, request.response_nonce, error)
+        if first and request.initial_resource_versions:
+            state.have = self.cache.pool.held(
+                state.type_url, dict(request.initial_resource_versions)
+            )
+        changed, dropped = state.sub.apply_delta(
+            first, request.resource_names_subscribe, request.resource_names_unsubscribe
+        )
+        if dropped and state.have is not None:
+            state.have = state.have.without(dropped)
+        if changed or dropped or first:
+            state.narrow()
+            state.in_sync = False
+            self.wake()
+
+    def needs_send(self, state: TypeState, desired: Content) -> bool:
+        if state.have is None:
+            return state.sub.wildcard or bool(desired.entries)
+        return desired.version != state.have.version
+
+    def body(self, state: TypeState, desired: Content) -> bytes:
+        return desired.delta_body(state.have)

@@ -1,0 +1,269 @@
+"""The xDS management server: ADS and the per-type services, state-of-the-world and delta, on one
+grpc.aio port.
+
+Every stream goes through the same handshake: the first request must carry ``node.id`` (else the
+stream ends with INVALID_ARGUMENT); the ``open_stream`` hook maps the node and the call's metadata
+to a snapshot key (or raises :class:`StreamRejected`, which ends the stream with its code before
+anything is sent); the stream then watches that key and sends nothing until it has a snapshot.
+What is sent and when is described in :mod:`interlock.xds.stream`, :mod:`interlock.xds.sotw` and
+:mod:`interlock.xds.delta`.
+
+Responses are handed to gRPC already serialized: a response body is encoded once per content and
+shared by every stream sending it; only the nonce is appended per stream.
+
+Per-type streams of one node (same snapshot key and node id) form one session, so that clusters
+dropped from CDS wait for the routes on the RDS stream, as they do on an ADS stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc  # type: ignore[import-untyped, unused-ignore]
+from envoy.config.core.v3.base_pb2 import Node
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped, unused-ignore]
+
+from interlock.xds import resource_types as rt
+from interlock.xds.cache import SnapshotCache
+from interlock.xds.delta import DeltaStream
+from interlock.xds.session import Session
+from interlock.xds.sotw import SotwStream
+from interlock.xds.status import StatusRegistry
+from interlock.xds.stream import ProtocolError, XdsStream
+
+log = logging.getLogger("interlock.xds.server")
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+OpenStream = Callable[[Node, Metadata], Awaitable[str]]
+
+#: gRPC service → (short name, SotW method, delta method, type it serves; None for ADS)
+SERVICES: dict[str, tuple[str, str, str, str | None]] = {
+    "envoy.service.discovery.v3.AggregatedDiscoveryService": (
+        "ads",
+        "StreamAggregatedResources",
+        "DeltaAggregatedResources",
+        None,
+    ),
+    "envoy.service.cluster.v3.ClusterDiscoveryService": (
+        "cds",
+        "StreamClusters",
+        "DeltaClusters",
+        rt.CLUSTER,
+    ),
+    "envoy.service.endpoint.v3.EndpointDiscoveryService": (
+        "eds",
+        "StreamEndpoints",
+        "DeltaEndpoints",
+        rt.ENDPOINT,
+    ),
+    "envoy.service.listener.v3.ListenerDiscoveryService": (
+        "lds",
+        "StreamListeners",
+        "DeltaListeners",
+        rt.LISTENER,
+    ),
+    "envoy.service.route.v3.RouteDiscoveryService": (
+        "rds",
+        "StreamRoutes",
+        "DeltaRoutes",
+        rt.ROUTE,
+    ),
+    "envoy.service.secret.v3.SecretDiscoveryService": (
+        "sds",
+        "StreamSecrets",
+        "DeltaSecrets",
+        rt.SECRET,
+    ),
+}
+
+
+class StreamRejected(Exception):
+    """Raised by the ``open_stream`` hook: the stream ends with ``code`` and nothing is sent."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def envoy_version(node: Any) -> str:
+    """``name/version`` from the node's user agent fields ("" when the client names none)."""
+    name = str(node.user_agent_name)
+    if node.user_agent_version:
+        return f"{name}/{node.user_agent_version}"
+    if node.HasField("user_agent_build_version"):
+        v = node.user_agent_build_version.version
+        return f"{name}/{v.major_number}.{v.minor_number}.{v.patch}"
+    return name
+
+
+class XdsServer:
+    """Serves the snapshots of ``cache`` to every stream, recording status in ``status``."""
+
+    def __init__(
+        self, cache: SnapshotCache, status: StatusRegistry, open_stream: OpenStream
+    ) -> None:
+        self._cache = cache
+        self._status = status
+        self._open_stream = open_stream
+        self._server: grpc.aio.Server | None = None
+        self._ids = itertools.count(1)
+        self._sessions: dict[tuple[str, str], Session] = {}
+        #: The open streams by id (introspection; status is in the registry).
+        self.streams: dict[int, XdsStream] = {}
+
+    async def start(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
+        """Listen on ``address`` (e.g. ``127.0.0.1:0``); returns the bound port."""
+        server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ]
+        )
+        server.add_generic_rpc_handlers(self._handlers())
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+        if port == 0:
+            raise OSError(f"cannot listen on {address}")
+        await server.start()
+        self._server = server
+        log.info("xDS server listening on port %d", port)
+        return int(port)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Stop accepting streams and end the open ones after ``grace`` seconds."""
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    def _handlers(self) -> list[grpc.GenericRpcHandler]:
+        handlers: list[grpc.GenericRpcHandler] = []
+        for service, (short, sotw_method, delta_method, fixed) in SERVICES.items():
+            methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+                sotw_method: grpc.stream_stream_rpc_method_handler(
+                    self._behaviour(SotwStream, short, fixed),
+                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                    response_serializer=None,  # responses are bytes already
+                ),
+                delta_method: grpc.stream_stream_rpc_method_handler(
+                    self._behaviour(DeltaStream, short, fixed),
+                    request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                    response_serializer=None,
+                ),
+            }
+            handlers.append(grpc.method_handlers_generic_handler(service, methods))
+        return handlers
+
+    def _behaviour(
+        self, kind: type[XdsStream], service: str, fixed: str | None
+    ) -> Callable[[AsyncIterator[Any], grpc.aio.ServicerContext[Any, bytes]], Awaitable[None]]:
+        async def behaviour(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, bytes]
+        ) -> None:
+            await self._serve(kind, service, fixed, requests, context)
+
+        return behaviour
+
+    async def _serve(
+        self,
+        kind: type[XdsStream],
+        service: str,
+        fixed: str | None,
+        requests: AsyncIterator[Any],
+        context: grpc.aio.ServicerContext[Any, bytes],
+    ) -> None:
+        iterator = aiter(requests)
+        try:
+            first = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        node = first.node
+        if not node.id:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the first request of a stream must carry node.id"
+            )
+        metadata: Metadata = tuple((str(k), v) for k, v in (context.invocation_metadata() or ()))
+        try:
+            key = await self._open_stream(node, metadata)
+        except StreamRejected as exc:
+            log.info("stream from %s rejected: %s", node.id, exc.message)
+            await context.abort(exc.code, exc.message)
+        except Exception:
+            log.exception("open_stream failed for node %s", node.id)
+            await context.abort(grpc.StatusCode.INTERNAL, "the server cannot serve this proxy")
+        stream_id = next(self._ids)
+        record = self._status.open(
+            stream_id,
+            node_id=str(node.id),
+            node_cluster=str(node.cluster),
+            node_metadata=MessageToDict(node.metadata),
+            snapshot_key=key,
+            variant=kind.variant,
+            service=service,
+            envoy_version=envoy_version(node),
+            peer=str(context.peer() or ""),
+        )
+        session = self._join_session(key, str(node.id), fixed)
+        stream = kind(stream_id, key, self._cache, record, session, fixed)
+        session.streams.append(stream)
+        self.streams[stream_id] = stream
+        self._cache.watch(key, stream)
+        log.debug(
+            "stream %d opened: node %s, key %s, %s/%s",
+            stream_id,
+            node.id,
+            key,
+            service,
+            kind.variant,
+        )
+        reader: asyncio.Task[None] | None = None
+        try:
+            stream.handle(first)
+            reader = asyncio.create_task(stream.read(iterator), name=f"xds-read-{stream_id}")
+            await stream.run(context.write)
+            if stream.failure is not None:
+                await context.abort(stream.failure.code, stream.failure.message)
+        except ProtocolError as exc:
+            await context.abort(exc.code, exc.message)
+        finally:
+            # Synchronous clean-up first: nothing below an await is sure to run when the call
+            # is cancelled again meanwhile.
+            stream.close()
+            self._cache.unwatch(key, stream)
+            self._leave_session(key, str(node.id), fixed, session, stream)
+            self.streams.pop(stream_id, None)
+            self._status.close(record)
+            log.debug("stream %d closed", stream_id)
+            if reader is not None:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+
+    def _join_session(self, key: str, node_id: str, fixed: str | None) -> Session:
+        if fixed is None:
+            return Session()
+        session = self._sessions.get((key, node_id))
+        if session is None:
+            session = self._sessions[(key, node_id)] = Session()
+        return session
+
+    def _leave_session(
+        self, key: str, node_id: str, fixed: str | None, session: Session, stream: XdsStream
+    ) -> None:
+        if stream in session.streams:
+            session.streams.remove(stream)
+        if fixed is not None and not session.streams:
+            self._sessions.pop((key, node_id), None)
+
+
+__all__ = ["SERVICES", "Metadata", "OpenStream", "StreamRejected", "XdsServer", "envoy_version"]

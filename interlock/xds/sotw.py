@@ -1,0 +1,64 @@
+"""State-of-the-world streams (``StreamAggregatedResources`` and ``Stream<Type>``).
+
+Contract, per type on one stream:
+
+- a response carries every subscribed resource that exists (all of them for a wildcard), its
+  ``version_info`` is the hash of exactly that content, and its nonce is new to the stream;
+- a request whose nonce is stale (a newer response of the type was sent since) is ignored whole:
+  the proxy will send its current subscription again with the newer nonce;
+- a NACK is a request with ``error_detail``; it is recorded and nothing more of the type is sent
+  until what the proxy should hold changes (a new snapshot, or a new subscription);
+- a newly requested name is sent even if the proxy had it (e.g. under a wildcard it left);
+- for a non-wildcard type a response is sent only when a subscribed resource is new or changed:
+  SotW cannot say "does not exist" or "deleted" for these types (absence means nothing), so a
+  name that does not exist yet gets nothing until a snapshot has it, and an empty subscription
+  sends nothing;
+- on a new stream, a first request whose ``version_info`` equals what the proxy should hold gets no
+  response (it already holds it); any other version gets the full state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interlock.xds import wire
+from interlock.xds.content import Content
+from interlock.xds.session import TypeState
+from interlock.xds.status import Variant
+from interlock.xds.stream import XdsStream
+
+
+class SotwStream(XdsStream):
+    variant: Variant = "sotw"
+    nonce_field_number = wire.SOTW_NONCE
+
+    def handle(self, request: Any) -> None:
+        state, first = self.state_for(request.type_url)
+        error = request.error_detail.message if request.HasField("error_detail") else None
+        if not self.ack_or_nack(state, request.response_nonce, error):
+            return
+        if first and request.version_info:
+            state.initial_version = request.version_info
+        changed, added = state.sub.apply_sotw(request.resource_names)
+        if changed:
+            state.narrow()
+            if added and state.have is not None:
+                # "the server must resend any newly requested resources": forget them as held
+                state.have = state.have.without(added)
+            state.in_sync = False
+            self.wake()
+        elif first:
+            self.wake()
+
+    def needs_send(self, state: TypeState, desired: Content) -> bool:
+        have = state.have
+        if have is not None and desired.version == have.version:
+            return False
+        if state.sub.wildcard:
+            return True  # the complete state, even empty: absence means deletion
+        # Other types cannot delete in SotW (absence means nothing), so only something new or
+        # changed is worth a response.
+        return bool(desired.entries) and (have is None or not desired.within(have))
+
+    def body(self, state: TypeState, desired: Content) -> bytes:
+        return desired.sotw_body()
