@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -11,6 +12,9 @@ from interlock.api import problems
 from interlock.api.body import BodyLimit
 from interlock.api.routers import ROUTERS
 from interlock.store import Store
+from interlock.xds.status import StatusRegistry
+
+ConfigReader = Callable[[str], Mapping[str, list[dict[str, Any]]] | None]
 
 DESCRIPTION = """\
 The Interlock control plane's REST API. Writes are idempotent PUTs and DELETEs; every response
@@ -20,11 +24,20 @@ carries the mesh revision it was read or written at (a `revision` field and the
 """
 
 
-def create_app(store: Store, *, max_body_bytes: int = 1_048_576) -> FastAPI:
+def create_app(
+    store: Store,
+    *,
+    status: StatusRegistry | None = None,
+    config_reader: ConfigReader | None = None,
+    max_body_bytes: int = 1_048_576,
+) -> FastAPI:
     """An ASGI app serving API v1 from ``store`` (OpenAPI at ``/openapi.json``).
 
-    Request bodies over ``max_body_bytes`` are refused with 413. The caller owns ``store``
-    (the app never closes it). Endpoints call the blocking store from FastAPI's thread pool.
+    ``status`` (the xDS server's registry) feeds ``/v1/proxies`` and the rollout part of
+    ``/v1/revisions/{rev}``; ``config_reader`` maps a proxy's snapshot key to the resources it is
+    served (for ``/v1/proxies/{node_id}/config``). Request bodies over ``max_body_bytes`` are
+    refused with 413. The caller owns ``store`` (the app never closes it). Store endpoints run
+    in FastAPI's thread pool; status endpoints run on the event loop that owns ``status``.
     """
     app = FastAPI(
         title="Interlock",
@@ -34,6 +47,9 @@ def create_app(store: Store, *, max_body_bytes: int = 1_048_576) -> FastAPI:
         redoc_url=None,
     )
     app.state.store = store
+    app.state.status = status
+    app.state.config_reader = config_reader
+    app.state.commit_times = {}
     problems.install(app)
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
     for router in ROUTERS:

@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 from interlock.model.service import Instance, Service
 
+
 @dataclass(frozen=True, eq=False)
 class MeshState:
     """Everything the translator may read. Built by the store from one transaction."""

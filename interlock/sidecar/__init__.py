@@ -1,0 +1,17 @@
+"""Bootstrap rendering and Envoy process supervision (used by the CLI)."""
+
+from interlock.sidecar.bootstrap import SidecarSpec, XdsProtocol, render_sidecar_bootstrap
+from interlock.sidecar.envoy import EnvoyNotFound, EnvoyProcess, find_envoy
+from interlock.sidecar.run import SidecarError, SidecarOptions, run_sidecar
+
+__all__ = [
+    "EnvoyNotFound",
+    "EnvoyProcess",
+    "SidecarError",
+    "SidecarOptions",
+    "SidecarSpec",
+    "XdsProtocol",
+    "find_envoy",
+    "render_sidecar_bootstrap",
+    "run_sidecar",
+]

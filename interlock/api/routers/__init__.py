@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from interlock.api.routers import instances, meta, services
+from interlock.api.routers import instances, meta, proxies, revisions, services
 
-ROUTERS: tuple[APIRouter, ...] = (meta.router, services.router, instances.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    meta.router,
+    services.router,
+    instances.router,
+    proxies.router,
+    revisions.router,
+)
 
 __all__ = ["ROUTERS"]

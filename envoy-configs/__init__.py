@@ -1,0 +1,1 @@
+"""Envoy bootstrap templates, installed as the package ``interlock.envoy_configs``."""

@@ -1,0 +1,140 @@
+"""``GET /v1/proxies``, ``GET /v1/proxies/{node_id}`` and ``GET /v1/proxies/{node_id}/config``:
+which proxies are connected and, per resource type, what was sent, ACKed or rejected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, cast
+
+from fastapi import Query, Request
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from interlock.api.routing import api_router
+from interlock.api.status_views import TYPE_NAMES, TYPE_ORDER, ProxyView, proxy_views
+from interlock.model.errors import FieldError, InvalidInput, NotFound
+from interlock.store import Store
+from interlock.xds.status import ProxyStatus, StatusRegistry
+
+router = api_router(tags=["proxies"])
+
+#: snapshot key → {type URL: [resource as JSON]}, secrets already redacted (None: no snapshot).
+ConfigReader = Callable[[str], Mapping[str, list[dict[str, Any]]] | None]
+
+REDACTED = "[redacted]"
+_SECRET_KEYS = frozenset({"private_key", "password", "inline_bytes", "inline_string"})
+
+
+class ProxyList(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    items: list[ProxyView]
+
+
+class ProxyConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    node_id: str
+    resources: dict[str, list[dict[str, Any]]]
+
+
+def redact(value: Any, *, inside_secret: bool = False) -> Any:
+    """``value`` with private keys and passwords replaced, however deep (defence in depth:
+    the glue redacts too)."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key in {"private_key", "password"} or (inside_secret and key in _SECRET_KEYS):
+                out[key] = REDACTED
+            else:
+                out[key] = redact(item, inside_secret=inside_secret or key == "private_key")
+        return out
+    if isinstance(value, list):
+        return [redact(v, inside_secret=inside_secret) for v in value]
+    return value
+
+
+def status_of(request: Request) -> StatusRegistry | None:
+    return cast(StatusRegistry | None, getattr(request.app.state, "status", None))
+
+
+async def commit_times(
+    request: Request, streams: list[ProxyStatus]
+) -> Callable[[int], float | None]:
+    """A lookup of revision → commit time covering every revision ``streams`` mention."""
+    store = cast(Store, request.app.state.store)
+    known: dict[int, float] = request.app.state.commit_times
+    wanted = {
+        rev
+        for s in streams
+        for t in s.types.values()
+        for rev in (t.revision_acked, t.revision_sent)
+        if rev is not None and rev > 0 and rev not in known
+    }
+
+    def load() -> None:
+        for rev in wanted:
+            try:
+                known[rev] = store.get_revision(rev).committed_at
+            except NotFound:
+                continue
+        while len(known) > 4096:
+            known.pop(next(iter(known)))
+
+    if wanted:
+        await run_in_threadpool(load)
+    return known.get
+
+
+async def current_views(request: Request) -> list[ProxyView]:
+    status = status_of(request)
+    streams = status.proxies() if status is not None else []
+    return proxy_views(streams, await commit_times(request, streams))
+
+
+@router.get("/v1/proxies")
+async def list_proxies(request: Request) -> ProxyList:
+    """Every connected proxy, with per-type sync state (SYNCED, STALE, NACKED, NOT SENT)."""
+    return ProxyList(items=await current_views(request))
+
+
+@router.get("/v1/proxies/{node_id}")
+async def get_proxy(request: Request, node_id: str) -> ProxyView:
+    for view in await current_views(request):
+        if view.node_id == node_id:
+            return view
+    raise NotFound(
+        f"no proxy with node id {node_id!r} is connected",
+        errors=(FieldError("path.node_id", "not connected"),),
+    )
+
+
+@router.get("/v1/proxies/{node_id}/config")
+async def get_proxy_config(
+    request: Request,
+    node_id: str,
+    type: Annotated[
+        list[str] | None, Query(description="clusters, endpoints, listeners, routes or secrets")
+    ] = None,
+) -> ProxyConfig:
+    """What the control plane currently serves this proxy, by type; secrets are redacted."""
+    wanted = type or list(TYPE_ORDER)
+    unknown = [t for t in wanted if t not in TYPE_ORDER]
+    if unknown:
+        raise InvalidInput(
+            f"unknown type {unknown[0]!r}; use one of {', '.join(TYPE_ORDER)}",
+            errors=(FieldError("query.type", f"must be one of {', '.join(TYPE_ORDER)}"),),
+        )
+    status = status_of(request)
+    reader: ConfigReader | None = getattr(request.app.state, "config_reader", None)
+    streams = [s for s in (status.proxies() if status else []) if s.node_id == node_id]
+    if not streams or reader is None:
+        raise NotFound(
+            f"no proxy with node id {node_id!r} is connected",
+            errors=(FieldError("path.node_id", "not connected"),),
+        )
+    config = reader(streams[0].snapshot_key) or {}
+    resources = {
+        name: redact(list(config.get(url, [])))
+        for url, name in TYPE_NAMES.items()
+        if name in wanted
+    }
+    return ProxyConfig(node_id=node_id, resources=resources)

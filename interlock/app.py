@@ -1,0 +1,209 @@
+"""The composition root: one event loop runs the xDS server (grpc.aio) and the REST API
+(uvicorn) over one store, with the reconciler between them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from interlock.api import create_app
+from interlock.model import InterlockError
+from interlock.reconcile import DebounceSettings, Reconciler
+from interlock.store import Store
+from interlock.xds.cache import SnapshotCache
+from interlock.xds.server import XdsServer
+from interlock.xds.status import StatusRegistry
+
+log = logging.getLogger("interlock.server")
+
+
+class SettingsError(ValueError):
+    """A server setting a user gave is wrong; the message names it."""
+
+
+def parse_host_port(value: str, option: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``[v6]:PORT``) → (host, port); port 0 means "any free port"."""
+    host, sep, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise SettingsError(f"{option} must be HOST:PORT with a port 0-65535, got {value!r}")
+    return host, int(port_text)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    db_url: str = "sqlite:///interlock.db"
+    api: str = "127.0.0.1:8080"
+    xds: str = "127.0.0.1:18000"
+    debounce_quiet: float = 0.05
+    debounce_max: float = 0.5
+    ready_file: Path | None = None
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Where a started server listens (the real ports when 0 was asked for)."""
+
+    api_url: str
+    xds_address: str
+    api_port: int
+    xds_port: int
+    db_url: str
+    pid: int
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the composition root owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def listen_socket(host: str, port: int, what: str) -> socket.socket:
+    """A listening TCP socket on ``host:port``, or a SettingsError naming the address."""
+    try:
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise SettingsError(f"cannot listen on {host}:{port} for {what}: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise SettingsError(f"cannot listen on {host}:{port} for {what}: {exc.strerror}") from None
+    return sock
+
+
+async def serve(
+    settings: ServerSettings,
+    stop: asyncio.Event,
+    on_ready: Callable[[ServerInfo], None] | None = None,
+) -> None:
+    """Run the control plane until ``stop`` is set, then shut everything down in order.
+
+    Raises :class:`SettingsError` (bad or busy addresses) and InterlockError (database) before
+    serving anything; once serving, a stop request shuts the API, the xDS server, the
+    reconciler and the store down in that order.
+    """
+    api_host, api_port = parse_host_port(settings.api, "--api")
+    xds_host, xds_port = parse_host_port(settings.xds, "--xds")
+    api_sock = listen_socket(api_host, api_port, "the REST API (--api)")
+    store: Store | None = None
+    reconciler: Reconciler | None = None
+    xds: XdsServer | None = None
+    api_server: _EmbeddedUvicorn | None = None
+    api_task: asyncio.Task[None] | None = None
+    try:
+        store = await asyncio.to_thread(Store.open, settings.db_url)
+        cache = SnapshotCache()
+        status = StatusRegistry()
+        debounce = DebounceSettings(
+            quiet=settings.debounce_quiet,
+            max_wait=max(settings.debounce_max, settings.debounce_quiet),
+        )
+        reconciler = Reconciler(store, cache, debounce)
+        # Load before serving: a proxy must never receive an empty config at start.
+        await reconciler.start()
+        xds = XdsServer(cache, status, reconciler.open_stream)
+        try:
+            bound_xds = await xds.start(f"{xds_host}:{xds_port}")
+        except (OSError, RuntimeError) as exc:
+            xds = None
+            raise SettingsError(
+                f"cannot listen on {xds_host}:{xds_port} for xDS (--xds): {exc}"
+            ) from None
+        api = create_app(store, status=status, config_reader=reconciler.served_config)
+        config = uvicorn.Config(api, log_level="warning", access_log=False, lifespan="off")
+        api_server = _EmbeddedUvicorn(config)
+        api_task = asyncio.create_task(api_server.serve(sockets=[api_sock]), name="interlock-api")
+        while not api_server.started:
+            if api_task.done():
+                await api_task
+                raise SettingsError(f"the REST API could not start on {settings.api}")
+            await asyncio.sleep(0.01)
+        bound_api = int(api_sock.getsockname()[1])
+        info = ServerInfo(
+            api_url=f"http://{api_host}:{bound_api}",
+            xds_address=f"{xds_host}:{bound_xds}",
+            api_port=bound_api,
+            xds_port=bound_xds,
+            db_url=_redact(settings.db_url),
+            pid=os.getpid(),
+        )
+        log.info("REST API on %s, xDS on %s, store %s", info.api_url, info.xds_address, info.db_url)
+        if settings.ready_file is not None:
+            tmp = settings.ready_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(info.__dict__))
+            tmp.replace(settings.ready_file)
+        if on_ready is not None:
+            on_ready(info)
+        stop_wait = asyncio.create_task(stop.wait())
+        await asyncio.wait({stop_wait, api_task}, return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+    finally:
+        if api_server is not None:
+            api_server.should_exit = True
+        if api_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await api_task
+        api_sock.close()
+        if xds is not None:
+            await xds.stop(grace=0.5)
+        if reconciler is not None:
+            await reconciler.stop()
+        if store is not None:
+            await asyncio.to_thread(store.close)
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if at and ":" in creds:
+        return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run_server(settings: ServerSettings, say: Callable[[str], None] = print) -> int:
+    """`interlock server`: run until SIGINT/SIGTERM; returns the process exit code."""
+    configure_logging(settings.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def ready(info: ServerInfo) -> None:
+            say(f"interlock server ready: REST API {info.api_url}  xDS {info.xds_address}")
+
+        await serve(settings, stop, ready)
+
+    try:
+        asyncio.run(main())
+    except (InterlockError, SettingsError, OSError) as exc:
+        say(f"error: {getattr(exc, 'message', None) or exc}")
+        return 1
+    return 0

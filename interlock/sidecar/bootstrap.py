@@ -1,0 +1,112 @@
+"""Rendering Envoy bootstraps from the templates in ``envoy-configs/``."""
+
+from __future__ import annotations
+
+import enum
+import importlib.resources
+import ipaddress
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import yaml
+
+from interlock.model.names import instance_id_error, namespace_error, service_name_error
+
+
+class XdsProtocol(enum.StrEnum):
+    """Which ADS variant Envoy speaks: incremental (delta) or state of the world."""
+
+    DELTA = "delta"
+    SOTW = "sotw"
+
+    @property
+    def api_type(self) -> str:
+        return "DELTA_GRPC" if self is XdsProtocol.DELTA else "GRPC"
+
+
+@dataclass(frozen=True)
+class SidecarSpec:
+    """Everything a sidecar's bootstrap says about the proxy.
+
+    ``inbound_port`` is where mesh traffic enters (forwarded to ``127.0.0.1:app_port``);
+    ``outbound_port`` is the HTTP listener the app calls other services through.
+    """
+
+    service: str
+    instance_id: str
+    app_port: int
+    inbound_port: int
+    outbound_port: int
+    admin_port: int
+    namespace: str = "default"
+    address: str = "127.0.0.1"
+    outbound_address: str = "127.0.0.1"
+    admin_address: str = "127.0.0.1"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    locality: str = ""
+    xds_host: str = "127.0.0.1"
+    xds_port: int = 18000
+    xds_protocol: XdsProtocol = XdsProtocol.DELTA
+
+
+def _template(name: str) -> string.Template:
+    text = importlib.resources.files("interlock.envoy_configs").joinpath(name).read_text()
+    return string.Template(text)
+
+
+def _quoted(value: str) -> str:
+    """``value`` made safe inside a double-quoted YAML scalar of the template."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def spec_errors(spec: SidecarSpec) -> list[str]:
+    """What is wrong with ``spec``, one message per field (empty when it is usable)."""
+    errors = [
+        f"--{flag}: {msg}"
+        for flag, msg in (
+            ("service", service_name_error(spec.service)),
+            ("namespace", namespace_error(spec.namespace)),
+            ("instance-id", instance_id_error(spec.instance_id)),
+        )
+        if msg
+    ]
+    for flag, addr in (
+        ("address", spec.address),
+        ("outbound-address", spec.outbound_address),
+        ("admin-address", spec.admin_address),
+    ):
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            errors.append(f"--{flag}: {addr!r} is not an IP address")
+    ports = [spec.inbound_port, spec.outbound_port, spec.admin_port, spec.app_port]
+    if len(set(ports)) != len(ports):
+        errors.append(
+            "--app-port, --inbound-port, --outbound-port and --admin-port must all differ"
+        )
+    return errors
+
+
+def render_sidecar_bootstrap(spec: SidecarSpec) -> str:
+    """The YAML bootstrap for one sidecar. Raises ValueError naming each bad field."""
+    if errors := spec_errors(spec):
+        raise ValueError("; ".join(errors))
+    text = _template("sidecar.yaml").substitute(
+        NODE_ID=_quoted(spec.instance_id),
+        SERVICE=_quoted(spec.service),
+        NAMESPACE=_quoted(spec.namespace),
+        KIND="sidecar",
+        INBOUND_ADDRESS=spec.address,
+        INBOUND_PORT=str(spec.inbound_port),
+        APP_PORT=str(spec.app_port),
+        OUTBOUND_ADDRESS=spec.outbound_address,
+        OUTBOUND_PORT=str(spec.outbound_port),
+        ADMIN_ADDRESS=spec.admin_address,
+        ADMIN_PORT=str(int(spec.admin_port)),
+        API_TYPE=spec.xds_protocol.api_type,
+        XDS_HOST=_quoted(spec.xds_host),
+        XDS_PORT=str(int(spec.xds_port)),
+    )
+    yaml.safe_load(text)  # a template or value mistake fails here, not inside Envoy
+    return text

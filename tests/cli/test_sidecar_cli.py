@@ -1,0 +1,113 @@
+"""`interlock bootstrap` and `interlock sidecar` as a user runs them: real processes, real Envoy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.net import free_port
+
+CLI = [sys.executable, "-m", "interlock.cli"]
+BASE = [
+    "--service",
+    "b",
+    "--instance-id",
+    "b-1",
+    "--app-port",
+    "9000",
+    "--inbound-port",
+    "15006",
+    "--outbound-port",
+    "15001",
+]
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(("protocol", "api_type"), [("delta", "DELTA_GRPC"), ("sotw", "GRPC")])
+def test_bootstrap_identifies_the_node_and_passes_envoy_validation(
+    tmp_path: Path, protocol: str, api_type: str
+) -> None:
+    out = run(
+        "bootstrap",
+        *BASE,
+        "--admin-port",
+        "15000",
+        "--namespace",
+        "shop",
+        "--xds",
+        "cp.example:18000",
+        "--xds-protocol",
+        protocol,
+    )
+    assert out.returncode == 0, out.stderr
+    boot = yaml.safe_load(out.stdout)
+    assert boot["node"]["id"] == "b-1"
+    assert boot["node"]["cluster"] == "b"
+    assert boot["node"]["metadata"]["namespace"] == "shop"
+    assert boot["node"]["metadata"]["inbound_port"] == "15006"
+    assert boot["dynamic_resources"]["ads_config"]["api_type"] == api_type
+    for source in ("cds_config", "lds_config"):
+        assert boot["dynamic_resources"][source]["initial_fetch_timeout"] == "0s"
+    xds = boot["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]
+    assert xds["lb_endpoints"][0]["endpoint"]["address"]["socket_address"] == {
+        "address": "cp.example",
+        "port_value": 18000,
+    }
+    path = tmp_path / "bootstrap.yaml"
+    path.write_text(out.stdout)
+    check = subprocess.run(
+        ["envoy", "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--service", "B_ad"], "--service"),
+        (["--instance-id", "-x"], "--instance-id"),
+        (["--app-port", "70000"], "--app-port"),
+        (["--app-port", "15001"], "must all differ"),
+        (["--xds", "nohostport"], "--xds"),
+        (["--xds-protocol", "rest"], "--xds-protocol"),
+        (["--address", "not-an-ip"], "--address"),
+    ],
+)
+def test_bad_bootstrap_input_is_a_clean_usage_error(args: list[str], message: str) -> None:
+    merged = dict(zip(BASE[::2], BASE[1::2], strict=True))
+    merged.update(dict(zip(args[::2], args[1::2], strict=True)))
+    out = run("bootstrap", *[x for kv in merged.items() for x in kv])
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_sidecar_reports_an_unreachable_control_plane(tmp_path: Path) -> None:
+    port = free_port()
+    out = run(
+        "sidecar",
+        *BASE,
+        "--admin-port",
+        str(free_port()),
+        "--control-plane",
+        f"http://127.0.0.1:{port}",
+        "--register-timeout",
+        "0.5",
+    )
+    assert out.returncode == 1
+    assert "cannot reach the control plane" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_sidecar_reports_a_missing_envoy() -> None:
+    out = run("sidecar", *BASE, "--admin-port", "15000", "--envoy", "/nonexistent/envoy")
+    assert out.returncode == 1
+    assert "no Envoy binary found" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,363 @@
+"""Processes for end-to-end tests: a real `interlock server`, real `interlock sidecar`s (each
+running a real Envoy), tiny upstream apps, and the Envoy admin API as the oracle.
+
+Every process is started by the test run itself and stopped by pid (or by the process group it
+was started in) in a finalizer, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.net import free_ports
+
+INTERLOCK = [sys.executable, "-m", "interlock.cli"]
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition"
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; raise AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f": {last_exc!r}" if last_exc else "")
+    )
+
+
+def _stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM the process, wait, then SIGKILL its whole group (it was started in its own)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
+class ServerProcess:
+    """`interlock server` as a child process on ephemeral ports, restartable on the same ports."""
+
+    def __init__(
+        self, workdir: Path, db_url: str | None = None, extra: list[str] | None = None
+    ) -> None:
+        self.workdir = workdir
+        self.db_url = db_url or f"sqlite:///{workdir / 'interlock.db'}"
+        self.api_port, self.xds_port = free_ports(2)
+        self.extra = extra or []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "server.log"
+        self.starts = 0
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def xds_address(self) -> str:
+        return f"127.0.0.1:{self.xds_port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        ready = self.workdir / f"ready-{self.starts}.json"
+        self.starts += 1
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                *INTERLOCK,
+                "server",
+                "--db",
+                self.db_url,
+                "--api",
+                f"127.0.0.1:{self.api_port}",
+                "--xds",
+                self.xds_address,
+                "--ready-file",
+                str(ready),
+                "--debounce-quiet",
+                "0.02",
+                "--debounce-max",
+                "0.2",
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"interlock server exited {self.proc.returncode}:\n{self.log()}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"interlock server not ready in {timeout}s:\n{self.log()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, not a clean stop."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        _stop_process_group(self.proc)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, timeout=5)
+
+
+class UpstreamApp:
+    """A tiny HTTP app in a thread: answers ``{"service", "instance", "path"}`` and counts hits."""
+
+    def __init__(self, service: str, instance: str, status: int = 200) -> None:
+        self.service = service
+        self.instance = instance
+        self.status = status
+        self.hits: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+        app = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                with app._lock:
+                    app.hits.append((time.monotonic(), self.path))
+                body = json.dumps(
+                    {
+                        "service": app.service,
+                        "instance": app.instance,
+                        "path": self.path,
+                        "host": self.headers.get("Host", ""),
+                    }
+                ).encode()
+                self.send_response(app.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        self.thread.start()
+
+    def hits_since(self, t: float) -> int:
+        with self._lock:
+            return sum(1 for ts, _ in self.hits if ts >= t)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Sidecar:
+    """`interlock sidecar` (and its Envoy) for one instance."""
+
+    service: str
+    instance_id: str
+    app_port: int
+    server: ServerProcess
+    workdir: Path
+    xds_protocol: str = "delta"
+    labels: dict[str, str] = field(default_factory=dict)
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.inbound_port, self.outbound_port, self.admin_port = free_ports(3)
+        self.log_path = self.workdir / f"sidecar-{self.instance_id}.log"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self) -> Sidecar:
+        log = self.log_path.open("ab")
+        labels = ",".join(f"{k}={v}" for k, v in self.labels.items())
+        self.proc = subprocess.Popen(
+            [
+                *INTERLOCK,
+                "sidecar",
+                "--service",
+                self.service,
+                "--instance-id",
+                self.instance_id,
+                "--app-port",
+                str(self.app_port),
+                "--inbound-port",
+                str(self.inbound_port),
+                "--outbound-port",
+                str(self.outbound_port),
+                "--admin-port",
+                str(self.admin_port),
+                "--labels",
+                labels,
+                "--control-plane",
+                self.server.api_url,
+                "--xds",
+                self.server.xds_address,
+                "--xds-protocol",
+                self.xds_protocol,
+                "--drain-seconds",
+                "0.3",
+                "--service-port",
+                "8080",
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    def wait_listening(self, timeout: float = 20.0) -> Sidecar:
+        """Until Envoy is LIVE and has its inbound and outbound listeners from the control plane."""
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"sidecar {self.instance_id} exited:\n{self.log()}")
+            names = set(dynamic_listener_names(self.config_dump()))
+            return {"inbound", "outbound|http"} <= names
+
+        wait_until(ready, timeout, what=f"sidecar {self.instance_id} listeners")
+        return self
+
+    def config_dump(self) -> dict[str, Any]:
+        r = httpx.get(f"{self.admin_url}/config_dump", params={"include_eds": ""}, timeout=2)
+        r.raise_for_status()
+        return dict(r.json())
+
+    def stats(self) -> dict[str, int]:
+        r = httpx.get(f"{self.admin_url}/stats", timeout=2)
+        r.raise_for_status()
+        out: dict[str, int] = {}
+        for line in r.text.splitlines():
+            name, _, value = line.partition(": ")
+            with contextlib.suppress(ValueError):
+                out[name] = int(value)
+        return out
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_process_group(self.proc)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def dynamic_listener_names(dump: dict[str, Any]) -> list[str]:
+    names = []
+    for cfg in dump.get("configs", []):
+        for item in cfg.get("dynamic_listeners", []):
+            if "active_state" in item:
+                names.append(item["name"])
+    return names
+
+
+def strip_volatile(value: Any) -> Any:
+    """A config dump without the fields that change on every (re)connect: timestamps."""
+    if isinstance(value, dict):
+        return {k: strip_volatile(v) for k, v in value.items() if k not in {"last_updated"}}
+    if isinstance(value, list):
+        return [strip_volatile(v) for v in value]
+    return value
+
+
+class Traffic:
+    """A bounded background client: GETs ``url`` with ``host`` every ``interval`` s and records
+    each outcome (time, status or exception, instance that answered)."""
+
+    def __init__(
+        self, url: str, host: str, interval: float = 0.01, max_seconds: float = 120.0
+    ) -> None:
+        self.url = url
+        self.host = host
+        self.interval = interval
+        self.max_seconds = max_seconds
+        self.results: list[tuple[float, int | str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        end = time.monotonic() + self.max_seconds
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set() and time.monotonic() < end:
+                t = time.monotonic()
+                try:
+                    r = client.get(self.url, headers={"Host": self.host})
+                    instance = r.json().get("instance", "") if r.status_code == 200 else ""
+                    self.results.append((t, r.status_code, instance))
+                except Exception as exc:
+                    self.results.append((t, type(exc).__name__, ""))
+                self._stop.wait(self.interval)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def failures(self) -> list[tuple[float, int | str, str]]:
+        return [r for r in self.results if r[1] != 200]
+
+    def landed_since(self, t: float) -> set[str]:
+        return {inst for ts, status, inst in self.results if ts >= t and status == 200}
+
+
+@contextlib.contextmanager
+def running(*things: Any) -> Iterator[None]:
+    """Stop ``things`` (anything with stop() or close()) in reverse order on exit."""
+    try:
+        yield
+    finally:
+        for thing in reversed(things):
+            (getattr(thing, "stop", None) or thing.close)()
