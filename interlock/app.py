@@ -52,6 +52,17 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class Components:
+    """The running parts, for in-process tests that need to reach inside (never for users)."""
+
+    store: Store
+    cache: SnapshotCache
+    status: StatusRegistry
+    reconciler: Reconciler
+    xds: XdsServer
+
+
+@dataclass(frozen=True)
 class ServerInfo:
     """Where a started server listens (the real ports when 0 was asked for)."""
 
@@ -93,6 +104,8 @@ async def serve(
     settings: ServerSettings,
     stop: asyncio.Event,
     on_ready: Callable[[ServerInfo], None] | None = None,
+    *,
+    expose: Callable[[Components], None] | None = None,
 ) -> None:
     """Run the control plane until ``stop`` is set, then shut everything down in order.
 
@@ -150,6 +163,8 @@ async def serve(
             tmp = settings.ready_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(info.__dict__))
             tmp.replace(settings.ready_file)
+        if expose is not None:
+            expose(Components(store, cache, status, reconciler, xds))
         if on_ready is not None:
             on_ready(info)
         stop_wait = asyncio.create_task(stop.wait())

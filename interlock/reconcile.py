@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,9 @@ class Reconciler:
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: object = None
         self.builds = 0
+        #: A test-only seam: rewrites each view's translation before it is checked and
+        #: published (e.g. to publish a route Envoy will reject). Never set in production.
+        self.transform: Callable[[Proxy, Resources], Resources] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -145,10 +148,11 @@ class Reconciler:
             except TimeoutError:
                 return
 
-    async def rebuild(self) -> None:
-        """Load the newest state and republish every view that changed."""
+    async def rebuild(self, *, force: bool = False) -> None:
+        """Load the newest state and republish every view (only when the revision moved,
+        unless ``force``)."""
         state = await asyncio.to_thread(self.store.load_state)
-        if self.state is not None and state.revision == self.state.revision:
+        if not force and self.state is not None and state.revision == self.state.revision:
             return
         self.state = state
         for key in list(self.views):
@@ -173,6 +177,8 @@ class Reconciler:
         assert state is not None, "start() loads the state before any stream is served"
         proxy = self.views[key]
         resources = translate(state, proxy)
+        if self.transform is not None:
+            resources = self.transform(proxy, resources)
         inconsistencies = tuple(check_consistency(resources))
         self.reports[key] = ViewReport(proxy, state.revision, resources.problems, inconsistencies)
         self.builds += 1

@@ -79,11 +79,15 @@ class ProxyView(_Out):
 
 
 def type_state(t: TypeStatus) -> SyncState:
-    if t.last_nack is not None and (t.acked_at is None or t.last_nack.at >= t.acked_at):
-        return "NACKED"
+    """SYNCED: the last response was ACKed. STALE: a response is in flight (also a fix sent
+    after a NACK). NACKED: the last response was rejected. NOT SENT: nothing sent yet."""
     if t.version_sent is None:
         return "NOT SENT"
-    if t.pending or t.version_acked != t.version_sent:
+    if t.pending:
+        return "STALE"
+    if t.last_nack is not None and (t.acked_at is None or t.last_nack.at >= t.acked_at):
+        return "NACKED"
+    if t.version_acked != t.version_sent:
         return "STALE"
     return "SYNCED"
 
@@ -186,7 +190,16 @@ def rollout(views: Iterable[ProxyView], revision: int) -> RevisionRollout:
         if v.synced_revision is not None and v.synced_revision >= revision:
             acked += 1
             continue
-        rejected = [t for t in v.types if t.state == "NACKED"]
+        # Rejected *for this revision*: the NACKed content is what ``revision`` (or a later
+        # one) asks for. An older NACK leaves the proxy pending: its fix may be on the way.
+        rejected = [
+            t
+            for t in v.types
+            if t.state == "NACKED"
+            and t.last_nack is not None
+            and t.last_nack.revision is not None
+            and t.last_nack.revision >= revision
+        ]
         if rejected:
             message = "; ".join(
                 f"{t.type}: {t.last_nack.message}" for t in rejected if t.last_nack is not None

@@ -222,6 +222,19 @@ class StreamRecord:
         rec.revision_sent = rec.revision_acked = revision
         self._emit("synced", rec)
 
+    def still_rejected(self, type_url: str, revision: int) -> None:
+        """The content the proxy last rejected for ``type_url`` is still what ``revision`` asks
+        for: the NACK now stands against ``revision`` too (nothing is resent: no NACK storm)."""
+        rec = self._types.get(type_url)
+        if rec is None or rec.pending or rec.last_nack is None:
+            return
+        nack = rec.last_nack
+        if nack.version != rec.version_sent or (nack.revision or 0) >= revision:
+            return
+        rec.last_nack = NackStatus(nack.message, nack.version, revision, nack.at)
+        rec.revision_sent = revision
+        self._emit("nack", rec, nack.message)
+
     def synced_revision(self) -> int | None:
         """The highest revision every type sent on this stream is ACKed at, if any."""
         lowest: int | None = None

@@ -150,6 +150,8 @@ class XdsStream:
         for state in self._ordered:
             if state.in_sync:
                 self.record.in_sync(state.type_url, revision)
+            elif state.nacked and not state.retaining:
+                self.record.still_rejected(state.type_url, revision)
 
     def close(self) -> None:
         self.closed = True
@@ -218,6 +220,8 @@ class XdsStream:
                 state.in_sync = not retaining and (state.nonce is None or state.acked)
                 if state.in_sync:
                     self.record.in_sync(state.type_url, snapshot.revision)
+                elif state.nacked and not retaining:
+                    self.record.still_rejected(state.type_url, snapshot.revision)
                 continue
             payload = self.body(state, desired)
             self._nonces += 1

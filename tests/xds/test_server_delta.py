@@ -152,7 +152,9 @@ async def test_a_nack_is_recorded_and_not_answered_until_the_content_changes(
     assert await harness.barrier(client) == []
     rds = harness.status.proxies()[0].types[rt.ROUTE]
     assert rds.last_nack is not None
-    assert (rds.last_nack.message, rds.last_nack.revision) == ("bad regex", 1)
+    # Revision 2 still asks for the rejected content: the NACK now stands against it too,
+    # and nothing was resent.
+    assert (rds.last_nack.message, rds.last_nack.revision) == ("bad regex", 2)
 
     harness.cache.set_snapshot("proxy-1", mesh_resources(routes={"r": ("v2", None)}), revision=3)
     fixed = await client.recv()

@@ -90,9 +90,12 @@ async def test_a_nack_is_recorded_and_not_answered_until_the_content_changes(
     assert (rds.last_nack.version, rds.last_nack.revision) == (rejected.version, 1)
     assert rds.version_acked is None
 
-    # republishing the same content (a new revision) sends nothing either
+    # republishing the same content (a new revision) sends nothing either, and the NACK now
+    # stands against revision 2 too (it still asks for the rejected content)
     assert not harness.cache.set_snapshot("proxy-1", mesh_resources(), revision=2)
     assert await harness.barrier(client) == []
+    rds = harness.status.proxies()[0].types[rt.ROUTE]
+    assert rds.last_nack is not None and rds.last_nack.revision == 2
 
     harness.cache.set_snapshot("proxy-1", mesh_resources(routes={"r": ("v2", None)}), revision=3)
     fixed = await client.recv()
@@ -101,7 +104,7 @@ async def test_a_nack_is_recorded_and_not_answered_until_the_content_changes(
     await harness.barrier(client)
     rds = harness.status.proxies()[0].types[rt.ROUTE]
     assert (rds.version_acked, rds.revision_acked) == (fixed.version, 3)
-    assert rds.last_nack is not None and rds.last_nack.revision == 1
+    assert rds.last_nack is not None and rds.last_nack.revision == 2
 
 
 async def test_a_request_with_a_stale_nonce_gets_no_response(

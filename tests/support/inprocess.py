@@ -1,0 +1,99 @@
+"""The control plane in the test process (a thread running its own event loop), for tests that
+must reach inside it through app.Components — e.g. to publish a config Envoy will reject.
+It quacks like tests.support.mesh.ServerProcess for Sidecar and Mesh."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from interlock.app import Components, ServerInfo, ServerSettings, serve
+
+T = TypeVar("T")
+
+
+class InProcessServer:
+    def __init__(self, workdir: Path, db_url: str | None = None) -> None:
+        self.settings = ServerSettings(
+            db_url=db_url or f"sqlite:///{workdir / 'interlock.db'}",
+            api="127.0.0.1:0",
+            xds="127.0.0.1:0",
+            debounce_quiet=0.02,
+            debounce_max=0.2,
+            log_level="warning",
+        )
+        self.info: ServerInfo | None = None
+        self.components: Components | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+
+            def ready(info: ServerInfo) -> None:
+                self.info = info
+                self._ready.set()
+
+            def expose(components: Components) -> None:
+                self.components = components
+
+            await serve(self.settings, self._stop, ready, expose=expose)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+
+    def start(self, timeout: float = 20.0) -> InProcessServer:
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._error is not None or self.info is None:
+            raise AssertionError(f"in-process server did not start: {self._error!r}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(15)
+
+    def on_loop(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the server's event loop (where its components live); return its value."""
+        assert self._loop is not None
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(call)
+        return future.result(10)
+
+    def run_coroutine(self, coro: Any) -> Any:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
+
+    @property
+    def api_url(self) -> str:
+        assert self.info is not None
+        return self.info.api_url
+
+    @property
+    def xds_address(self) -> str:
+        assert self.info is not None
+        return self.info.xds_address
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, timeout=5)
