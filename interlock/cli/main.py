@@ -99,6 +99,7 @@ def _sidecar_spec(
     locality: str,
     xds: str,
     xds_protocol: str,
+    xds_api: str = "ads",
 ) -> SidecarSpec:
     xds_host, xds_port = split_host_port(xds, "--xds")
     try:
@@ -120,6 +121,7 @@ def _sidecar_spec(
         xds_host=xds_host,
         xds_port=xds_port,
         xds_protocol=protocol,
+        xds_api=xds_api,
     )
 
 
@@ -161,6 +163,9 @@ def sidecar(
     xds_protocol: Annotated[
         str, typer.Option(help="delta (incremental) or sotw (state of the world).")
     ] = "delta",
+    xds_api: Annotated[
+        str, typer.Option(help="ads (one aggregated stream) or per-type (a stream per type).")
+    ] = "ads",
     protocol: Annotated[
         str,
         typer.Option(
@@ -202,6 +207,7 @@ def sidecar(
         locality,
         xds,
         xds_protocol,
+        xds_api,
     )
     opts = SidecarOptions(
         control_plane=control_plane,
@@ -234,6 +240,7 @@ def bootstrap(
     outbound_address: Annotated[str, typer.Option()] = "127.0.0.1",
     xds: Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")] = "127.0.0.1:18000",
     xds_protocol: Annotated[str, typer.Option(help="delta or sotw.")] = "delta",
+    xds_api: Annotated[str, typer.Option(help="ads or per-type.")] = "ads",
 ) -> None:
     """Print the Envoy bootstrap for one sidecar (to run Envoy yourself)."""
     spec = _sidecar_spec(
@@ -250,6 +257,7 @@ def bootstrap(
         "",
         xds,
         xds_protocol,
+        xds_api,
     )
     try:
         typer.echo(render_sidecar_bootstrap(spec), nl=False)

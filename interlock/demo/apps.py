@@ -18,6 +18,7 @@ def make_handler(
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out without a 40 ms stall
 
         def do_GET(self) -> None:
             body: dict[str, Any] = {"service": name, "instance": instance, "version": version}

@@ -36,6 +36,11 @@ class Proxy:
     app_port: int | None = None
     outbound_address: str = "127.0.0.1"
     outbound_port: int | None = None
+    #: Empty: the proxy fetches everything over ADS. Otherwise the name of the bootstrap's
+    #: cluster that serves the per-type xDS services (an existing fleet without ADS); RDS and
+    #: EDS then name that cluster, speaking delta xDS when ``xds_delta``.
+    xds_cluster: str = ""
+    xds_delta: bool = False
 
     def view_key(self) -> str:
         """A key equal for every proxy that must receive the same resources."""
@@ -50,6 +55,8 @@ class Proxy:
                 self.app_port or "",
                 self.outbound_address,
                 self.outbound_port or "",
+                self.xds_cluster,
+                "delta" if self.xds_delta else "",
             )
         )
 
@@ -112,6 +119,12 @@ class Proxy:
         ):
             if msg := address_error(value):
                 errors.append(FieldError(f"node.metadata.{key}", msg))
+        xds_cluster = text("xds_cluster", "")
+        if len(xds_cluster) > 253 or any(c.isspace() for c in xds_cluster):
+            errors.append(FieldError("node.metadata.xds_cluster", "must be a cluster name"))
+        xds_api = text("xds_api", "sotw")
+        if xds_api not in ("sotw", "delta"):
+            errors.append(FieldError("node.metadata.xds_api", "must be 'sotw' or 'delta'"))
         proxy = cls(
             node_id=node_id,
             service=cluster,
@@ -122,6 +135,8 @@ class Proxy:
             app_port=port("app_port"),
             outbound_address=outbound_address,
             outbound_port=port("outbound_port"),
+            xds_cluster=xds_cluster,
+            xds_delta=xds_api == "delta",
         )
         if errors:
             raise InvalidInput(

@@ -48,6 +48,8 @@ class SidecarSpec:
     xds_host: str = "127.0.0.1"
     xds_port: int = 18000
     xds_protocol: XdsProtocol = XdsProtocol.DELTA
+    #: "ads": one aggregated stream; "per-type": CDS, LDS, RDS and EDS on streams of their own.
+    xds_api: str = "ads"
 
 
 def _template(name: str) -> string.Template:
@@ -80,6 +82,8 @@ def spec_errors(spec: SidecarSpec) -> list[str]:
             ipaddress.ip_address(addr)
         except ValueError:
             errors.append(f"--{flag}: {addr!r} is not an IP address")
+    if spec.xds_api not in ("ads", "per-type"):
+        errors.append(f"--xds-api: {spec.xds_api!r} must be 'ads' or 'per-type'")
     ports = [spec.inbound_port, spec.outbound_port, spec.admin_port, spec.app_port]
     if len(set(ports)) != len(ports):
         errors.append(
@@ -92,7 +96,8 @@ def render_sidecar_bootstrap(spec: SidecarSpec) -> str:
     """The YAML bootstrap for one sidecar. Raises ValueError naming each bad field."""
     if errors := spec_errors(spec):
         raise ValueError("; ".join(errors))
-    text = _template("sidecar.yaml").substitute(
+    template = "sidecar-per-type.yaml" if spec.xds_api == "per-type" else "sidecar.yaml"
+    text = _template(template).substitute(
         NODE_ID=_quoted(spec.instance_id),
         SERVICE=_quoted(spec.service),
         NAMESPACE=_quoted(spec.namespace),
@@ -105,6 +110,7 @@ def render_sidecar_bootstrap(spec: SidecarSpec) -> str:
         ADMIN_ADDRESS=spec.admin_address,
         ADMIN_PORT=str(int(spec.admin_port)),
         API_TYPE=spec.xds_protocol.api_type,
+        XDS_API=spec.xds_protocol.value,
         XDS_HOST=_quoted(spec.xds_host),
         XDS_PORT=str(int(spec.xds_port)),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from interlock.model import MeshState, Proxy
 from interlock.xds.translate.clusters import inbound_cluster, outbound_cluster
+from interlock.xds.translate.common import config_source
 from interlock.xds.translate.consistency import check_consistency
 from interlock.xds.translate.endpoints import load_assignment
 from interlock.xds.translate.listeners import plan_listeners
@@ -31,7 +32,8 @@ def translate(state: MeshState, proxy: Proxy) -> Resources:
     """
     services = sorted(state.services.values(), key=lambda s: (s.namespace, s.name))
     plan = plan_listeners(proxy, services)
-    clusters = [outbound_cluster(s) for s in services]
+    source = config_source(proxy)
+    clusters = [outbound_cluster(s, source) for s in services]
     if plan.inbound is not None:
         clusters.append(inbound_cluster(plan.inbound.app_port, plan.inbound.protocol))
     problems = list(plan.problems)

@@ -7,7 +7,7 @@ the clusters this module builds; none exist yet.
 from __future__ import annotations
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import protocol_pb2
+from envoy.config.core.v3 import config_source_pb2, protocol_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from interlock.model import Protocol, Service
@@ -36,7 +36,9 @@ def _speak_http2(cluster: cluster_pb2.Cluster) -> None:
     cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(typed(options))
 
 
-def outbound_cluster(service: Service) -> cluster_pb2.Cluster:
+def outbound_cluster(
+    service: Service, source: config_source_pb2.ConfigSource | None = None
+) -> cluster_pb2.Cluster:
     """The EDS cluster callers reach ``service`` through.
 
     Its endpoints come over ADS under the same name (see :func:`naming.outbound_cluster`);
@@ -48,7 +50,7 @@ def outbound_cluster(service: Service) -> cluster_pb2.Cluster:
         name=name,
         type=cluster_pb2.Cluster.DiscoveryType.EDS,
         eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
-            eds_config=ads_config_source(), service_name=name
+            eds_config=source or ads_config_source(), service_name=name
         ),
         connect_timeout=connect_timeout(),
     )

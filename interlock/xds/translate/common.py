@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from envoy.config.core.v3 import address_pb2, config_source_pb2
+from envoy.config.core.v3 import address_pb2, config_source_pb2, grpc_service_pb2
 from google.protobuf.any_pb2 import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.wrappers_pb2 import BoolValue, UInt32Value
+
+from interlock.model import Proxy
 
 CONNECT_TIMEOUT_SECONDS = 5
 """How long an upstream connection may take to establish."""
@@ -47,6 +49,34 @@ def ads_config_source() -> config_source_pb2.ConfigSource:
     """
     return config_source_pb2.ConfigSource(
         ads=config_source_pb2.AggregatedConfigSource(),
+        resource_api_version=config_source_pb2.ApiVersion.V3,
+        initial_fetch_timeout=disabled(),
+    )
+
+
+def config_source(proxy: Proxy) -> config_source_pb2.ConfigSource:
+    """Where ``proxy`` fetches the RDS and EDS resources its listeners and clusters name: its
+    ADS stream, or — for a fleet whose bootstrap names per-type config sources — the per-type
+    gRPC service on the cluster its node metadata names (``xds_cluster``)."""
+    if not proxy.xds_cluster:
+        return ads_config_source()
+    api_type = (
+        config_source_pb2.ApiConfigSource.DELTA_GRPC
+        if proxy.xds_delta
+        else config_source_pb2.ApiConfigSource.GRPC
+    )
+    return config_source_pb2.ConfigSource(
+        api_config_source=config_source_pb2.ApiConfigSource(
+            api_type=api_type,
+            transport_api_version=config_source_pb2.ApiVersion.V3,
+            grpc_services=[
+                grpc_service_pb2.GrpcService(
+                    envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(
+                        cluster_name=proxy.xds_cluster
+                    )
+                )
+            ],
+        ),
         resource_api_version=config_source_pb2.ApiVersion.V3,
         initial_fetch_timeout=disabled(),
     )

@@ -7,7 +7,7 @@ manager and tcp_proxy built below.
 
 from __future__ import annotations
 
-from envoy.config.core.v3 import protocol_pb2
+from envoy.config.core.v3 import config_source_pb2, protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
@@ -42,7 +42,9 @@ def _connection_manager(stat_prefix: str) -> hcm_pb2.HttpConnectionManager:
 
 
 def outbound_connection_manager(
-    stat_prefix: str, route_config_name: str
+    stat_prefix: str,
+    route_config_name: str,
+    source: config_source_pb2.ConfigSource | None = None,
 ) -> hcm_pb2.HttpConnectionManager:
     """The connection manager apps send requests through; its routes come over RDS (ADS).
 
@@ -53,7 +55,9 @@ def outbound_connection_manager(
     """
     manager = _connection_manager(stat_prefix)
     manager.rds.CopyFrom(
-        hcm_pb2.Rds(config_source=ads_config_source(), route_config_name=route_config_name)
+        hcm_pb2.Rds(
+            config_source=source or ads_config_source(), route_config_name=route_config_name
+        )
     )
     manager.http_protocol_options.CopyFrom(
         protocol_pb2.Http1ProtocolOptions(allow_absolute_url=boolean(True))

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from envoy.config.core.v3 import base_pb2
+from envoy.config.core.v3 import base_pb2, config_source_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 
 from interlock.model import Problem, Protocol, Proxy, ProxyKind, Service, Severity
 from interlock.xds import naming
 from interlock.xds.translate import filters
 from interlock.xds.translate.clusters import APP_ADDRESS
-from interlock.xds.translate.common import socket_address
+from interlock.xds.translate.common import config_source, socket_address
 from interlock.xds.translate.ports import Binding, PortTable
 from interlock.xds.translate.routes import inbound_route_configuration
 
@@ -77,10 +77,12 @@ def inbound_listener(address: str, inbound: Inbound) -> listener_pb2.Listener:
     )
 
 
-def outbound_http_listener(address: str, port: int) -> listener_pb2.Listener:
-    """The listener the app sends HTTP through; routes come over RDS."""
+def outbound_http_listener(
+    address: str, port: int, source: config_source_pb2.ConfigSource | None = None
+) -> listener_pb2.Listener:
+    """The listener the app sends HTTP through; routes come over RDS from ``source``."""
     manager = filters.outbound_connection_manager(
-        naming.OUTBOUND_HTTP_STAT_PREFIX, naming.outbound_http_route()
+        naming.OUTBOUND_HTTP_STAT_PREFIX, naming.outbound_http_route(), source
     )
     return _listener(
         naming.outbound_http_listener(),
@@ -179,7 +181,11 @@ def plan_listeners(proxy: Proxy, services: Sequence[Service]) -> ListenerPlan:
         )
     else:
         plan.outbound_http = True
-        plan.listeners.append(outbound_http_listener(proxy.outbound_address, proxy.outbound_port))
+        plan.listeners.append(
+            outbound_http_listener(
+                proxy.outbound_address, proxy.outbound_port, config_source(proxy)
+            )
+        )
 
     for service in sorted(services, key=lambda s: (s.namespace, s.name)):
         if service.protocol.is_http:
