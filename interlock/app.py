@@ -20,6 +20,9 @@ from interlock.api import create_app
 from interlock.model import InterlockError
 from interlock.reconcile import DebounceSettings, Reconciler
 from interlock.store import Store
+from interlock.telemetry.als import AccessLogReceiver
+from interlock.telemetry.graph import TrafficGraph
+from interlock.telemetry.metrics import ControlPlaneMetrics
 from interlock.xds.cache import SnapshotCache
 from interlock.xds.server import XdsServer
 from interlock.xds.status import StatusRegistry
@@ -60,6 +63,8 @@ class Components:
     status: StatusRegistry
     reconciler: Reconciler
     xds: XdsServer
+    graph: TrafficGraph
+    access_logs: AccessLogReceiver
 
 
 @dataclass(frozen=True)
@@ -128,14 +133,18 @@ async def serve(
         store = await asyncio.to_thread(Store.open, settings.db_url)
         cache = SnapshotCache()
         status = StatusRegistry()
+        metrics = ControlPlaneMetrics()
+        metrics.watch(status)
         debounce = DebounceSettings(
             quiet=settings.debounce_quiet,
             max_wait=max(settings.debounce_max, settings.debounce_quiet),
         )
-        reconciler = Reconciler(store, cache, debounce)
+        reconciler = Reconciler(store, cache, debounce, metrics)
         # Load before serving: a proxy must never receive an empty config at start.
         await reconciler.start()
-        xds = XdsServer(cache, status, reconciler.open_stream)
+        graph = TrafficGraph()
+        access_logs = AccessLogReceiver(graph, counter=metrics.access_log_entries)
+        xds = XdsServer(cache, status, reconciler.open_stream, [access_logs.handler()])
         try:
             bound_xds = await xds.start(f"{xds_host}:{xds_port}")
         except (OSError, RuntimeError) as exc:
@@ -143,7 +152,13 @@ async def serve(
             raise SettingsError(
                 f"cannot listen on {xds_host}:{xds_port} for xDS (--xds): {exc}"
             ) from None
-        api = create_app(store, status=status, config_reader=reconciler.served_config)
+        api = create_app(
+            store,
+            status=status,
+            config_reader=reconciler.served_config,
+            graph_reader=lambda window: graph.snapshot(window),
+            metrics=metrics,
+        )
         config = uvicorn.Config(api, log_level="warning", access_log=False, lifespan="off")
         api_server = _EmbeddedUvicorn(config)
         api_task = asyncio.create_task(api_server.serve(sockets=[api_sock]), name="interlock-api")
@@ -167,7 +182,7 @@ async def serve(
             tmp.write_text(json.dumps(info.__dict__))
             tmp.replace(settings.ready_file)
         if expose is not None:
-            expose(Components(store, cache, status, reconciler, xds))
+            expose(Components(store, cache, status, reconciler, xds, graph, access_logs))
         if on_ready is not None:
             on_ready(info)
         stop_wait = asyncio.create_task(stop.wait())

@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 
 from interlock.model import InterlockError, MeshState, Problem, Proxy
 from interlock.store import Store
+from interlock.telemetry.metrics import ControlPlaneMetrics
 from interlock.xds import resource_types as rt
 from interlock.xds.cache import SnapshotCache
 from interlock.xds.server import StreamRejected
@@ -56,8 +57,13 @@ class ViewReport:
 
 class Reconciler:
     def __init__(
-        self, store: Store, cache: SnapshotCache, debounce: DebounceSettings | None = None
+        self,
+        store: Store,
+        cache: SnapshotCache,
+        debounce: DebounceSettings | None = None,
+        metrics: ControlPlaneMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.store = store
         self.cache = cache
         self.debounce = debounce or DebounceSettings()
@@ -72,6 +78,7 @@ class Reconciler:
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: object = None
         self.builds = 0
+        self._wakes = 0
         #: A test-only seam: rewrites each view's translation before it is checked and
         #: published (e.g. to publish a route Envoy will reject). Never set in production.
         self.transform: Callable[[Proxy, Resources], Resources] | None = None
@@ -140,6 +147,7 @@ class Reconciler:
         started = time.monotonic()
         while True:
             self._wake.clear()
+            self._wakes += 1
             remaining = self.debounce.max_wait - (time.monotonic() - started)
             if remaining <= 0:
                 return
@@ -154,6 +162,16 @@ class Reconciler:
         state = await asyncio.to_thread(self.store.load_state)
         if not force and self.state is not None and state.revision == self.state.revision:
             return
+        if self.metrics is not None:
+            if self._wakes > 1:
+                self.metrics.merged.inc(self._wakes - 1)
+            if state.revision > 0:
+                try:
+                    info = await asyncio.to_thread(self.store.get_revision, state.revision)
+                    self.metrics.committed(info.rev, info.committed_at)
+                except InterlockError:
+                    pass
+        self._wakes = 0
         self.state = state
         for key in list(self.views):
             self._build(key)
@@ -176,6 +194,7 @@ class Reconciler:
         state = self.state
         assert state is not None, "start() loads the state before any stream is served"
         proxy = self.views[key]
+        started = time.perf_counter()
         resources = translate(state, proxy)
         if self.transform is not None:
             resources = self.transform(proxy, resources)
@@ -194,6 +213,9 @@ class Reconciler:
             log.warning("%s %s: %s", problem.resource, problem.field, problem.message)
         self.cache.set_snapshot(key, as_type_map(resources), revision=state.revision)
         self.published[key] = resources
+        if self.metrics is not None:
+            self.metrics.builds.inc()
+            self.metrics.build_seconds.observe(time.perf_counter() - started)
 
     def served_config(self, key: str) -> dict[str, list[dict[str, Any]]] | None:
         """The resources served to view ``key`` as JSON, by type URL; private keys redacted."""

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 import interlock
 from interlock.api import problems
 from interlock.api.body import BodyLimit
 from interlock.api.routers import ROUTERS
 from interlock.store import Store
+from interlock.telemetry.graph import Graph
+from interlock.telemetry.metrics import ControlPlaneMetrics
 from interlock.xds.status import StatusRegistry
 
 ConfigReader = Callable[[str], Mapping[str, list[dict[str, Any]]] | None]
+GraphReader = Callable[[float], Graph]
 
 DESCRIPTION = """\
 The Interlock control plane's REST API. Writes are idempotent PUTs and DELETEs; every response
@@ -29,13 +33,16 @@ def create_app(
     *,
     status: StatusRegistry | None = None,
     config_reader: ConfigReader | None = None,
+    graph_reader: GraphReader | None = None,
+    metrics: ControlPlaneMetrics | None = None,
     max_body_bytes: int = 1_048_576,
 ) -> FastAPI:
     """An ASGI app serving API v1 from ``store`` (OpenAPI at ``/openapi.json``).
 
     ``status`` (the xDS server's registry) feeds ``/v1/proxies`` and the rollout part of
     ``/v1/revisions/{rev}``; ``config_reader`` maps a proxy's snapshot key to the resources it is
-    served (for ``/v1/proxies/{node_id}/config``). Request bodies over ``max_body_bytes`` are
+    served (for ``/v1/proxies/{node_id}/config``); ``graph_reader`` gives the traffic graph
+    over a window of seconds (for ``/v1/graph``). Request bodies over ``max_body_bytes`` are
     refused with 413. The caller owns ``store`` (the app never closes it). Store endpoints run
     in FastAPI's thread pool; status endpoints run on the event loop that owns ``status``.
     """
@@ -49,13 +56,35 @@ def create_app(
     app.state.store = store
     app.state.status = status
     app.state.config_reader = config_reader
+    app.state.graph_reader = graph_reader
+    app.state.metrics = metrics
     app.state.commit_times = {}
     problems.install(app)
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
+    if metrics is not None:
+        _time_requests(app, metrics)
     for router in ROUTERS:
         app.include_router(router)
     _document_problems(app)
     return app
+
+
+def _time_requests(app: FastAPI, metrics: ControlPlaneMetrics) -> None:
+    """Observe every request's latency by method, route template (not the raw path, so
+    names in paths cannot explode the label space) and status."""
+
+    @app.middleware("http")
+    async def timed(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        metrics.api_seconds.labels(request.method, template, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
 
 
 def _document_problems(app: FastAPI) -> None:

@@ -100,6 +100,7 @@ def _sidecar_spec(
     xds: str,
     xds_protocol: str,
     xds_api: str = "ads",
+    stats_port: int | None = None,
 ) -> SidecarSpec:
     xds_host, xds_port = split_host_port(xds, "--xds")
     try:
@@ -122,6 +123,7 @@ def _sidecar_spec(
         xds_port=xds_port,
         xds_protocol=protocol,
         xds_api=xds_api,
+        stats_port=stats_port,
     )
 
 
@@ -166,6 +168,12 @@ def sidecar(
     xds_api: Annotated[
         str, typer.Option(help="ads (one aggregated stream) or per-type (a stream per type).")
     ] = "ads",
+    stats_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Serve only /stats/prometheus on --address:PORT for scrapers."
+        ),
+    ] = None,
     protocol: Annotated[
         str,
         typer.Option(
@@ -208,6 +216,7 @@ def sidecar(
         xds,
         xds_protocol,
         xds_api,
+        stats_port,
     )
     opts = SidecarOptions(
         control_plane=control_plane,
@@ -241,6 +250,7 @@ def bootstrap(
     xds: Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")] = "127.0.0.1:18000",
     xds_protocol: Annotated[str, typer.Option(help="delta or sotw.")] = "delta",
     xds_api: Annotated[str, typer.Option(help="ads or per-type.")] = "ads",
+    stats_port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
 ) -> None:
     """Print the Envoy bootstrap for one sidecar (to run Envoy yourself)."""
     spec = _sidecar_spec(
@@ -258,6 +268,7 @@ def bootstrap(
         xds,
         xds_protocol,
         xds_api,
+        stats_port,
     )
     try:
         typer.echo(render_sidecar_bootstrap(spec), nl=False)

@@ -50,6 +50,9 @@ class SidecarSpec:
     xds_protocol: XdsProtocol = XdsProtocol.DELTA
     #: "ads": one aggregated stream; "per-type": CDS, LDS, RDS and EDS on streams of their own.
     xds_api: str = "ads"
+    #: Where Prometheus scrapes this sidecar (on ``address``): only /stats/prometheus, never
+    #: the admin API. None: no scrape listener (the admin port still serves the stats).
+    stats_port: int | None = None
 
 
 def _template(name: str) -> string.Template:
@@ -85,9 +88,12 @@ def spec_errors(spec: SidecarSpec) -> list[str]:
     if spec.xds_api not in ("ads", "per-type"):
         errors.append(f"--xds-api: {spec.xds_api!r} must be 'ads' or 'per-type'")
     ports = [spec.inbound_port, spec.outbound_port, spec.admin_port, spec.app_port]
+    if spec.stats_port:
+        ports.append(spec.stats_port)
     if len(set(ports)) != len(ports):
         errors.append(
-            "--app-port, --inbound-port, --outbound-port and --admin-port must all differ"
+            "--app-port, --inbound-port, --outbound-port, --admin-port and --stats-port "
+            "must all differ"
         )
     return errors
 
@@ -113,6 +119,21 @@ def render_sidecar_bootstrap(spec: SidecarSpec) -> str:
         XDS_API=spec.xds_protocol.value,
         XDS_HOST=_quoted(spec.xds_host),
         XDS_PORT=str(int(spec.xds_port)),
+        STATS_LISTENERS=(
+            "\n"
+            + _template("stats-listener.yaml").substitute(
+                ADDRESS=spec.address, PORT=spec.stats_port
+            )
+            if spec.stats_port
+            else "[]"
+        ),
+        STATS_CLUSTERS=(
+            _template("stats-cluster.yaml").substitute(
+                ADDRESS=spec.admin_address, PORT=spec.admin_port
+            )
+            if spec.stats_port
+            else ""
+        ),
     )
     yaml.safe_load(text)  # a template or value mistake fails here, not inside Envoy
     return text

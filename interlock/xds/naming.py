@@ -7,8 +7,9 @@ spelling. Names are stable for a given input: they never carry a revision, a clo
 The scheme follows Istio's, so people who read Istio config dumps feel at home:
 
 - ``inbound``: the listener where mesh traffic enters a sidecar.
-- ``inbound|<app_port>``: the static cluster (and the inline route configuration) that forwards
-  inbound traffic to the app on ``127.0.0.1:<app_port>``.
+- ``inbound|<app_port>``: the static cluster (and the RDS route configuration) that forwards
+  inbound traffic to the app on ``127.0.0.1:<app_port>``. Its one virtual host is named after
+  the proxy's service and has one virtual cluster per service that may call it (stats by source).
 - ``outbound|http``: the listener the app sends HTTP through, and its RDS route configuration.
 - ``outbound|<port>||<name>.<namespace>``: one EDS cluster per service, and its
   ClusterLoadAssignment (the EDS service name is the cluster name).
@@ -25,6 +26,20 @@ OUTBOUND_HTTP_ROUTE = "outbound|http"
 
 # Stat prefixes name the counters users read in Envoy's /stats.
 OUTBOUND_HTTP_STAT_PREFIX = "outbound_http"
+
+#: The header an outbound route stamps with the calling service (``name.namespace``); the
+#: callee's sidecar counts and logs requests by it. Apps never need to set it.
+SOURCE_HEADER = "x-interlock-source"
+#: The virtual cluster of inbound requests that carry no source header (from outside the mesh).
+UNKNOWN_SOURCE = "unknown"
+#: ``log_name`` of the access logs sent to the control plane, per side of the proxy.
+ACCESS_LOG_INBOUND = "inbound"
+ACCESS_LOG_OUTBOUND = "outbound"
+#: The bootstrap cluster that reaches the control plane (xDS and access logs), unless the node
+#: names another (``xds_cluster``).
+DEFAULT_XDS_CLUSTER = "interlock_xds"
+#: ``filter_metadata`` namespace on clusters: which service a cluster leads to.
+METADATA_NAMESPACE = "interlock"
 
 
 def service_host(service: Service) -> str:
@@ -43,13 +58,20 @@ def inbound_cluster(app_port: int) -> str:
 
 
 def inbound_route(app_port: int) -> str:
-    """The inline route configuration of an HTTP inbound listener."""
+    """The RDS route configuration of an HTTP inbound listener."""
     return f"inbound|{app_port}"
 
 
-def inbound_virtual_host(app_port: int) -> str:
-    """The single virtual host of the inbound route configuration."""
-    return f"inbound|http|{app_port}"
+def inbound_virtual_host(service_name: str) -> str:
+    """The single virtual host of the inbound route configuration: the proxy's own service
+    (a DNS label, so Envoy's stats tags can extract it as ``destination_service``)."""
+    return service_name
+
+
+def source_virtual_cluster(service: Service) -> str:
+    """The inbound virtual cluster counting requests from ``service`` (service names are
+    unique, and DNS labels keep the stat name taggable as ``source_service``)."""
+    return service.name
 
 
 def inbound_stat_prefix(inbound_port: int) -> str:
@@ -70,6 +92,15 @@ def outbound_http_route() -> str:
 def outbound_cluster(service: Service) -> str:
     """The EDS cluster of ``service``; also its EDS service name and its load assignment's."""
     return f"outbound|{service.port}||{service_host(service)}"
+
+
+def parse_outbound_cluster(name: str) -> tuple[str, str] | None:
+    """``(service, namespace)`` of an outbound cluster name, or None for any other name."""
+    parts = name.split("|")
+    if len(parts) != 4 or parts[0] != "outbound" or "." not in parts[3]:
+        return None
+    service, _, namespace = parts[3].partition(".")
+    return service, namespace
 
 
 def outbound_virtual_host(service: Service) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
@@ -106,8 +106,15 @@ class XdsServer:
     """Serves the snapshots of ``cache`` to every stream, recording status in ``status``."""
 
     def __init__(
-        self, cache: SnapshotCache, status: StatusRegistry, open_stream: OpenStream
+        self,
+        cache: SnapshotCache,
+        status: StatusRegistry,
+        open_stream: OpenStream,
+        extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
     ) -> None:
+        """``extra_handlers`` are other gRPC services served on the same port (e.g. the
+        access-log service proxies stream to)."""
+        self._extra_handlers = list(extra_handlers)
         self._cache = cache
         self._status = status
         self._open_stream = open_stream
@@ -129,7 +136,7 @@ class XdsServer:
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ]
         )
-        server.add_generic_rpc_handlers(self._handlers())
+        server.add_generic_rpc_handlers([*self._handlers(), *self._extra_handlers])
         if credentials is None:
             port = server.add_insecure_port(address)
         else:

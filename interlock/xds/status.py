@@ -27,7 +27,7 @@ from typing import Any, Literal
 log = logging.getLogger(__name__)
 
 Variant = Literal["sotw", "delta"]
-EventKind = Literal["connected", "ack", "nack", "synced", "disconnected"]
+EventKind = Literal["connected", "sent", "ack", "nack", "synced", "disconnected"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +185,11 @@ class StreamRecord:
         rec.revision_sent = revision
         rec.sent_at = self._registry.clock()
         rec.pending = True
+        self._registry.notify(
+            StatusEvent(
+                "sent", self.stream_id, self.snapshot_key, self.node_id, type_url, version, revision
+            )
+        )
 
     def acked(self, type_url: str) -> None:
         """The proxy ACKed the last response of ``type_url``."""
@@ -376,6 +381,10 @@ class StatusRegistry:
                     waiter.pending.discard(record.stream_id)
                     if not waiter.pending and not waiter.done.done():
                         waiter.done.set_result(None)
+        self._notify(event)
+
+    def notify(self, event: StatusEvent) -> None:
+        """Tell listeners only (an event no revision waiter cares about)."""
         self._notify(event)
 
     def _notify(self, event: StatusEvent) -> None:

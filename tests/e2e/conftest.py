@@ -34,8 +34,10 @@ class Mesh:
         self.apps: list[UpstreamApp] = []
         self.sidecars: list[Sidecar] = []
 
-    def app(self, service: str, instance: str, status: int = 200) -> UpstreamApp:
-        app = UpstreamApp(service, instance, status)
+    def app(
+        self, service: str, instance: str, status: int = 200, statuses: list[int] | None = None
+    ) -> UpstreamApp:
+        app = UpstreamApp(service, instance, status, statuses)
         self.apps.append(app)
         return app
 

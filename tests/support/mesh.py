@@ -141,10 +141,16 @@ class ServerProcess:
 class UpstreamApp:
     """A tiny HTTP app in a thread: answers ``{"service", "instance", "path"}`` and counts hits."""
 
-    def __init__(self, service: str, instance: str, status: int = 200) -> None:
+    def __init__(
+        self, service: str, instance: str, status: int = 200, statuses: list[int] | None = None
+    ) -> None:
+        """``statuses`` (if given) is cycled through, one per request: a deterministic error
+        rate, e.g. ``[200, 200, 200, 200, 500]`` fails exactly one request in five."""
         self.service = service
         self.instance = instance
         self.status = status
+        self.statuses = statuses or [status]
+        self._served = 0
         self.hits: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         app = self
@@ -159,6 +165,8 @@ class UpstreamApp:
                     self.rfile.read(length)
                 with app._lock:
                     app.hits.append((time.monotonic(), self.path))
+                    status = app.statuses[app._served % len(app.statuses)]
+                    app._served += 1
                 body = json.dumps(
                     {
                         "service": app.service,
@@ -167,7 +175,7 @@ class UpstreamApp:
                         "host": self.headers.get("Host", ""),
                     }
                 ).encode()
-                self.send_response(app.status)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -116,11 +116,21 @@ def test_http_inbound_routes_everything_to_the_app(protocol: Protocol) -> None:
     assert manager.codec_type == hcm_pb2.HttpConnectionManager.CodecType.AUTO
     assert manager.stat_prefix == "inbound_15006"
     assert [f.name for f in manager.http_filters][-1] == "envoy.filters.http.router"
-    (vhost,) = manager.route_config.virtual_hosts
+    # Routes come over RDS so a new calling service never rebuilds (drains) the listener.
+    assert manager.rds.route_config_name == "inbound|9000"
+    (vhost,) = route_config(resources, "inbound|9000").virtual_hosts
+    assert vhost.name == "a"  # the destination service, as stats tag it
     assert list(vhost.domains) == ["*"]
     (route,) = vhost.routes
     assert route.match.prefix == "/"
     assert route.route.cluster == "inbound|9000"
+    # One virtual cluster per possible caller (by the header its sidecar stamps) + unknown.
+    assert [
+        (vc.name, [h.string_match.exact for h in vc.headers]) for vc in vhost.virtual_clusters
+    ] == [
+        ("a", ["a.default"]),
+        ("unknown", [""]),
+    ]
 
     app = cluster(resources, "inbound|9000")
     assert app.type == cluster_pb2.Cluster.DiscoveryType.STATIC
@@ -252,7 +262,7 @@ def test_no_outbound_port_means_no_outbound_listeners_and_no_routes() -> None:
     services = [Service("b"), Service("db", protocol=Protocol.TCP, port=5432)]
     resources = translate(mesh(services), sidecar("b", outbound_port=None))
     assert [item.name for item in resources.listeners] == ["inbound"]
-    assert resources.routes == ()
+    assert [r.name for r in resources.routes] == ["inbound|9000"]  # the inbound side only
     assert [item.name for item in resources.clusters] == [
         "inbound|9000",
         "outbound|5432||db.default",
@@ -380,7 +390,7 @@ def test_same_port_on_different_addresses_is_no_collision() -> None:
 def test_outbound_listener_colliding_with_inbound_is_left_out_and_reported() -> None:
     resources = translate(mesh([Service("a")]), sidecar(inbound_port=15001, outbound_port=15001))
     assert [item.name for item in resources.listeners] == ["inbound"]
-    assert resources.routes == ()
+    assert [r.name for r in resources.routes] == ["inbound|9000"]  # no outbound routes
     (problem,) = resources.problems
     assert (problem.resource, problem.field) == ("Proxy/default/a", "outbound_port")
 

@@ -45,7 +45,8 @@ def test_missing_load_assignment_is_reported() -> None:
 
 def test_missing_route_configuration_is_reported() -> None:
     assert check_consistency(replace(full(), routes=())) == [
-        "listener 'outbound|http' uses route configuration 'outbound|http', which is missing"
+        "listener 'inbound' uses route configuration 'inbound|9000', which is missing",
+        "listener 'outbound|http' uses route configuration 'outbound|http', which is missing",
     ]
 
 
@@ -57,9 +58,9 @@ def test_route_to_missing_cluster_is_reported() -> None:
     ]
 
 
-def test_inline_route_to_missing_cluster_is_reported() -> None:
+def test_inbound_route_to_missing_cluster_is_reported() -> None:
     assert check_consistency(without_cluster(full(), "inbound|9000")) == [
-        "listener 'inbound' (inline routes) routes to cluster 'inbound|9000', which is missing"
+        "route configuration 'inbound|9000' routes to cluster 'inbound|9000', which is missing"
     ]
 
 

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from interlock.api.routers import instances, meta, proxies, revisions, services
+from interlock.api.routers import (
+    graph,
+    instances,
+    meta,
+    metrics,
+    proxies,
+    revisions,
+    services,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     meta.router,
@@ -16,6 +24,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     instances.router,
     proxies.router,
     revisions.router,
+    graph.router,
+    metrics.router,
 )
 
 __all__ = ["ROUTERS"]

@@ -14,7 +14,11 @@ from interlock.xds.translate.consistency import check_consistency
 from interlock.xds.translate.endpoints import load_assignment
 from interlock.xds.translate.listeners import plan_listeners
 from interlock.xds.translate.resources import Resources
-from interlock.xds.translate.routes import outbound_route_configuration
+from interlock.xds.translate.routes import (
+    inbound_route_configuration,
+    outbound_route_configuration,
+)
+from interlock.xds.translate.telemetry import source_header, source_virtual_clusters
 
 __all__ = ["Resources", "check_consistency", "translate"]
 
@@ -38,8 +42,14 @@ def translate(state: MeshState, proxy: Proxy) -> Resources:
         clusters.append(inbound_cluster(plan.inbound.app_port, plan.inbound.protocol))
     problems = list(plan.problems)
     routes = []
+    if plan.inbound is not None and plan.inbound.protocol.is_http:
+        routes.append(
+            inbound_route_configuration(
+                plan.inbound.app_port, proxy.service, source_virtual_clusters(services)
+            )
+        )
     if plan.outbound_http:
-        route_config, route_problems = outbound_route_configuration(services)
+        route_config, route_problems = outbound_route_configuration(services, source_header(proxy))
         routes.append(route_config)
         problems += route_problems
     endpoints = [load_assignment(s, state.instances_of(s.name)) for s in services]

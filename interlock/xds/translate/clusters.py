@@ -54,6 +54,14 @@ def outbound_cluster(
         ),
         connect_timeout=connect_timeout(),
     )
+    # Which service this cluster leads to, for access logs (%CLUSTER_METADATA(interlock:host)%).
+    cluster.metadata.filter_metadata[naming.METADATA_NAMESPACE].update(
+        {
+            "host": naming.service_host(service),
+            "service": service.name,
+            "namespace": service.namespace,
+        }
+    )
     if service.protocol.is_http2:
         _speak_http2(cluster)
     return cluster

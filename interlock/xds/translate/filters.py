@@ -7,9 +7,9 @@ manager and tcp_proxy built below.
 
 from __future__ import annotations
 
+from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import config_source_pb2, protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2
-from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -45,6 +45,7 @@ def outbound_connection_manager(
     stat_prefix: str,
     route_config_name: str,
     source: config_source_pb2.ConfigSource | None = None,
+    access_logs: list[accesslog_pb2.AccessLog] | None = None,
 ) -> hcm_pb2.HttpConnectionManager:
     """The connection manager apps send requests through; its routes come over RDS (ADS).
 
@@ -62,15 +63,26 @@ def outbound_connection_manager(
     manager.http_protocol_options.CopyFrom(
         protocol_pb2.Http1ProtocolOptions(allow_absolute_url=boolean(True))
     )
+    manager.access_log.extend(access_logs or [])
     return manager
 
 
 def inbound_connection_manager(
-    stat_prefix: str, route_config: route_pb2.RouteConfiguration
+    stat_prefix: str,
+    route_config_name: str,
+    source: config_source_pb2.ConfigSource | None = None,
+    access_logs: list[accesslog_pb2.AccessLog] | None = None,
 ) -> hcm_pb2.HttpConnectionManager:
-    """The connection manager of an HTTP inbound listener, with its routes inline."""
+    """The connection manager of an HTTP inbound listener. Its routes come over RDS, so a new
+    service (a new virtual cluster to count its calls) changes the routes, not the listener:
+    Envoy would drain a changed listener's connections."""
     manager = _connection_manager(stat_prefix)
-    manager.route_config.CopyFrom(route_config)
+    manager.rds.CopyFrom(
+        hcm_pb2.Rds(
+            config_source=source or ads_config_source(), route_config_name=route_config_name
+        )
+    )
+    manager.access_log.extend(access_logs or [])
     return manager
 
 

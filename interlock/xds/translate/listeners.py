@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import base_pb2, config_source_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 
 from interlock.model import Problem, Protocol, Proxy, ProxyKind, Service, Severity
 from interlock.xds import naming
-from interlock.xds.translate import filters
+from interlock.xds.translate import filters, telemetry
 from interlock.xds.translate.clusters import APP_ADDRESS
 from interlock.xds.translate.common import config_source, socket_address
 from interlock.xds.translate.ports import Binding, PortTable
-from interlock.xds.translate.routes import inbound_route_configuration
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,18 @@ def _listener(
     )
 
 
-def inbound_listener(address: str, inbound: Inbound) -> listener_pb2.Listener:
-    """Mesh traffic for this sidecar's app: HTTP through a connection manager whose only route
-    sends everything to the app, tcp straight through."""
+def inbound_listener(proxy: Proxy, inbound: Inbound) -> listener_pb2.Listener:
+    """Mesh traffic for this sidecar's app: HTTP through a connection manager whose routes
+    (over RDS) send everything to the app, tcp straight through."""
+    address = proxy.inbound_address
     stat_prefix = naming.inbound_stat_prefix(inbound.port)
     if inbound.protocol.is_http:
         network_filter = filters.http_connection_manager_filter(
             filters.inbound_connection_manager(
-                stat_prefix, inbound_route_configuration(inbound.app_port)
+                stat_prefix,
+                naming.inbound_route(inbound.app_port),
+                config_source(proxy),
+                telemetry.http_access_logs(proxy, inbound=True),
             )
         )
     else:
@@ -78,11 +82,14 @@ def inbound_listener(address: str, inbound: Inbound) -> listener_pb2.Listener:
 
 
 def outbound_http_listener(
-    address: str, port: int, source: config_source_pb2.ConfigSource | None = None
+    address: str,
+    port: int,
+    source: config_source_pb2.ConfigSource | None = None,
+    access_logs: list[accesslog_pb2.AccessLog] | None = None,
 ) -> listener_pb2.Listener:
     """The listener the app sends HTTP through; routes come over RDS from ``source``."""
     manager = filters.outbound_connection_manager(
-        naming.OUTBOUND_HTTP_STAT_PREFIX, naming.outbound_http_route(), source
+        naming.OUTBOUND_HTTP_STAT_PREFIX, naming.outbound_http_route(), source, access_logs
     )
     return _listener(
         naming.outbound_http_listener(),
@@ -165,7 +172,7 @@ def plan_listeners(proxy: Proxy, services: Sequence[Service]) -> ListenerPlan:
             )
         else:
             plan.inbound = Inbound(proxy.inbound_port, proxy.app_port, own.protocol)
-            plan.listeners.append(inbound_listener(proxy.inbound_address, plan.inbound))
+            plan.listeners.append(inbound_listener(proxy, plan.inbound))
 
     if proxy.outbound_port is None:
         return plan
@@ -183,7 +190,10 @@ def plan_listeners(proxy: Proxy, services: Sequence[Service]) -> ListenerPlan:
         plan.outbound_http = True
         plan.listeners.append(
             outbound_http_listener(
-                proxy.outbound_address, proxy.outbound_port, config_source(proxy)
+                proxy.outbound_address,
+                proxy.outbound_port,
+                config_source(proxy),
+                telemetry.http_access_logs(proxy, inbound=False),
             )
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 
@@ -84,6 +85,7 @@ def outbound_virtual_host(
 
 def outbound_route_configuration(
     services: Iterable[Service],
+    source: base_pb2.HeaderValueOption | None = None,
 ) -> tuple[route_pb2.RouteConfiguration, list[Problem]]:
     """The route configuration of the outbound HTTP listener, and the problems met making it.
 
@@ -91,7 +93,8 @@ def outbound_route_configuration(
     name; tcp services are skipped. A request whose ``Host`` names no service matches no
     virtual host and gets Envoy's 404. Envoy rejects a route configuration in which two virtual
     hosts share a domain, so a domain already taken by an earlier service is left out of the
-    later one and reported.
+    later one and reported. ``source`` (the calling service's header) is stamped on every
+    request.
     """
     http_services = sorted(
         (s for s in services if s.protocol.is_http), key=lambda s: (s.namespace, s.name)
@@ -117,21 +120,29 @@ def outbound_route_configuration(
                 )
         virtual_hosts.append(outbound_virtual_host(service, domains))
     config = route_pb2.RouteConfiguration(
-        name=naming.outbound_http_route(), virtual_hosts=virtual_hosts
+        name=naming.outbound_http_route(),
+        virtual_hosts=virtual_hosts,
+        request_headers_to_add=[source] if source is not None else [],
     )
     return config, problems
 
 
-def inbound_route_configuration(app_port: int) -> route_pb2.RouteConfiguration:
-    """The inline route configuration of an HTTP inbound listener: any host, any path, to the
-    app. No retries: the caller's sidecar already retries."""
+def inbound_route_configuration(
+    app_port: int,
+    service_name: str,
+    virtual_clusters: Iterable[route_components_pb2.VirtualCluster] = (),
+) -> route_pb2.RouteConfiguration:
+    """The route configuration of an HTTP inbound listener (served over RDS): any host, any
+    path, to the app. No retries: the caller's sidecar already retries. Its virtual host is
+    named after the proxy's service and its ``virtual_clusters`` count requests by caller."""
     return route_pb2.RouteConfiguration(
         name=naming.inbound_route(app_port),
         virtual_hosts=[
             route_components_pb2.VirtualHost(
-                name=naming.inbound_virtual_host(app_port),
+                name=naming.inbound_virtual_host(service_name),
                 domains=["*"],
                 routes=[_route_to(naming.inbound_cluster(app_port))],
+                virtual_clusters=list(virtual_clusters),
             )
         ],
     )
