@@ -94,6 +94,11 @@ def outbound_cluster(service: Service) -> str:
     return f"outbound|{service.port}||{service_host(service)}"
 
 
+def tracing_cluster(provider: str) -> str:
+    """The cluster a tracing provider's collector is reached through."""
+    return f"tracing|{provider}"
+
+
 def parse_outbound_cluster(name: str) -> tuple[str, str] | None:
     """``(service, namespace)`` of an outbound cluster name, or None for any other name."""
     parts = name.split("|")

@@ -18,7 +18,12 @@ from interlock.xds.translate.routes import (
     inbound_route_configuration,
     outbound_route_configuration,
 )
-from interlock.xds.translate.telemetry import source_header, source_virtual_clusters
+from interlock.xds.translate.telemetry import (
+    source_header,
+    source_virtual_clusters,
+    telemetry_plan_for,
+    tracing_cluster,
+)
 
 __all__ = ["Resources", "check_consistency", "translate"]
 
@@ -35,11 +40,14 @@ def translate(state: MeshState, proxy: Proxy) -> Resources:
     Resources of each kind are sorted by name; problems are sorted.
     """
     services = sorted(state.services.values(), key=lambda s: (s.namespace, s.name))
-    plan = plan_listeners(proxy, services)
+    telemetry_plan = telemetry_plan_for(state, proxy)
+    plan = plan_listeners(proxy, services, telemetry_plan)
     source = config_source(proxy)
     clusters = [outbound_cluster(s, source) for s in services]
     if plan.inbound is not None:
         clusters.append(inbound_cluster(plan.inbound.app_port, plan.inbound.protocol))
+    if telemetry_plan.tracing is not None and plan.listeners:
+        clusters.append(tracing_cluster(telemetry_plan.tracing))
     problems = list(plan.problems)
     routes = []
     if plan.inbound is not None and plan.inbound.protocol.is_http:

@@ -46,6 +46,7 @@ def outbound_connection_manager(
     route_config_name: str,
     source: config_source_pb2.ConfigSource | None = None,
     access_logs: list[accesslog_pb2.AccessLog] | None = None,
+    tracing: hcm_pb2.HttpConnectionManager.Tracing | None = None,
 ) -> hcm_pb2.HttpConnectionManager:
     """The connection manager apps send requests through; its routes come over RDS (ADS).
 
@@ -64,6 +65,8 @@ def outbound_connection_manager(
         protocol_pb2.Http1ProtocolOptions(allow_absolute_url=boolean(True))
     )
     manager.access_log.extend(access_logs or [])
+    if tracing is not None:
+        manager.tracing.CopyFrom(tracing)
     return manager
 
 
@@ -72,6 +75,7 @@ def inbound_connection_manager(
     route_config_name: str,
     source: config_source_pb2.ConfigSource | None = None,
     access_logs: list[accesslog_pb2.AccessLog] | None = None,
+    tracing: hcm_pb2.HttpConnectionManager.Tracing | None = None,
 ) -> hcm_pb2.HttpConnectionManager:
     """The connection manager of an HTTP inbound listener. Its routes come over RDS, so a new
     service (a new virtual cluster to count its calls) changes the routes, not the listener:
@@ -83,6 +87,8 @@ def inbound_connection_manager(
         )
     )
     manager.access_log.extend(access_logs or [])
+    if tracing is not None:
+        manager.tracing.CopyFrom(tracing)
     return manager
 
 

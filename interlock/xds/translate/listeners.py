@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import base_pb2, config_source_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
 
 from interlock.model import Problem, Protocol, Proxy, ProxyKind, Service, Severity
 from interlock.xds import naming
@@ -58,7 +61,9 @@ def _listener(
     )
 
 
-def inbound_listener(proxy: Proxy, inbound: Inbound) -> listener_pb2.Listener:
+def inbound_listener(
+    proxy: Proxy, inbound: Inbound, plan: telemetry.TelemetryPlan = telemetry.DEFAULT_PLAN
+) -> listener_pb2.Listener:
     """Mesh traffic for this sidecar's app: HTTP through a connection manager whose routes
     (over RDS) send everything to the app, tcp straight through."""
     address = proxy.inbound_address
@@ -69,7 +74,8 @@ def inbound_listener(proxy: Proxy, inbound: Inbound) -> listener_pb2.Listener:
                 stat_prefix,
                 naming.inbound_route(inbound.app_port),
                 config_source(proxy),
-                telemetry.http_access_logs(proxy, inbound=True),
+                telemetry.http_access_logs(proxy, inbound=True, plan=plan),
+                telemetry.http_tracing(proxy, plan.tracing) if plan.tracing else None,
             )
         )
     else:
@@ -86,10 +92,15 @@ def outbound_http_listener(
     port: int,
     source: config_source_pb2.ConfigSource | None = None,
     access_logs: list[accesslog_pb2.AccessLog] | None = None,
+    tracing: hcm_pb2.HttpConnectionManager.Tracing | None = None,
 ) -> listener_pb2.Listener:
     """The listener the app sends HTTP through; routes come over RDS from ``source``."""
     manager = filters.outbound_connection_manager(
-        naming.OUTBOUND_HTTP_STAT_PREFIX, naming.outbound_http_route(), source, access_logs
+        naming.OUTBOUND_HTTP_STAT_PREFIX,
+        naming.outbound_http_route(),
+        source,
+        access_logs,
+        tracing,
     )
     return _listener(
         naming.outbound_http_listener(),
@@ -129,7 +140,11 @@ def _own_service(proxy: Proxy, services: Sequence[Service]) -> Service | None:
     return None
 
 
-def plan_listeners(proxy: Proxy, services: Sequence[Service]) -> ListenerPlan:
+def plan_listeners(
+    proxy: Proxy,
+    services: Sequence[Service],
+    telemetry_plan: telemetry.TelemetryPlan = telemetry.DEFAULT_PLAN,
+) -> ListenerPlan:
     """Every listener ``proxy`` should have, given the mesh's ``services``.
 
     In order of precedence: the app's own port (``127.0.0.1:<app_port>``, never bound by
@@ -172,7 +187,7 @@ def plan_listeners(proxy: Proxy, services: Sequence[Service]) -> ListenerPlan:
             )
         else:
             plan.inbound = Inbound(proxy.inbound_port, proxy.app_port, own.protocol)
-            plan.listeners.append(inbound_listener(proxy, plan.inbound))
+            plan.listeners.append(inbound_listener(proxy, plan.inbound, telemetry_plan))
 
     if proxy.outbound_port is None:
         return plan
@@ -193,7 +208,10 @@ def plan_listeners(proxy: Proxy, services: Sequence[Service]) -> ListenerPlan:
                 proxy.outbound_address,
                 proxy.outbound_port,
                 config_source(proxy),
-                telemetry.http_access_logs(proxy, inbound=False),
+                telemetry.http_access_logs(proxy, inbound=False, plan=telemetry_plan),
+                telemetry.http_tracing(proxy, telemetry_plan.tracing)
+                if telemetry_plan.tracing
+                else None,
             )
         )
 

@@ -11,41 +11,70 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import (
     base_pb2,
     config_source_pb2,
     grpc_service_pb2,
+    protocol_pb2,
     substitution_format_string_pb2,
 )
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.route.v3 import route_components_pb2
+from envoy.config.trace.v3 import http_tracer_pb2, opentelemetry_pb2, zipkin_pb2
 from envoy.extensions.access_loggers.grpc.v3 import als_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import string_pb2
 from envoy.type.v3 import percent_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
-from interlock.model import Proxy, Service
+from interlock.model import MeshState, Proxy, Service
 from interlock.xds import naming
-from interlock.xds.translate.common import typed
+from interlock.xds.translate.common import boolean, connect_timeout, socket_address, typed
 
 STDOUT_LOGGER = "envoy.access_loggers.stdout"
 HTTP_GRPC_LOGGER = "envoy.access_loggers.http_grpc"
 TCP_GRPC_LOGGER = "envoy.access_loggers.tcp_grpc"
 SAMPLING_RUNTIME_KEY = "interlock.access_log.sampling"
+HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+@dataclass(frozen=True)
+class TracingPlan:
+    """Where spans go: a Zipkin collector (HTTP JSON v2) or an OpenTelemetry collector
+    (OTLP/gRPC) at ``host:port``; ``sampling`` is the percentage of requests traced."""
+
+    provider: str  # "zipkin" or "opentelemetry"
+    host: str
+    port: int
+    sampling: float = 100.0
 
 
 @dataclass(frozen=True)
 class TelemetryPlan:
-    """What one proxy logs. ``sampling`` is the percentage of requests logged (both sinks)."""
+    """What one proxy logs and traces. ``sampling`` is the percentage of requests logged
+    (both sinks); tracing is off unless ``tracing`` is set."""
 
     access_log: bool = True
     log_format: str = "json"  # or "text"
     als: bool = True
     sampling: float = 100.0
+    tracing: TracingPlan | None = None
 
 
 DEFAULT_PLAN = TelemetryPlan()
+
+
+def telemetry_plan_for(state: MeshState, proxy: Proxy) -> TelemetryPlan:
+    """What ``proxy`` logs and traces: the defaults, until the mesh's Telemetry policies say
+    otherwise (mesh-wide, then the proxy's own service)."""
+    del state, proxy
+    return DEFAULT_PLAN
 
 
 def _fields(proxy: Proxy, inbound: bool) -> dict[str, str]:
@@ -194,4 +223,80 @@ def source_header(proxy: Proxy) -> base_pb2.HeaderValueOption:
             key=naming.SOURCE_HEADER, value=f"{proxy.service}.{proxy.namespace}"
         ),
         append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+    )
+
+
+ZIPKIN = "envoy.tracers.zipkin"
+OPENTELEMETRY = "envoy.tracers.opentelemetry"
+
+
+def tracing_cluster(plan: TracingPlan) -> cluster_pb2.Cluster:
+    """The cluster spans are sent to (DNS-resolved, so a collector may be named by host)."""
+    name = naming.tracing_cluster(plan.provider)
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.DiscoveryType.STRICT_DNS,
+        connect_timeout=connect_timeout(),
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(
+            cluster_name=name,
+            endpoints=[
+                endpoint_components_pb2.LocalityLbEndpoints(
+                    lb_endpoints=[
+                        endpoint_components_pb2.LbEndpoint(
+                            endpoint=endpoint_components_pb2.Endpoint(
+                                address=socket_address(plan.host, plan.port)
+                            )
+                        )
+                    ]
+                )
+            ],
+        ),
+    )
+    if plan.provider == "opentelemetry":  # OTLP/gRPC speaks HTTP/2
+        cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(
+            typed(
+                http_protocol_options_pb2.HttpProtocolOptions(
+                    explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+                        http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
+                    )
+                )
+            )
+        )
+    return cluster
+
+
+def http_tracing(proxy: Proxy, plan: TracingPlan) -> hcm_pb2.HttpConnectionManager.Tracing:
+    """The tracing block of a connection manager: spans for ``plan.sampling`` % of requests,
+    named after the proxy's service, sent to the plan's collector cluster."""
+    service = f"{proxy.service}.{proxy.namespace}"
+    cluster = naming.tracing_cluster(plan.provider)
+    if plan.provider == "zipkin":
+        provider = http_tracer_pb2.Tracing.Http(
+            name=ZIPKIN,
+            typed_config=typed(
+                zipkin_pb2.ZipkinConfig(
+                    collector_cluster=cluster,
+                    collector_endpoint="/api/v2/spans",
+                    collector_endpoint_version=zipkin_pb2.ZipkinConfig.HTTP_JSON,
+                    trace_id_128bit=True,
+                    shared_span_context=boolean(False),  # client and server spans apart
+                    collector_hostname=f"{plan.host}:{plan.port}",
+                )
+            ),
+        )
+    else:
+        provider = http_tracer_pb2.Tracing.Http(
+            name=OPENTELEMETRY,
+            typed_config=typed(
+                opentelemetry_pb2.OpenTelemetryConfig(
+                    grpc_service=grpc_service_pb2.GrpcService(
+                        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=cluster)
+                    ),
+                    service_name=service,
+                )
+            ),
+        )
+    return hcm_pb2.HttpConnectionManager.Tracing(
+        provider=provider,
+        random_sampling=percent_pb2.Percent(value=plan.sampling),
     )
