@@ -12,13 +12,28 @@ import signal
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
 
 from interlock.api import create_app
+from interlock.api.auth import ApiAuth
+from interlock.api.routers.ca import CaAdmin
 from interlock.model import InterlockError
+from interlock.model.identity import DEFAULT_ROOT_NAMESPACE, DEFAULT_TRUST_DOMAIN, MeshIdentity
 from interlock.reconcile import DebounceSettings, Reconciler
+from interlock.security.admin import ensure_admin_token
+from interlock.security.authority import CaRuntime, CaStartError, OperatorCa, utc_now
+from interlock.security.files import (
+    KEK_ENV,
+    SecretFileError,
+    default_admin_token_path,
+    resolve_kek,
+)
+from interlock.security.metrics import SecurityMetrics
+from interlock.security.proxies import ProxySecurity
+from interlock.security.revocation import DEFAULT_RECHECK_SECONDS, Revocations
 from interlock.store import Store
 from interlock.telemetry.als import AccessLogReceiver
 from interlock.telemetry.graph import TrafficGraph
@@ -52,6 +67,25 @@ class ServerSettings:
     debounce_max: float = 0.5
     ready_file: Path | None = None
     log_level: str = "info"
+    #: Identities: ``spiffe://<trust_domain>/ns/<namespace>/sa/<service>``.
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    #: Where mesh-wide policies (PeerAuthentication without selector) live.
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE
+    leaf_lifetime: float = 24 * 3600.0
+    #: An operator-supplied CA, used on first start (later: ``interlock ca rotate``).
+    ca_cert: Path | None = None
+    ca_key: Path | None = None
+    ca_chain: Path | None = None
+    #: The key-encryption key of the CA's stored key (else INTERLOCK_CA_KEK, else a file).
+    ca_kek_file: Path | None = None
+    #: Seconds between checks that close the streams of revoked proxy tokens.
+    token_recheck: float = DEFAULT_RECHECK_SECONDS
+    #: Let anyone read the REST API (writes always need the admin token).
+    open_reads: bool = False
+    #: Where the first admin token is written (default: beside a SQLite database).
+    admin_token_file: Path | None = None
+    #: Revoke the admin token(s) and write a new one.
+    new_admin_token: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +99,8 @@ class Components:
     xds: XdsServer
     graph: TrafficGraph
     access_logs: AccessLogReceiver
+    security: ProxySecurity
+    revocations: Revocations
 
 
 @dataclass(frozen=True)
@@ -77,6 +113,7 @@ class ServerInfo:
     xds_port: int
     db_url: str
     pid: int
+    admin_token_file: str = ""
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -108,40 +145,111 @@ def listen_socket(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
+def _security_settings(settings: ServerSettings) -> OperatorCa | None:
+    """Check the security settings; the operator's CA files, if given."""
+    from interlock.ca import validate_trust_domain
+    from interlock.model import names
+
+    try:
+        validate_trust_domain(settings.trust_domain, field="--trust-domain")
+    except InterlockError as exc:
+        raise SettingsError(exc.message) from None
+    if err := names.namespace_error(settings.root_namespace):
+        raise SettingsError(f"--root-namespace: {err}")
+    if settings.leaf_lifetime < 10:
+        raise SettingsError("--leaf-lifetime must be at least 10 seconds")
+    if settings.token_recheck <= 0:
+        raise SettingsError("--token-recheck must be positive")
+    if (settings.ca_cert is None) != (settings.ca_key is None):
+        raise SettingsError("give --ca-cert and --ca-key together")
+    if settings.ca_chain is not None and settings.ca_cert is None:
+        raise SettingsError("--ca-chain needs --ca-cert and --ca-key")
+    if settings.ca_cert is None or settings.ca_key is None:
+        return None
+    try:
+        return OperatorCa.from_files(settings.ca_cert, settings.ca_key, settings.ca_chain)
+    except CaStartError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 async def serve(
     settings: ServerSettings,
     stop: asyncio.Event,
     on_ready: Callable[[ServerInfo], None] | None = None,
     *,
     expose: Callable[[Components], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> None:
     """Run the control plane until ``stop`` is set, then shut everything down in order.
 
-    Raises :class:`SettingsError` (bad or busy addresses) and InterlockError (database) before
-    serving anything; once serving, a stop request shuts the API, the xDS server, the
-    reconciler and the store down in that order.
+    Raises :class:`SettingsError` (bad or busy addresses, unusable security settings: KEK,
+    CA, trust domain) and InterlockError (database) before serving anything; once serving, a
+    stop request shuts the API, the xDS server, the reconciler and the store down in that
+    order. ``say`` gets the lines an operator must see (where the admin token and a generated
+    KEK are); they never contain a secret.
     """
+    tell = say or log.info
     api_host, api_port = parse_host_port(settings.api, "--api")
     xds_host, xds_port = parse_host_port(settings.xds, "--xds")
+    operator_ca = _security_settings(settings)
     api_sock = listen_socket(api_host, api_port, "the REST API (--api)")
     store: Store | None = None
     reconciler: Reconciler | None = None
     xds: XdsServer | None = None
+    security: ProxySecurity | None = None
+    revocations: Revocations | None = None
     api_server: _EmbeddedUvicorn | None = None
     api_task: asyncio.Task[None] | None = None
     try:
         store = await asyncio.to_thread(Store.open, settings.db_url)
+        try:
+            kek, generated = resolve_kek(
+                settings.db_url, settings.ca_kek_file, os.environ.get(KEK_ENV)
+            )
+        except SecretFileError as exc:
+            raise SettingsError(str(exc)) from None
+        if generated is not None:
+            tell(
+                f"generated the CA key-encryption key in {generated} (mode 0600); "
+                "back it up with the database: the CA key cannot be opened without it"
+            )
+        ca = CaRuntime(
+            store.security,
+            kek,
+            settings.trust_domain,
+            leaf_lifetime=timedelta(seconds=settings.leaf_lifetime),
+        )
+        try:
+            await asyncio.to_thread(ca.start, operator_ca, tell)
+        except CaStartError as exc:
+            raise SettingsError(str(exc)) from None
+        token_file = settings.admin_token_file or default_admin_token_path(settings.db_url)
+        try:
+            tell(
+                await asyncio.to_thread(
+                    ensure_admin_token,
+                    store.security,
+                    token_file,
+                    rotate=settings.new_admin_token,
+                )
+            )
+        except SecretFileError as exc:
+            raise SettingsError(str(exc)) from None
         cache = SnapshotCache()
         status = StatusRegistry()
         metrics = ControlPlaneMetrics()
         metrics.watch(status)
+        security_metrics = SecurityMetrics(metrics.registry)
         debounce = DebounceSettings(
             quiet=settings.debounce_quiet,
             max_wait=max(settings.debounce_max, settings.debounce_quiet),
         )
-        reconciler = Reconciler(store, cache, debounce, metrics)
+        security = ProxySecurity(store.security, ca, cache, kek, security_metrics)
+        identity = MeshIdentity(settings.trust_domain, settings.root_namespace)
+        reconciler = Reconciler(store, cache, debounce, metrics, security, identity)
         # Load before serving: a proxy must never receive an empty config at start.
         await reconciler.start()
+        security.start()
         graph = TrafficGraph()
         access_logs = AccessLogReceiver(graph, counter=metrics.access_log_entries)
         xds = XdsServer(cache, status, reconciler.open_stream, [access_logs.handler()])
@@ -152,12 +260,16 @@ async def serve(
             raise SettingsError(
                 f"cannot listen on {xds_host}:{xds_port} for xDS (--xds): {exc}"
             ) from None
+        revocations = Revocations(store.security, xds, settings.token_recheck, security_metrics)
+        revocations.start()
         api = create_app(
             store,
             status=status,
             config_reader=reconciler.served_config,
             graph_reader=lambda window: graph.snapshot(window),
             metrics=metrics,
+            auth=ApiAuth(store.security.find_token, open_reads=settings.open_reads),
+            ca_admin=CaAdmin(kek, settings.trust_domain, utc_now, settings.leaf_lifetime),
         )
         config = uvicorn.Config(api, log_level="warning", access_log=False, lifespan="off")
         api_server = _EmbeddedUvicorn(config)
@@ -175,6 +287,7 @@ async def serve(
             xds_port=bound_xds,
             db_url=_redact(settings.db_url),
             pid=os.getpid(),
+            admin_token_file=str(token_file),
         )
         log.info("REST API on %s, xDS on %s, store %s", info.api_url, info.xds_address, info.db_url)
         if settings.ready_file is not None:
@@ -182,7 +295,19 @@ async def serve(
             tmp.write_text(json.dumps(info.__dict__))
             tmp.replace(settings.ready_file)
         if expose is not None:
-            expose(Components(store, cache, status, reconciler, xds, graph, access_logs))
+            expose(
+                Components(
+                    store,
+                    cache,
+                    status,
+                    reconciler,
+                    xds,
+                    graph,
+                    access_logs,
+                    security,
+                    revocations,
+                )
+            )
         if on_ready is not None:
             on_ready(info)
         stop_wait = asyncio.create_task(stop.wait())
@@ -195,8 +320,12 @@ async def serve(
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await api_task
         api_sock.close()
+        if revocations is not None:
+            await revocations.stop()
         if xds is not None:
             await xds.stop(grace=0.5)
+        if security is not None:
+            await security.stop()
         if reconciler is not None:
             await reconciler.stop()
         if store is not None:
@@ -232,7 +361,7 @@ def run_server(settings: ServerSettings, say: Callable[[str], None] = print) -> 
         def ready(info: ServerInfo) -> None:
             say(f"interlock server ready: REST API {info.api_url}  xDS {info.xds_address}")
 
-        await serve(settings, stop, ready)
+        await serve(settings, stop, ready, say=say)
 
     try:
         asyncio.run(main())

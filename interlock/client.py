@@ -130,6 +130,52 @@ class InterlockClient:
     def delete_instance(self, service: str, instance_id: str) -> Any:
         return self.request("DELETE", f"/v1/services/{service}/instances/{instance_id}")
 
+    # -- tokens and the CA ------------------------------------------------------------------
+    def issue_proxy_token(self, service: str, instance_id: str) -> Any:
+        """A new proxy token for a registered instance: ``token`` (a secret), ``token_id``..."""
+        return self.request("POST", f"/v1/services/{service}/instances/{instance_id}/token")
+
+    def list_tokens(self) -> Any:
+        return self.request("GET", "/v1/tokens")
+
+    def revoke_token(self, token_id: str) -> Any:
+        return self.request("DELETE", f"/v1/tokens/{token_id}")
+
+    def get_ca(self) -> Any:
+        return self.request("GET", "/v1/ca")
+
+    def rotate_ca(
+        self, action: str, *, wait: float = 0.0, pem: Mapping[str, str] | None = None
+    ) -> Any:
+        """One root-rotation step (``start``, ``advance`` or ``abort``); ``pem`` may carry
+        ``ca_cert``, ``ca_key`` and ``ca_chain`` for ``start``."""
+        params = {"wait": f"{wait:g}"} if wait > 0 else None
+        body = {"action": action, **(pem or {})}
+        return self.request("POST", "/v1/ca/rotation", json=body, params=params)
+
+    # -- policy resources ---------------------------------------------------------------------
+    def apply_resources(self, documents: list[Any], *, dry_run: bool = False) -> Any:
+        """POST the documents as one batch (all or nothing, one revision)."""
+        params = {"dryRun": "true"} if dry_run else None
+        return self.request("POST", "/v1/resources", json=documents, params=params)
+
+    def put_resource(
+        self, kind: str, namespace: str, name: str, document: Any, *, dry_run: bool = False
+    ) -> Any:
+        params = {"dryRun": "true"} if dry_run else None
+        path = f"/v1/resources/{kind}/{namespace}/{name}"
+        return self.request("PUT", path, json=document, params=params)
+
+    def get_resource(self, kind: str, namespace: str, name: str) -> Any:
+        return self.request("GET", f"/v1/resources/{kind}/{namespace}/{name}")
+
+    def list_resources(self, kind: str | None = None, namespace: str | None = None) -> Any:
+        params = {k: v for k, v in (("kind", kind), ("namespace", namespace)) if v}
+        return self.request("GET", "/v1/resources", params=params or None)
+
+    def delete_resource(self, kind: str, namespace: str, name: str) -> Any:
+        return self.request("DELETE", f"/v1/resources/{kind}/{namespace}/{name}")
+
     # -- status -----------------------------------------------------------------------------
     def list_proxies(self) -> Any:
         return self.request("GET", "/v1/proxies")

@@ -5,6 +5,14 @@ view → consistency check → publish to the snapshot cache. A view whose trans
 inconsistent keeps its last good snapshot and records the problem; nothing half-built is ever
 published. Proxies that agree on everything but their node id share one view (one translation,
 one set of serialized resources).
+
+With security (:class:`~interlock.security.proxies.ProxySecurity`), every stream is
+authenticated by its proxy token before anything else, and is served a per-proxy snapshot
+derived from its view: the view's resources as they are, plus the proxy's own certificate and
+the trust bundle. A revision's CA changes (a rotation step) are applied to every proxy's
+secrets *before* its views are published, so a proxy that ACKed revision R holds what R
+published. A view also carries the registered labels of the proxy's instance (workload
+selectors read them), so a label change can move a proxy to another view.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +30,13 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from interlock.model import InterlockError, MeshState, Problem, Proxy
+from interlock.model.identity import PROXY_SECRETS, MeshIdentity
+from interlock.security.proxies import ProxySecurity
 from interlock.store import Store
 from interlock.telemetry.metrics import ControlPlaneMetrics
 from interlock.xds import resource_types as rt
 from interlock.xds.cache import SnapshotCache
-from interlock.xds.server import StreamRejected
+from interlock.xds.server import StreamGrant, StreamRejected
 from interlock.xds.translate import Resources, check_consistency, translate
 
 log = logging.getLogger("interlock.reconcile")
@@ -62,8 +72,18 @@ class Reconciler:
         cache: SnapshotCache,
         debounce: DebounceSettings | None = None,
         metrics: ControlPlaneMetrics | None = None,
+        security: ProxySecurity | None = None,
+        identity: MeshIdentity | None = None,
     ) -> None:
+        """Without ``security`` streams are not authenticated and get their view as is (for
+        tests of the pipeline); ``identity`` turns on mTLS in the translation."""
         self.metrics = metrics
+        self.security = security
+        self.identity = identity
+        #: Per-proxy key → the proxy as its node describes it (labels come from the registry).
+        self.proxies: dict[str, Proxy] = {}
+        self._labels: dict[tuple[str, str], Mapping[str, str]] = {}
+        self._labels_revision = -1
         self.store = store
         self.cache = cache
         self.debounce = debounce or DebounceSettings()
@@ -101,9 +121,19 @@ class Reconciler:
                 await self._task
 
     # -- the OpenStream hook for the xDS server --------------------------------------------
-    async def open_stream(self, node: object, metadata: Sequence[tuple[str, str | bytes]]) -> str:
-        """Map a new stream's node to its view key, building the view's snapshot if needed."""
-        del metadata  # proxy authentication arrives with the security work
+    async def open_stream(
+        self, node: object, metadata: Sequence[tuple[str, str | bytes]]
+    ) -> str | StreamGrant:
+        """Authenticate a new stream (with security), map its node to its view (building the
+        view's snapshot if needed) and say what it is served.
+
+        Refusals, before anything is sent: UNAUTHENTICATED (no, unknown or revoked token),
+        INVALID_ARGUMENT (a node that does not describe a proxy), PERMISSION_DENIED (a node
+        claiming another service, namespace or instance than its token).
+        """
+        token = None
+        if self.security is not None:
+            token = await self.security.authenticate(metadata)
         node_id = str(getattr(node, "id", ""))
         cluster = str(getattr(node, "cluster", ""))
         meta = MessageToDict(node.metadata) if hasattr(node, "metadata") else {}
@@ -111,6 +141,34 @@ class Reconciler:
             proxy = Proxy.from_node(node_id, cluster, meta)
         except InterlockError as exc:
             raise StreamRejected(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
+        if self.security is None or token is None:
+            key = self._ensure_view(proxy)
+            return key
+        self.security.authorize(token, proxy)
+        proxy_key = f"{proxy.view_key()}@{proxy.node_id}"
+        self.proxies[proxy_key] = proxy
+        base = self._ensure_view(self._labelled(proxy))
+        await self.security.attach(proxy_key, base, token)
+        return StreamGrant(
+            proxy_key,
+            principal=token.token_id,
+            allowed=self.security.allowed,
+            on_denied=self.security.on_denied(token),
+        )
+
+    def _labelled(self, proxy: Proxy) -> Proxy:
+        """``proxy`` with its instance's registered labels (none when it is not registered)."""
+        state = self.state
+        if state is not None and self._labels_revision != state.revision:
+            self._labels = {
+                (i.service, i.instance_id): i.labels
+                for instances in state.instances.values()
+                for i in instances
+            }
+            self._labels_revision = state.revision
+        return proxy.with_labels(self._labels.get((proxy.service, proxy.node_id), {}))
+
+    def _ensure_view(self, proxy: Proxy) -> str:
         key = proxy.view_key()
         self._last_seen[key] = time.monotonic()
         if key not in self.views:
@@ -173,12 +231,31 @@ class Reconciler:
                     pass
         self._wakes = 0
         self.state = state
+        if self.security is not None:
+            # Secrets first (see the module docstring), then the views.
+            await self.security.refresh()
+        bases: dict[str, str] = {}
+        for proxy_key in self.security.attached() if self.security else {}:
+            proxy = self.proxies.get(proxy_key)
+            if proxy is not None:
+                labelled = self._labelled(proxy)
+                bases[proxy_key] = labelled.view_key()
+                if bases[proxy_key] not in self.views:
+                    self.views[bases[proxy_key]] = labelled.view()
         for key in list(self.views):
             self._build(key)
+        if self.security is not None:
+            for proxy_key, base in bases.items():
+                self.security.rebase(proxy_key, base)
 
     def _forget_idle_views(self) -> None:
         watched = self.cache.watched_keys()
         now = time.monotonic()
+        if self.security is not None:
+            attached = self.security.attached()
+            for proxy_key in tuple(self.proxies):
+                if proxy_key not in attached:
+                    del self.proxies[proxy_key]
         for key in list(self.views):
             if key in watched:
                 self._last_seen[key] = now
@@ -195,10 +272,11 @@ class Reconciler:
         assert state is not None, "start() loads the state before any stream is served"
         proxy = self.views[key]
         started = time.perf_counter()
-        resources = translate(state, proxy)
+        resources = translate(state, proxy, self.identity)
         if self.transform is not None:
             resources = self.transform(proxy, resources)
-        inconsistencies = tuple(check_consistency(resources))
+        provided = PROXY_SECRETS if self.security is not None else ()
+        inconsistencies = tuple(check_consistency(resources, provided))
         self.reports[key] = ViewReport(proxy, state.revision, resources.problems, inconsistencies)
         self.builds += 1
         if inconsistencies:
@@ -218,13 +296,17 @@ class Reconciler:
             self.metrics.build_seconds.observe(time.perf_counter() - started)
 
     def served_config(self, key: str) -> dict[str, list[dict[str, Any]]] | None:
-        """The resources served to view ``key`` as JSON, by type URL; private keys redacted."""
-        resources = self.published.get(key)
+        """The resources served to ``key`` (a view, or a proxy's key derived from one) as JSON,
+        by type URL; private keys redacted."""
+        base = self.cache.base_of(key) or key
+        resources = self.published.get(base)
         if resources is None:
             return None
+        served = as_type_map(resources)
+        if self.security is not None and base != key:
+            served[rt.SECRET] = (*served[rt.SECRET], *self.security.secrets_of(key))
         return {
-            type_url: [redacted_json(m) for m in messages]
-            for type_url, messages in as_type_map(resources).items()
+            type_url: [redacted_json(m) for m in messages] for type_url, messages in served.items()
         }
 
 

@@ -10,8 +10,10 @@ from fastapi import FastAPI, Request, Response
 
 import interlock
 from interlock.api import problems
+from interlock.api.auth import ApiAuth, BearerAuth
 from interlock.api.body import BodyLimit
 from interlock.api.routers import ROUTERS
+from interlock.api.routers.ca import CaAdmin
 from interlock.store import Store
 from interlock.telemetry.graph import Graph
 from interlock.telemetry.metrics import ControlPlaneMetrics
@@ -36,6 +38,8 @@ def create_app(
     graph_reader: GraphReader | None = None,
     metrics: ControlPlaneMetrics | None = None,
     max_body_bytes: int = 1_048_576,
+    auth: ApiAuth | None = None,
+    ca_admin: CaAdmin | None = None,
 ) -> FastAPI:
     """An ASGI app serving API v1 from ``store`` (OpenAPI at ``/openapi.json``).
 
@@ -45,6 +49,11 @@ def create_app(
     over a window of seconds (for ``/v1/graph``). Request bodies over ``max_body_bytes`` are
     refused with 413. The caller owns ``store`` (the app never closes it). Store endpoints run
     in FastAPI's thread pool; status endpoints run on the event loop that owns ``status``.
+
+    ``auth`` makes every request but ``/healthz``, ``/openapi.json`` and ``/ui`` carry an admin
+    bearer token (reads too, unless ``auth.open_reads``); the server always passes one, and
+    only in-process tests of other behaviour leave it out. ``ca_admin`` enables
+    ``/v1/ca/rotation``.
     """
     app = FastAPI(
         title="Interlock",
@@ -59,10 +68,13 @@ def create_app(
     app.state.graph_reader = graph_reader
     app.state.metrics = metrics
     app.state.commit_times = {}
+    app.state.ca_admin = ca_admin
     problems.install(app)
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
     if metrics is not None:
         _time_requests(app, metrics)
+    if auth is not None:
+        app.add_middleware(BearerAuth, auth=auth)
     for router in ROUTERS:
         app.include_router(router)
     _document_problems(app)

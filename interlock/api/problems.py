@@ -59,9 +59,13 @@ class HTTPProblem(HTTPException):
         *,
         errors: tuple[FieldError, ...] = (),
         headers: Mapping[str, str] | None = None,
+        title: str | None = None,
+        slug: str | None = None,
     ) -> None:
         super().__init__(status, detail=detail, headers=headers)
         self.errors = errors
+        self.title = title
+        self.slug = slug
 
 
 class ProblemField(BaseModel):
@@ -188,12 +192,18 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
         detail = _DEFAULT_DETAIL.get(status, detail).format(
             method=request.method, path=request.url.path
         )
-    errors = exc.errors if isinstance(exc, HTTPProblem) else ()
+    problem = exc if isinstance(exc, HTTPProblem) else None
     headers = dict(exc.headers or {})
     if status == 405:
         headers["Allow"] = ", ".join(_allowed_methods(request))
     return problem_response(
-        status, detail, instance=request.url.path, errors=errors, headers=headers
+        status,
+        detail,
+        instance=request.url.path,
+        errors=problem.errors if problem else (),
+        headers=headers,
+        title=problem.title if problem else None,
+        slug=problem.slug if problem else None,
     )
 
 
@@ -250,7 +260,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _doc("Not found"),
     409: _doc("Conflict with what is stored"),
     413: _doc("Body larger than the limit"),
-    415: _doc("Body is not application/json"),
+    415: _doc("Body of an unsupported content type"),
     422: _doc("Invalid input; `errors` names each field"),
     503: _doc("The database is unavailable; nothing changed"),
 }

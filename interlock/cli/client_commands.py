@@ -1,4 +1,7 @@
-"""Read commands: clients of the REST API, with kubectl-style output (-o table|json|yaml)."""
+"""`interlock get`: a client of the REST API, with kubectl-style output (-o table|json|yaml).
+
+``get services [NAME]``, ``get instances SERVICE`` and ``get KIND [NAME] [-n NAMESPACE]`` for
+policy resources (``virtualservices``, ``vs``, ``dr``, ``gw``, ...; any case)."""
 
 from __future__ import annotations
 
@@ -7,15 +10,17 @@ from typing import Annotated, Any
 import typer
 
 from interlock.cli.output import OutputFormat, emit, fail
+from interlock.cli.resource_commands import get_resources, resolve_kind
 from interlock.client import ClientError, InterlockClient
-
-get_app = typer.Typer(help="Show registered services and instances.", no_args_is_help=True)
 
 ControlPlane = Annotated[
     str,
     typer.Option("--control-plane", envvar="INTERLOCK_CONTROL_PLANE", help="REST API base URL."),
 ]
 Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="table, json or yaml.")]
+
+SERVICES = frozenset({"service", "services", "svc"})
+INSTANCES = frozenset({"instance", "instances", "inst"})
 
 
 def _call(control_plane: str, fn: Any) -> Any:
@@ -26,11 +31,44 @@ def _call(control_plane: str, fn: Any) -> Any:
         raise fail(str(exc)) from None
 
 
-@get_app.command("services")
-def get_services(
-    name: Annotated[str | None, typer.Argument(help="One service; all when omitted.")] = None,
+def get(
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="services, instances, or a policy kind: virtualservices (vs), "
+            "destinationrules (dr), gateways (gw), serviceentries (se), peerauthentications "
+            "(pa), requestauthentications (ra), authorizationpolicies (ap), ratelimits, "
+            "telemetries.",
+            show_default=False,
+        ),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Argument(help="One resource (for instances: the service); all when omitted."),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace", "-n", help="Only this namespace (a named resource: default 'default')."
+        ),
+    ] = None,
     output: Output = OutputFormat.TABLE,
     control_plane: ControlPlane = "http://127.0.0.1:8080",
+) -> None:
+    """Show services, instances or policy resources."""
+    word = kind.lower()
+    if word in SERVICES:
+        get_services(name, namespace, output, control_plane)
+    elif word in INSTANCES:
+        if not name:
+            raise fail("get instances needs the service: interlock get instances SERVICE", 2)
+        get_instances(name, output, control_plane)
+    else:
+        get_resources(resolve_kind(kind), name, namespace, output, control_plane)
+
+
+def get_services(
+    name: str | None, namespace: str | None, output: OutputFormat, control_plane: str
 ) -> None:
     """List services (or show one)."""
     if name:
@@ -39,6 +77,9 @@ def get_services(
     else:
         data = _call(control_plane, lambda c: c.list_services())
         rows = list(data.get("items", [])) if isinstance(data, dict) else list(data)
+        if namespace:
+            rows = [r for r in rows if r.get("namespace") == namespace]
+            data = {**data, "items": rows}
     emit(
         data,
         output,
@@ -47,12 +88,7 @@ def get_services(
     )
 
 
-@get_app.command("instances")
-def get_instances(
-    service: Annotated[str, typer.Argument(help="The service whose instances to list.")],
-    output: Output = OutputFormat.TABLE,
-    control_plane: ControlPlane = "http://127.0.0.1:8080",
-) -> None:
+def get_instances(service: str, output: OutputFormat, control_plane: str) -> None:
     """List a service's instances."""
     data = _call(control_plane, lambda c: c.list_instances(service))
     rows = list(data.get("items", [])) if isinstance(data, dict) else list(data)

@@ -9,11 +9,16 @@ from typing import Annotated
 
 import typer
 
-from interlock.cli.client_commands import get_app
+from interlock.cli.ca_commands import ca_app
+from interlock.cli.client_commands import get
+from interlock.cli.gateway_command import gateway
 from interlock.cli.output import fail
+from interlock.cli.resource_commands import apply
 from interlock.cli.status_commands import proxy_config, proxy_status
-from interlock.cli.write_commands import delete_app, parse_labels, put_app
+from interlock.cli.top import top
+from interlock.cli.write_commands import delete, parse_labels, put_app
 from interlock.sidecar import (
+    DEFAULT_TOKEN_FILE,
     EnvoyNotFound,
     SidecarError,
     SidecarOptions,
@@ -30,11 +35,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(get_app, name="get")
+app.command("get")(get)
+app.command("apply")(apply)
 app.add_typer(put_app, name="put")
-app.add_typer(delete_app, name="delete")
+app.command("delete")(delete)
 app.command("proxy-status")(proxy_status)
 app.command("proxy-config")(proxy_config)
+app.command("top")(top)
+app.add_typer(ca_app, name="ca")
+app.command("gateway")(gateway)
 
 ControlPlane = Annotated[
     str,
@@ -69,8 +78,50 @@ def server(
         Path | None,
         typer.Option(hidden=True, help="Write the bound ports here as JSON once serving."),
     ] = None,
+    trust_domain: Annotated[
+        str, typer.Option(help="The SPIFFE trust domain of every identity in the mesh.")
+    ] = "interlock.local",
+    root_namespace: Annotated[
+        str, typer.Option(help="The namespace whose selector-less policies are mesh-wide.")
+    ] = "interlock-system",
+    leaf_lifetime: Annotated[
+        str, typer.Option(help="Lifetime of proxy certificates (e.g. 24h, 90m, 60s).")
+    ] = "24h",
+    ca_cert: Annotated[
+        Path | None, typer.Option(help="An operator CA certificate (PEM) to use on first start.")
+    ] = None,
+    ca_key: Annotated[
+        Path | None, typer.Option(help="Its private key (PEM); stored sealed, never shown.")
+    ] = None,
+    ca_chain: Annotated[
+        Path | None, typer.Option(help="For an intermediate CA: the chain up to its root.")
+    ] = None,
+    ca_kek_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="The 32-byte key that seals the CA key in the store (else INTERLOCK_CA_KEK; "
+            "with SQLite, generated beside the database if neither is given)."
+        ),
+    ] = None,
+    token_recheck: Annotated[
+        str, typer.Option(help="How often revoked proxy tokens lose their streams (e.g. 5s).")
+    ] = "5s",
+    open_reads: Annotated[
+        bool, typer.Option("--open-reads", help="Let anyone read the REST API (not write).")
+    ] = False,
+    admin_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the first admin token is written (default: beside a SQLite database, "
+            "else ./interlock-admin-token)."
+        ),
+    ] = None,
+    new_admin_token: Annotated[
+        bool,
+        typer.Option("--new-admin-token", help="Revoke the admin token and write a new one."),
+    ] = False,
 ) -> None:
-    """Run the control plane: xDS server, REST API and store in one process."""
+    """Run the control plane: xDS server, REST API, CA and store in one process."""
     from interlock.app import ServerSettings, run_server
 
     settings = ServerSettings(
@@ -81,8 +132,42 @@ def server(
         debounce_max=debounce_max,
         ready_file=ready_file,
         log_level=log_level,
+        trust_domain=trust_domain,
+        root_namespace=root_namespace,
+        leaf_lifetime=parse_duration(leaf_lifetime, "--leaf-lifetime"),
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        ca_chain=ca_chain,
+        ca_kek_file=ca_kek_file,
+        token_recheck=parse_duration(token_recheck, "--token-recheck"),
+        open_reads=open_reads,
+        admin_token_file=admin_token_file,
+        new_admin_token=new_admin_token,
     )
     raise typer.Exit(run_server(settings))
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str, option: str) -> float:
+    """``90s``, ``15m``, ``24h``, ``7d``, ``500ms`` or plain seconds → seconds."""
+    text = value.strip().lower()
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if text.endswith(unit):
+            number, scale = text[: -len(unit)], _UNITS[unit]
+            break
+    else:
+        number, scale = text, 1.0
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected a duration such as 60s, 15m or 24h, got {value!r}", param_hint=option
+        ) from None
+    if seconds <= 0:
+        raise typer.BadParameter("must be positive", param_hint=option)
+    return seconds
 
 
 def _sidecar_spec(
@@ -101,6 +186,7 @@ def _sidecar_spec(
     xds_protocol: str,
     xds_api: str = "ads",
     stats_port: int | None = None,
+    token_file: str = DEFAULT_TOKEN_FILE,
 ) -> SidecarSpec:
     xds_host, xds_port = split_host_port(xds, "--xds")
     try:
@@ -124,6 +210,7 @@ def _sidecar_spec(
         xds_protocol=protocol,
         xds_api=xds_api,
         stats_port=stats_port,
+        token_file=token_file,
     )
 
 
@@ -197,8 +284,16 @@ def sidecar(
         str | None, typer.Option(help="The Envoy binary (default: envoy on PATH).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="Envoy's log level.")] = "warning",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A file holding the API token to register with (else INTERLOCK_TOKEN). "
+            "The sidecar then fetches its own proxy token."
+        ),
+    ] = None,
 ) -> None:
-    """Register an instance, run its Envoy sidecar, and deregister on exit."""
+    """Register an instance, fetch its proxy token, run its Envoy sidecar, and deregister
+    (revoking the token) on exit."""
     if protocol not in ("http", "http2", "grpc", "tcp"):
         raise typer.BadParameter("must be http, http2, grpc or tcp", param_hint="--protocol")
     spec = _sidecar_spec(
@@ -226,6 +321,7 @@ def sidecar(
         drain_seconds=drain_seconds,
         register_timeout=register_timeout,
         log_level=log_level,
+        api_token_file=token_file,
     )
     try:
         code = run_sidecar(spec, opts, say=lambda m: typer.echo(f"sidecar: {m}", err=True))
@@ -251,6 +347,13 @@ def bootstrap(
     xds_protocol: Annotated[str, typer.Option(help="delta or sotw.")] = "delta",
     xds_api: Annotated[str, typer.Option(help="ads or per-type.")] = "ads",
     stats_port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
+    token_file: Annotated[
+        str,
+        typer.Option(
+            help="The file (mode 0600) holding the proxy token from "
+            "POST /v1/services/{name}/instances/{id}/token; Envoy must be able to read it."
+        ),
+    ] = DEFAULT_TOKEN_FILE,
 ) -> None:
     """Print the Envoy bootstrap for one sidecar (to run Envoy yourself)."""
     spec = _sidecar_spec(
@@ -269,6 +372,7 @@ def bootstrap(
         xds_protocol,
         xds_api,
         stats_port,
+        token_file,
     )
     try:
         typer.echo(render_sidecar_bootstrap(spec), nl=False)

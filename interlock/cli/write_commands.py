@@ -1,4 +1,5 @@
-"""`interlock put` and `interlock delete` for services and instances, with `--wait`."""
+"""`interlock put` (services and instances) and `interlock delete` (services, instances and
+policy resources), with `--wait`."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ from typing import Annotated, Any
 import typer
 
 from interlock.cli.output import OutputFormat, console, emit, fail
+from interlock.cli.resource_commands import (
+    DEFAULT_NAMESPACE,
+    delete_resources,
+    resolve_kind,
+    targets_from_files,
+)
 from interlock.cli.status_commands import wait_for_rollout
 from interlock.client import ClientError, InterlockClient
 
 put_app = typer.Typer(help="Register or update services and instances.", no_args_is_help=True)
-delete_app = typer.Typer(help="Remove services and instances.", no_args_is_help=True)
 
 ControlPlane = Annotated[
     str,
@@ -115,26 +121,86 @@ def put_instance(
         emit(result, output, [], [])
 
 
-@delete_app.command("service")
-def delete_service(
-    name: Annotated[str, typer.Argument()],
-    cascade: Annotated[bool, typer.Option(help="Also delete its instances.")] = False,
+def delete(
+    kind: Annotated[
+        str | None,
+        typer.Argument(
+            help="service, instance, or a policy kind (virtualservice, vs, dr, gw, ...).",
+            show_default=False,
+        ),
+    ] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="What to delete: NAME (a service or resources), or SERVICE ID (an instance).",
+            show_default=False,
+        ),
+    ] = None,
+    filename: Annotated[
+        list[str] | None,
+        typer.Option("--filename", "-f", help="Delete the resources these files (or -) describe."),
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="The resources' namespace.")
+    ] = None,
+    cascade: Annotated[
+        bool, typer.Option(help="For a service: also delete its instances.")
+    ] = False,
+    ignore_not_found: Annotated[
+        bool, typer.Option("--ignore-not-found", help="A resource that does not exist is fine.")
+    ] = False,
     wait: Wait = False,
     timeout: Timeout = 30.0,
     control_plane: ControlPlane = "http://127.0.0.1:8080",
+) -> None:
+    """Delete a service, an instance, or policy resources (by kind and name, or -f FILE)."""
+    names = names or []
+    if filename:
+        if kind or names:
+            raise fail("give either -f FILE or KIND NAME, not both", 2)
+        targets = targets_from_files(filename, namespace)
+        delete_resources(
+            targets,
+            ignore_not_found=ignore_not_found,
+            wait=wait,
+            timeout=timeout,
+            control_plane=control_plane,
+        )
+        return
+    if not kind or not names:
+        raise fail("usage: interlock delete KIND NAME... | delete -f FILE", 2)
+    word = kind.lower()
+    if word in ("service", "services", "svc"):
+        if len(names) != 1:
+            raise fail("usage: interlock delete service NAME [--cascade]", 2)
+        delete_service(names[0], cascade, wait, timeout, control_plane)
+    elif word in ("instance", "instances", "inst"):
+        if len(names) != 2:
+            raise fail("usage: interlock delete instance SERVICE INSTANCE_ID", 2)
+        delete_instance(names[0], names[1], wait, timeout, control_plane)
+    else:
+        info = resolve_kind(kind)
+        ns = namespace or DEFAULT_NAMESPACE
+        targets = [(f"{info.qualified_name}/{n}", info.kind, ns, n) for n in names]
+        delete_resources(
+            targets,
+            ignore_not_found=ignore_not_found,
+            wait=wait,
+            timeout=timeout,
+            control_plane=control_plane,
+        )
+
+
+def delete_service(
+    name: str, cascade: bool, wait: bool, timeout: float, control_plane: str
 ) -> None:
     """Delete a service (refused while it has instances, unless --cascade)."""
     result = _write(control_plane, lambda c: c.delete_service(name, cascade=cascade), wait, timeout)
     console.print(f"service/{name} deleted (revision {result['revision']})", highlight=False)
 
 
-@delete_app.command("instance")
 def delete_instance(
-    service: Annotated[str, typer.Argument()],
-    instance_id: Annotated[str, typer.Argument()],
-    wait: Wait = False,
-    timeout: Timeout = 30.0,
-    control_plane: ControlPlane = "http://127.0.0.1:8080",
+    service: str, instance_id: str, wait: bool, timeout: float, control_plane: str
 ) -> None:
     """Deregister an instance."""
     result = _write(control_plane, lambda c: c.delete_instance(service, instance_id), wait, timeout)

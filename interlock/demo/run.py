@@ -109,8 +109,14 @@ class Demo:
         )
         self.procs.append((label, proc))
 
+    @property
+    def token_file(self) -> Path:
+        return Path(self.info.admin_token_file)
+
     def start(self) -> None:
-        with httpx.Client(base_url=self.info.api_url, timeout=5) as api:
+        token = self.token_file.read_text().strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=self.info.api_url, timeout=5, headers=headers) as api:
             for name in ("frontend", "backend"):
                 r = api.put(
                     f"/v1/services/{name}",
@@ -163,6 +169,8 @@ class Demo:
                     self.envoy,
                     "--drain-seconds",
                     "0.5",
+                    "--token-file",
+                    str(self.token_file),
                 ],
             )
 
@@ -232,14 +240,20 @@ class Demo:
             "  # the backend, from the frontend's side (curl reads lower-case http_proxy only):",
             f"  curl -H 'Host: backend' http://127.0.0.1:{f.outbound_port}/",
             f"  http_proxy=http://127.0.0.1:{f.outbound_port} curl http://backend/",
-            "  # the registry; take backend-v2 out, then curl the frontend again:",
+            "  # the registry (reads are open in the demo; writes need the admin token):",
             f"  interlock get instances backend --control-plane {api}",
-            f"  curl -X DELETE {api}/v1/services/backend/instances/backend-v2",
+            f"  export INTERLOCK_TOKEN=$(cat {self.token_file})",
+            "  # take backend-v2 out, then curl the frontend again:",
+            f'  curl -X DELETE -H "Authorization: Bearer $INTERLOCK_TOKEN" '
+            f"{api}/v1/services/backend/instances/backend-v2",
+            "  # the certificates each sidecar holds (mTLS between sidecars, PERMISSIVE):",
+            f"  curl {api}/v1/ca",
         ]
         for inst in self.instances:
             lines.append(
                 f"  Envoy admin of {inst.instance_id:<11} http://127.0.0.1:{inst.admin_port}/config_dump"
             )
+        lines.append(f"  its certificates: http://127.0.0.1:{f.admin_port}/certs")
         lines += ["", f"Logs: {self.workdir}", "Press Ctrl-C to stop."]
         self.say("\n".join(lines))
 
@@ -275,6 +289,10 @@ def run_demo(*, api: str, xds: str, requests: int, exit_after: float | None = No
         debounce_quiet=0.02,
         debounce_max=0.2,
         log_level="warning",
+        # A sandbox on this machine: anyone here may read; writes need the admin token,
+        # written (0600) into the demo's temporary directory and removed with it.
+        open_reads=True,
+        admin_token_file=workdir / "admin-token",
     )
 
     async def main() -> int:
@@ -283,7 +301,9 @@ def run_demo(*, api: str, xds: str, requests: int, exit_after: float | None = No
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         ready: asyncio.Future[ServerInfo] = loop.create_future()
-        server = asyncio.create_task(serve(settings, stop, ready.set_result))
+        server = asyncio.create_task(
+            serve(settings, stop, ready.set_result, say=lambda _line: None)
+        )
         waiters: set[asyncio.Future[object]] = {server, ready}  # type: ignore[arg-type]
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if server in done:

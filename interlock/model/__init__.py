@@ -10,6 +10,7 @@ from interlock.model.errors import (
 )
 from interlock.model.problem import Problem, Severity
 from interlock.model.proxy import Proxy, ProxyKind
+from interlock.model.resource import Resource, ResourceKey
 from interlock.model.service import Instance, Protocol, Service, frozen_labels
 from interlock.model.state import MeshState
 
@@ -25,6 +26,8 @@ __all__ = [
     "Protocol",
     "Proxy",
     "ProxyKind",
+    "Resource",
+    "ResourceKey",
     "Service",
     "Severity",
     "Unavailable",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from interlock.model.errors import FieldError, InvalidInput
+from interlock.model.frozen import EMPTY_MAP, FrozenMap
 from interlock.model.names import address_error, namespace_error, port_error, service_name_error
 
 
@@ -41,6 +42,15 @@ class Proxy:
     #: EDS then name that cluster, speaking delta xDS when ``xds_delta``.
     xds_cluster: str = ""
     xds_delta: bool = False
+    #: The labels of the instance this proxy serves, as registered (never from the node, which
+    #: is self-asserted): policies with a workload selector (PeerAuthentication, ...) read them.
+    labels: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
+    #: ``region/zone/subzone`` of the proxy (node metadata ``locality``): locality-aware load
+    #: balancing prefers endpoints near it. Self-asserted, which only moves its own traffic.
+    locality: str = ""
+    #: A gateway's ports, ``(port, listen_port)``: Gateway servers on ``port`` are served on
+    #: ``listen_port`` (node metadata ``gateway_ports``: ``80:18080,443``). Others are ignored.
+    gateway_ports: tuple[tuple[int, int], ...] = ()
 
     def view_key(self) -> str:
         """A key equal for every proxy that must receive the same resources."""
@@ -57,12 +67,19 @@ class Proxy:
                 self.outbound_port or "",
                 self.xds_cluster,
                 "delta" if self.xds_delta else "",
+                ",".join(f"{k}={v}" for k, v in sorted(self.labels.items())),
+                self.locality,
+                ",".join(f"{p}:{listen}" for p, listen in self.gateway_ports),
             )
         )
 
     def view(self) -> Proxy:
         """This proxy with the node id blanked: the input that decides its resources."""
         return replace(self, node_id="")
+
+    def with_labels(self, labels: Mapping[str, str]) -> Proxy:
+        """This proxy with its instance's registered ``labels`` (sorted, read-only)."""
+        return replace(self, labels=FrozenMap(sorted(labels.items())))
 
     @classmethod
     def from_node(cls, node_id: str, cluster: str, metadata: Mapping[str, Any]) -> Proxy:
@@ -137,9 +154,43 @@ class Proxy:
             outbound_port=port("outbound_port"),
             xds_cluster=xds_cluster,
             xds_delta=xds_api == "delta",
+            locality=_locality(text("locality", ""), errors),
+            gateway_ports=_gateway_ports(text("gateway_ports", ""), errors),
         )
         if errors:
             raise InvalidInput(
                 "; ".join(f"{e.field}: {e.message}" for e in errors), errors=tuple(errors)
             )
         return proxy
+
+
+def _locality(value: str, errors: list[FieldError]) -> str:
+    """``region[/zone[/subzone]]`` or empty."""
+    parts = value.split("/") if value else []
+    if len(parts) > 3 or any(not p.strip() or p != p.strip() for p in parts):
+        errors.append(
+            FieldError("node.metadata.locality", "locality must be region[/zone[/subzone]]")
+        )
+        return ""
+    return value
+
+
+def _gateway_ports(value: str, errors: list[FieldError]) -> tuple[tuple[int, int], ...]:
+    """``80:18080,443`` → ``((80, 18080), (443, 443))``, sorted; each port at most once."""
+    found: dict[int, int] = {}
+    for item in filter(None, (v.strip() for v in value.split(","))):
+        port_text, _, listen_text = item.partition(":")
+        try:
+            port, listen = int(port_text), int(listen_text or port_text)
+        except ValueError:
+            port = listen = 0
+        if port_error(port) or port_error(listen) or port in found:
+            errors.append(
+                FieldError(
+                    "node.metadata.gateway_ports",
+                    f"{item!r}: gateway ports are PORT or PORT:LISTEN_PORT (1-65535), each once",
+                )
+            )
+            continue
+        found[port] = listen
+    return tuple(sorted(found.items()))

@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from interlock.model.policy.policies import Policies
+from interlock.model.resource import Resource, ResourceKey
 from interlock.model.service import Instance, Service
 
 
 @dataclass(frozen=True, eq=False)
 class MeshState:
-    """Everything the translator may read. Built by the store from one transaction."""
+    """Everything the translator may read. Built by the store from one transaction.
+
+    ``policies`` holds the stored policy resources, typed and grouped by kind (see
+    :class:`~interlock.model.policy.Policies`).
+    """
 
     revision: int
     services: Mapping[str, Service] = field(default_factory=lambda: MappingProxyType({}))
     instances: Mapping[str, tuple[Instance, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    policies: Policies = field(default_factory=Policies)
 
     @classmethod
     def build(
-        cls, revision: int, services: Iterable[Service], instances: Iterable[Instance]
+        cls,
+        revision: int,
+        services: Iterable[Service],
+        instances: Iterable[Instance],
+        resources: Iterable[Resource] = (),
     ) -> MeshState:
-        """Index ``services`` by name and ``instances`` by service, both sorted."""
+        """Index ``services`` by name and ``instances`` by service, both sorted; parse
+        ``resources`` into :attr:`policies`."""
         by_service: dict[str, list[Instance]] = {}
         for inst in instances:
             by_service.setdefault(inst.service, []).append(inst)
@@ -36,7 +48,15 @@ class MeshState:
                     for name, insts in sorted(by_service.items())
                 }
             ),
+            policies=Policies.build(resources),
         )
+
+    def with_resources(
+        self, put: Iterable[Resource] = (), delete: Iterable[ResourceKey] = ()
+    ) -> MeshState:
+        """This state with ``put`` stored and ``delete`` removed (same revision): what the
+        mesh would be after a write, for dry runs and problem reports."""
+        return replace(self, policies=self.policies.with_changes(put, delete))
 
     def instances_of(self, service: str) -> tuple[Instance, ...]:
         return self.instances.get(service, ())

@@ -25,6 +25,10 @@ class XdsProtocol(enum.StrEnum):
         return "DELTA_GRPC" if self is XdsProtocol.DELTA else "GRPC"
 
 
+DEFAULT_TOKEN_FILE = "/etc/interlock/xds-token"
+"""Where ``interlock bootstrap`` says the proxy token is, unless told otherwise."""
+
+
 @dataclass(frozen=True)
 class SidecarSpec:
     """Everything a sidecar's bootstrap says about the proxy.
@@ -53,6 +57,9 @@ class SidecarSpec:
     #: Where Prometheus scrapes this sidecar (on ``address``): only /stats/prometheus, never
     #: the admin API. None: no scrape listener (the admin port still serves the stats).
     stats_port: int | None = None
+    #: The file holding this proxy's token (mode 0600): the bootstrap names the file, never
+    #: the token, and Envoy sends it on every stream to the control plane.
+    token_file: str = DEFAULT_TOKEN_FILE
 
 
 def _template(name: str) -> string.Template:
@@ -63,6 +70,26 @@ def _template(name: str) -> string.Template:
 def _quoted(value: str) -> str:
     """``value`` made safe inside a double-quoted YAML scalar of the template."""
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def locality_error(locality: str) -> str | None:
+    """What is wrong with a ``region/zone/subzone`` locality (empty is fine)."""
+    parts = locality.split("/") if locality else []
+    if len(parts) > 3 or any(not p or p != p.strip() or '"' in p or "\\" in p for p in parts):
+        return f"{locality!r} must be region, region/zone or region/zone/subzone"
+    return None
+
+
+def locality_fields(locality: str) -> dict[str, str]:
+    """The template fields of a locality: ``LOCALITY`` and its ``REGION``, ``ZONE`` and
+    ``SUB_ZONE``."""
+    parts = (locality.split("/") if locality else []) + ["", "", ""]
+    return {
+        "LOCALITY": _quoted(locality),
+        "REGION": _quoted(parts[0]),
+        "ZONE": _quoted(parts[1]),
+        "SUB_ZONE": _quoted(parts[2]),
+    }
 
 
 def spec_errors(spec: SidecarSpec) -> list[str]:
@@ -85,6 +112,10 @@ def spec_errors(spec: SidecarSpec) -> list[str]:
             ipaddress.ip_address(addr)
         except ValueError:
             errors.append(f"--{flag}: {addr!r} is not an IP address")
+    if not spec.token_file or "\n" in spec.token_file:
+        errors.append("--token-file: must be a file path")
+    if message := locality_error(spec.locality):
+        errors.append(f"--locality: {message}")
     if spec.xds_api not in ("ads", "per-type"):
         errors.append(f"--xds-api: {spec.xds_api!r} must be 'ads' or 'per-type'")
     ports = [spec.inbound_port, spec.outbound_port, spec.admin_port, spec.app_port]
@@ -119,6 +150,8 @@ def render_sidecar_bootstrap(spec: SidecarSpec) -> str:
         XDS_API=spec.xds_protocol.value,
         XDS_HOST=_quoted(spec.xds_host),
         XDS_PORT=str(int(spec.xds_port)),
+        XDS_TOKEN_FILE=_quoted(spec.token_file),
+        **locality_fields(spec.locality),
         STATS_LISTENERS=(
             "\n"
             + _template("stats-listener.yaml").substitute(

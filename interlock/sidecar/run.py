@@ -7,6 +7,7 @@ receives the signal. A second signal is forwarded at once.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import tempfile
@@ -37,6 +38,51 @@ class SidecarOptions:
     drain_seconds: float = 1.0
     register_timeout: float = 30.0
     log_level: str = "warning"
+    #: The file holding the API token the sidecar registers with (else INTERLOCK_TOKEN).
+    api_token_file: Path | None = None
+
+
+def read_api_token(opts: SidecarOptions, say: Say) -> str | None:
+    """The API token from ``opts.api_token_file`` (waiting up to the register timeout for the
+    file to appear, as when it is the control plane's first start), else None (the client
+    then reads INTERLOCK_TOKEN)."""
+    path = opts.api_token_file
+    if path is None:
+        return None
+    deadline = time.monotonic() + opts.register_timeout
+    waited = False
+    while True:
+        try:
+            token = path.read_text().strip()
+            if token:
+                return token
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise SidecarError(f"cannot read --token-file {path}: {exc.strerror}") from None
+        if time.monotonic() > deadline:
+            raise SidecarError(f"--token-file {path} does not exist or is empty")
+        if not waited:
+            say(f"waiting for the API token in {path} ...")
+            waited = True
+        time.sleep(0.5)
+
+
+def fetch_proxy_token(
+    client: InterlockClient, spec: SidecarSpec, directory: Path, say: Say
+) -> Path:
+    """Ask the API for this instance's proxy token and write it to ``directory`` (mode 0600);
+    returns the file. The token is never printed."""
+    try:
+        issued = client.issue_proxy_token(spec.service, spec.instance_id)
+    except ClientError as exc:
+        raise SidecarError(f"the control plane refused a proxy token: {exc}") from None
+    path = directory / "xds-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(str(issued["token"]))
+    say(f"proxy token {issued['token_id']} for {issued['spiffe_id']}")
+    return path
 
 
 def resolve_address(address: str) -> str:
@@ -117,8 +163,9 @@ def run_sidecar(spec: SidecarSpec, opts: SidecarOptions, say: Say = print) -> in
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     registered = False
+    api_token = read_api_token(opts, say)
     with (
-        InterlockClient(opts.control_plane) as client,
+        InterlockClient(opts.control_plane, token=api_token) as client,
         tempfile.TemporaryDirectory(prefix="interlock-sidecar-") as tmp,
     ):
         try:
@@ -126,8 +173,14 @@ def run_sidecar(spec: SidecarSpec, opts: SidecarOptions, say: Say = print) -> in
             registered = True
             if stop_requested.is_set():
                 return 0
+            # The directory is private (0700); the token file is 0600 and only named in the
+            # bootstrap, which is written 0600 too.
+            token_file = fetch_proxy_token(client, spec, Path(tmp), say)
+            bootstrap_text = render_sidecar_bootstrap(replace(spec, token_file=str(token_file)))
             path = Path(tmp) / "bootstrap.yaml"
-            path.write_text(bootstrap_text)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(bootstrap_text)
             envoy = EnvoyProcess(
                 binary,
                 path,

@@ -4,7 +4,23 @@ See :class:`Store`. The schema is private to this package; callers see only
 :mod:`interlock.model` values and the records below.
 """
 
-from interlock.store.records import Change, RevisionInfo, WriteResult
+from interlock.store.records import (
+    AppliedResource,
+    ApplyResult,
+    Change,
+    Outcome,
+    RevisionInfo,
+    WriteResult,
+)
 from interlock.store.repository import Snapshot, Store
 
-__all__ = ["Change", "RevisionInfo", "Snapshot", "Store", "WriteResult"]
+__all__ = [
+    "AppliedResource",
+    "ApplyResult",
+    "Change",
+    "Outcome",
+    "RevisionInfo",
+    "Snapshot",
+    "Store",
+    "WriteResult",
+]

@@ -2,7 +2,8 @@
 
 ``mesh`` has exactly one row (``id = 1``) holding the current mesh revision; every write
 updates it in the same transaction as the data, which serializes writers and numbers their
-commits without gaps. ``revisions`` and ``revision_changes`` record what each revision changed.
+commits without gaps. ``revisions`` and ``revision_changes`` record what each revision changed;
+``resources`` holds the policy objects.
 The Alembic migrations under ``migrations/versions`` create exactly these tables; change both
 together.
 """
@@ -71,4 +72,22 @@ instances = sa.Table(
     sa.Column("labels", sa.JSON, nullable=False),
     sa.Column("locality", sa.String(200), nullable=False),
     sa.Column("healthy", sa.Boolean, nullable=False),
+)
+
+# Policy resources (VirtualService, DestinationRule, ...): the spec as the user wrote it (after
+# validation), ``generation`` counting content changes, and the revisions that created and last
+# changed the row.
+resources = sa.Table(
+    "resources",
+    metadata,
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("name", sa.String(253), primary_key=True),
+    sa.Column("api_version", sa.String(128), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("annotations", sa.JSON, nullable=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+    sa.Column("created_revision", sa.BigInteger, nullable=False),
+    sa.Column("updated_revision", sa.BigInteger, nullable=False),
 )

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from interlock.model import names
 from interlock.model.errors import FieldError, InvalidInput
+from interlock.model.policy.documents import read_resource
+from interlock.model.resource import Resource
 from interlock.model.service import Instance, Protocol, Service
 
 _Rule = Callable[[str], str | None]
@@ -44,6 +46,15 @@ def check_instance(instance: Instance) -> None:
     if not isinstance(instance.healthy, bool):
         errors.append(FieldError("healthy", "healthy must be true or false"))
     _raise(errors, f"instance {instance.service}/{instance.instance_id}")
+
+
+def check_resource(resource: Resource) -> None:
+    """Raise :class:`InvalidInput` naming every bad field of ``resource`` (its kind, API
+    version, name, namespace, labels and spec, by the same rules the API applies)."""
+    parsed, errors = read_resource(resource.to_document())
+    if parsed is not None and parsed.kind != resource.kind:
+        errors = [FieldError("kind", f"{resource.kind!r} is not the kind's exact name")]
+    _raise(errors, resource.ref)
 
 
 def _text(errors: list[FieldError], field: str, value: object, rule: _Rule) -> None:

@@ -5,24 +5,33 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, cast
 
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from interlock.model.errors import Conflict, NotFound
+from interlock.model.errors import Conflict, FieldError, InvalidInput, NotFound
+from interlock.model.policy.registry import ResourceKind
+from interlock.model.resource import Resource, ResourceKey
 from interlock.model.service import Instance, Service
 from interlock.model.state import MeshState
-from interlock.store import _sql
+from interlock.store import _resources, _sql
 from interlock.store._engine import Database, normalize_url, unavailable
 from interlock.store._feed import PgListener, Subscribers
 from interlock.store._migrate import upgrade
-from interlock.store._validate import check_instance, check_service
-from interlock.store.records import Change, RevisionInfo, WriteResult
+from interlock.store._validate import check_instance, check_resource, check_service
+from interlock.store.records import (
+    AppliedResource,
+    ApplyResult,
+    Change,
+    RevisionInfo,
+    WriteResult,
+)
+from interlock.store.security import SecurityStore
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +64,24 @@ class Snapshot:
         _sql.require_service(self._conn, service)
         return _sql.fetch_instances(self._conn, service)
 
+    def get_resource(self, key: ResourceKey) -> Resource:
+        """One policy resource; :class:`NotFound` if there is none."""
+        return _resources.require_resource(self._conn, key)
+
+    def list_resources(
+        self, kind: str | None = None, namespace: str | None = None
+    ) -> list[Resource]:
+        """The policy resources (of ``kind`` and/or in ``namespace`` when given), sorted by
+        kind, namespace and name."""
+        return _resources.fetch_resources(self._conn, kind, namespace)
+
     def state(self) -> MeshState:
         """Everything, as the immutable :class:`MeshState` the translator reads."""
         return MeshState.build(
-            self.revision, _sql.fetch_services(self._conn), _sql.fetch_instances(self._conn)
+            self.revision,
+            _sql.fetch_services(self._conn),
+            _sql.fetch_instances(self._conn),
+            _resources.fetch_resources(self._conn),
         )
 
 
@@ -88,6 +111,8 @@ class Store:
         self._channel = channel
         self._subscribers = Subscribers()
         self._listener: PgListener | None = None
+        #: The CA, tokens and SVIDs (see :mod:`interlock.store.security`).
+        self.security = SecurityStore(db, self._writing)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -174,6 +199,16 @@ class Store:
     def list_instances(self, service: str) -> list[Instance]:
         with self.snapshot() as snap:
             return snap.list_instances(service)
+
+    def get_resource(self, key: ResourceKey) -> Resource:
+        with self.snapshot() as snap:
+            return snap.get_resource(key)
+
+    def list_resources(
+        self, kind: str | None = None, namespace: str | None = None
+    ) -> list[Resource]:
+        with self.snapshot() as snap:
+            return snap.list_resources(kind, namespace)
 
     def load_state(self) -> MeshState:
         """Everything at one revision, read in one transaction (REPEATABLE READ on
@@ -262,6 +297,50 @@ class Store:
             w.changes.append(Change("Instance", f"{service}/{instance_id}", "delete"))
         return w.revision
 
+    def apply_resources(
+        self, resources: Sequence[Resource], *, dry_run: bool = False
+    ) -> ApplyResult:
+        """Create or replace every resource in one transaction and one revision: all or none.
+
+        A resource identical to the stored one (same apiVersion, spec, labels, annotations) is
+        ``unchanged``; if every one is, no revision is created. A changed resource gets the
+        next ``generation``. With ``dry_run`` nothing is written: the result says what would
+        happen, at the current revision. Raises :class:`InvalidInput` for a resource the
+        model's rules reject, or when two of them have the same kind, namespace and name.
+        """
+        seen: set[ResourceKey] = set()
+        for index, resource in enumerate(resources):
+            check_resource(resource)
+            if resource.key in seen:
+                message = f"{resource.ref} appears twice"
+                raise InvalidInput(message, errors=(FieldError(f"[{index}]", message),))
+            seen.add(resource.key)
+        if dry_run:
+            with self._db.read() as conn:
+                revision = _sql.current_revision(conn)
+                planned = _plan(conn, resources, revision + 1)
+            return ApplyResult(revision, tuple(planned), dry_run=True)
+        with self._writing() as w:
+            planned = _plan(w.conn, resources, w.revision + 1)
+            for applied in planned:
+                if applied.outcome == "created":
+                    _resources.insert_resource(w.conn, applied.resource)
+                elif applied.outcome == "configured":
+                    _resources.update_resource(w.conn, applied.resource)
+                else:
+                    continue
+                w.changes.append(_change(applied.resource.key, "upsert"))
+        return ApplyResult(w.revision, tuple(planned))
+
+    def delete_resource(self, key: ResourceKey) -> int:
+        """Delete one policy resource; :class:`NotFound` if it does not exist. Returns the new
+        revision."""
+        with self._writing() as w:
+            _resources.require_resource(w.conn, key)
+            _resources.delete_resource_row(w.conn, key)
+            w.changes.append(_change(key, "delete"))
+        return w.revision
+
     # --- change feed ------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:
@@ -274,6 +353,35 @@ class Store:
         exception is logged and ignored). Returns a function that unsubscribes.
         """
         return self._subscribers.add(callback)
+
+
+def _plan(
+    conn: Connection, resources: Sequence[Resource], next_revision: int
+) -> list[AppliedResource]:
+    """What storing ``resources`` at ``next_revision`` does to each, given what is stored."""
+    planned: list[AppliedResource] = []
+    for resource in resources:
+        existing = _resources.fetch_resource(conn, resource.key)
+        if existing is None:
+            stored = replace(
+                resource, generation=1, created_revision=next_revision, revision=next_revision
+            )
+            planned.append(AppliedResource(stored, "created"))
+        elif existing.same_content(resource):
+            planned.append(AppliedResource(existing, "unchanged"))
+        else:
+            stored = replace(
+                resource,
+                generation=existing.generation + 1,
+                created_revision=existing.created_revision,
+                revision=next_revision,
+            )
+            planned.append(AppliedResource(stored, "configured"))
+    return planned
+
+
+def _change(key: ResourceKey, op: Literal["upsert", "delete"]) -> Change:
+    return Change(cast(ResourceKind, key.kind), f"{key.namespace}/{key.name}", op)
 
 
 def _channel_for(schema: str) -> str:

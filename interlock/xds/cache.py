@@ -13,6 +13,12 @@ Contract of :meth:`SnapshotCache.set_snapshot`:
   so status can report the proxies as current at that revision);
 - otherwise it stores the snapshot and wakes every stream watching the key; each stream then works
   out for itself what to send (the latest state, however many snapshots came meanwhile).
+
+*Derived* keys (:meth:`SnapshotCache.set_derived`) are snapshots made of another key's
+resources plus a few of their own, e.g. a view shared by many proxies plus each proxy's own
+certificate. A derived snapshot reuses the base's encoded contents as they are (nothing of the
+base is serialized again), carries the base's revision, and follows the base: whenever the base
+changes, every key derived from it is recomposed and its streams are woken.
 """
 
 from __future__ import annotations
@@ -78,6 +84,16 @@ def resource_name(type_url: str, message: Message) -> str:
     return str(getattr(message, "cluster_name" if type_url == rt.ENDPOINT else "name"))
 
 
+class _Derivation:
+    """What a derived key adds to its base: contents by type URL."""
+
+    __slots__ = ("base", "extra")
+
+    def __init__(self, base: str, extra: dict[str, Content]) -> None:
+        self.base = base
+        self.extra = extra
+
+
 class SnapshotCache:
     """Snapshots by key, watched by the streams serving each key."""
 
@@ -85,6 +101,8 @@ class SnapshotCache:
         self._pool = Pool()
         self._snapshots: dict[str, Snapshot] = {}
         self._watchers: dict[str, set[Watcher]] = {}
+        self._derivations: dict[str, _Derivation] = {}
+        self._derived: dict[str, set[str]] = {}
 
     @property
     def stats(self) -> CacheStats:
@@ -106,6 +124,16 @@ class SnapshotCache:
         without a name, or two resources of one type with the same name; the previous snapshot
         is then kept.
         """
+        if key in self._derivations:
+            raise ValueError(f"{key!r} is a derived key; use set_derived")
+        snapshot = Snapshot(self._pool, self._encode(resources), revision)
+        changed = self._store(key, snapshot)
+        for derived in sorted(self._derived.get(key, ())):
+            self._recompose(derived)
+        return changed
+
+    def _encode(self, resources: Mapping[str, Iterable[Message]]) -> dict[str, Content]:
+        """Serialize each message once and intern the result, by type URL."""
         pool = self._pool
         stats = pool.stats
         contents: dict[str, Content] = {}
@@ -127,29 +155,86 @@ class SnapshotCache:
                 entries[name] = pool.entry(type_url, name, data)
             if entries:
                 contents[type_url] = pool.content(type_url, entries)
-        snapshot = Snapshot(pool, contents, revision)
+        return contents
+
+    def _store(self, key: str, snapshot: Snapshot) -> bool:
+        """Keep ``snapshot`` for ``key`` and tell its watchers; True when resources changed."""
         previous = self._snapshots.get(key)
         if previous is not None and previous.same_resources(snapshot):
-            if previous.revision != revision:
-                self._snapshots[key] = previous.with_revision(revision)
+            if previous.revision != snapshot.revision:
+                self._snapshots[key] = previous.with_revision(snapshot.revision)
                 for watcher in tuple(self._watchers.get(key, ())):
-                    watcher.on_revision(revision)
+                    watcher.on_revision(snapshot.revision)
             return False
         self._snapshots[key] = snapshot
         for watcher in tuple(self._watchers.get(key, ())):
             watcher.wake()
         return True
 
+    # -- derived snapshots -------------------------------------------------------------------
+    def set_derived(self, key: str, base: str, extra: Mapping[str, Iterable[Message]]) -> bool:
+        """Make ``key``'s snapshot ``base``'s resources plus ``extra`` (by type URL; a name in
+        both is taken from ``extra``), from now on and whenever ``base`` changes.
+
+        Only ``extra`` is serialized. The derived snapshot has ``base``'s revision; while
+        ``base`` has no snapshot, ``key`` has none either. Calling it again replaces the extra
+        resources (and may change the base); True when ``key``'s resources changed. Raises
+        ``ValueError`` as :meth:`set_snapshot` does, or when ``key`` is ``base`` or has a
+        snapshot of its own.
+        """
+        if key == base:
+            raise ValueError("a key cannot be derived from itself")
+        if key in self._snapshots and key not in self._derivations:
+            raise ValueError(f"{key!r} has a snapshot of its own")
+        extra_contents = self._encode(extra)
+        current = self._derivations.get(key)
+        if current is not None and current.base != base:
+            self._unlink(key, current.base)
+        self._derivations[key] = _Derivation(base, extra_contents)
+        self._derived.setdefault(base, set()).add(key)
+        return self._recompose(key)
+
+    def _recompose(self, key: str) -> bool:
+        derivation = self._derivations[key]
+        base = self._snapshots.get(derivation.base)
+        if base is None:
+            self._snapshots.pop(key, None)
+            return False
+        contents = dict(base._contents)
+        for type_url, content in derivation.extra.items():
+            under = contents.get(type_url)
+            if under is None or not under.entries:
+                contents[type_url] = content
+            else:
+                merged = dict(under.entries)
+                merged.update(content.entries)
+                contents[type_url] = self._pool.content(type_url, merged)
+        return self._store(key, Snapshot(self._pool, contents, base.revision))
+
+    def _unlink(self, key: str, base: str) -> None:
+        derived = self._derived.get(base)
+        if derived is not None:
+            derived.discard(key)
+            if not derived:
+                del self._derived[base]
+
+    def base_of(self, key: str) -> str | None:
+        """The key ``key`` is derived from (None for a key with a snapshot of its own)."""
+        derivation = self._derivations.get(key)
+        return None if derivation is None else derivation.base
+
     def advance_revision(self, revision: int, keys: Iterable[str] | None = None) -> None:
         """Record that the snapshots of ``keys`` (all keys by default) are unchanged at
         ``revision``: the glue's cheap alternative to re-publishing identical resources."""
         for key in list(self._snapshots) if keys is None else keys:
             snapshot = self._snapshots.get(key)
-            if snapshot is None or snapshot.revision == revision:
+            if snapshot is None or snapshot.revision == revision or key in self._derivations:
                 continue
             self._snapshots[key] = snapshot.with_revision(revision)
             for watcher in tuple(self._watchers.get(key, ())):
                 watcher.on_revision(revision)
+            for derived in sorted(self._derived.get(key, ())):
+                self._recompose(derived)
 
     def get(self, key: str) -> Snapshot | None:
         """The current snapshot of ``key``, or None when it has none."""
@@ -160,15 +245,26 @@ class SnapshotCache:
         return set(self._snapshots)
 
     def drop(self, key: str) -> None:
-        """Forget the snapshot of ``key``. Streams still watching it stay open and receive
-        nothing until the key gets a snapshot again (then only what differs from what they
-        hold)."""
+        """Forget the snapshot of ``key`` (and, for a derived key, what it derives from).
+        Streams still watching it stay open and receive nothing until the key gets a snapshot
+        again (then only what differs from what they hold). Keys derived from ``key`` keep
+        their derivation and get a snapshot again when ``key`` does."""
         self._snapshots.pop(key, None)
+        derivation = self._derivations.pop(key, None)
+        if derivation is not None:
+            self._unlink(key, derivation.base)
+        for derived in self._derived.get(key, ()):
+            self._snapshots.pop(derived, None)
 
     # -- watches -----------------------------------------------------------------------------
     def watched_keys(self) -> set[str]:
-        """Keys with at least one open stream."""
-        return set(self._watchers)
+        """Keys with at least one open stream, and the bases of watched derived keys."""
+        watched = set(self._watchers)
+        for key in tuple(watched):
+            derivation = self._derivations.get(key)
+            if derivation is not None:
+                watched.add(derivation.base)
+        return watched
 
     def watch(self, key: str, watcher: Watcher) -> None:
         """Wake ``watcher`` whenever the snapshot of ``key`` changes."""

@@ -37,8 +37,9 @@ class DeltaStream(XdsStream):
             state.have = self.cache.pool.held(
                 state.type_url, dict(request.initial_resource_versions)
             )
+        subscribe = self.permitted(state.type_url, request.resource_names_subscribe)
         changed, dropped = state.sub.apply_delta(
-            first, request.resource_names_subscribe, request.resource_names_unsubscribe
+            first, subscribe, request.resource_names_unsubscribe
         )
         if dropped and state.have is not None:
             state.have = state.have.without(dropped)

@@ -14,11 +14,20 @@ The scheme follows Istio's, so people who read Istio config dumps feel at home:
 - ``outbound|<port>||<name>.<namespace>``: one EDS cluster per service, and its
   ClusterLoadAssignment (the EDS service name is the cluster name).
 - ``outbound|tcp|<name>.<namespace>``: the listener of one tcp service.
+- ``outbound|<port>|<subset>|<name>.<namespace>``: the EDS cluster (and load assignment) of one
+  DestinationRule subset; ``outbound|<port>|<subset>|<host>`` for ServiceEntry hosts (empty
+  subset: the whole host), whose HTTP ports are virtual hosts ``<host>:<port>`` and other ports
+  listeners ``outbound|tcp|<host>:<port>``.
+- ``gateway|<port>``: a gateway's listener and route configuration for its Gateway servers on
+  ``port``; a bound VirtualService is the virtual host ``<namespace>/<name>``.
+- ``default`` and ``ROOTCA``: the secrets (SDS) of a proxy's own X.509-SVID and of the trust
+  bundle, as Istio names them; inbound filter chains are named ``mtls`` and ``plaintext``.
 """
 
 from __future__ import annotations
 
 from interlock.model import Service
+from interlock.model.identity import SVID_SECRET, TRUST_BUNDLE_SECRET
 
 INBOUND_LISTENER = "inbound"
 OUTBOUND_HTTP_LISTENER = "outbound|http"
@@ -121,3 +130,93 @@ def outbound_tcp_listener(service: Service) -> str:
 def outbound_tcp_stat_prefix(service: Service) -> str:
     """The stat prefix of a tcp service's tcp_proxy (``outbound_tcp_db_default``)."""
     return f"outbound_tcp_{service.name}_{service.namespace}"
+
+
+def svid_secret() -> str:
+    """The SDS secret holding a proxy's own certificate chain and private key."""
+    return SVID_SECRET
+
+
+def trust_bundle_secret() -> str:
+    """The SDS secret holding the trust bundle (the roots peers are verified against)."""
+    return TRUST_BUNDLE_SECRET
+
+
+#: The inbound listener's filter chains, by the transport they accept.
+MTLS_CHAIN = "mtls"
+PLAINTEXT_CHAIN = "plaintext"
+#: ``transport_socket_matches`` entry of an outbound cluster, and the endpoint metadata key
+#: (under ``envoy.transport_socket_match``) that selects it: endpoints that accept mTLS.
+TLS_MODE_KEY = "tlsMode"
+TLS_MODE_MUTUAL = "interlock-mutual"
+TRANSPORT_SOCKET_MATCH = "envoy.transport_socket_match"
+
+
+# --- traffic management (VirtualService, DestinationRule, ServiceEntry, Gateway) -----------
+
+
+def outbound_subset_cluster(service: Service, subset: str) -> str:
+    """The EDS cluster of one DestinationRule subset of ``service`` (Istio's
+    ``outbound|<port>|<subset>|<host>``); also its load assignment's name."""
+    return f"outbound|{service.port}|{subset}|{service_host(service)}"
+
+
+def external_cluster(host: str, port: int, subset: str = "") -> str:
+    """The cluster of a ServiceEntry ``host`` on ``port`` (or of one of its subsets)."""
+    return f"outbound|{port}|{subset}|{host}"
+
+
+def external_virtual_host(host: str, port: int) -> str:
+    """The outbound virtual host of a ServiceEntry host's HTTP port."""
+    return f"{host}:{port}"
+
+
+def external_tcp_listener(host: str, port: int) -> str:
+    """The outbound listener of a ServiceEntry's non-HTTP port (named after its first host)."""
+    return f"outbound|tcp|{host}:{port}"
+
+
+def external_tcp_stat_prefix(host: str, port: int) -> str:
+    """The stat prefix of a ServiceEntry port's tcp_proxy (``outbound_tcp_db.example.com_5432``)."""
+    return f"outbound_tcp_{host}_{port}"
+
+
+def http_route(namespace: str, name: str, index: int, route_name: str | None) -> str:
+    """The Envoy route made from ``http[index]`` of VirtualService ``namespace/name``."""
+    return f"{namespace}/{name}/{route_name or index}"
+
+
+def gateway_listener(port: int) -> str:
+    """The listener of a gateway's Gateway servers on (Gateway) ``port``."""
+    return f"gateway|{port}"
+
+
+def gateway_route(port: int) -> str:
+    """The RDS route configuration of a gateway's HTTP or HTTPS servers on ``port``."""
+    return f"gateway|{port}"
+
+
+def gateway_stat_prefix(port: int) -> str:
+    """The stat prefix of a gateway listener's filter (``gateway_8080``)."""
+    return f"gateway_{port}"
+
+
+def gateway_virtual_host(namespace: str, name: str, redirect: bool = False) -> str:
+    """The virtual host a VirtualService bound to a gateway becomes on one of its ports (and
+    the one of its hosts whose servers redirect to https)."""
+    return f"{namespace}/{name}" + ("|https-redirect" if redirect else "")
+
+
+def gateway_chain(namespace: str, name: str, port_name: str) -> str:
+    """The filter chain of one TLS server of Gateway ``namespace/name``."""
+    return f"{namespace}/{name}/{port_name}"
+
+
+def rate_limit_stat_prefix(namespace: str, name: str) -> str:
+    """The stat prefix of RateLimit ``namespace/name`` (``rate_limit_default_reviews``)."""
+    return f"rate_limit_{namespace}_{name}"
+
+
+def rate_limit_route(namespace: str, name: str, index: int) -> str:
+    """The inbound route of ``target.routes[index]`` of RateLimit ``namespace/name``."""
+    return f"ratelimit/{namespace}/{name}/{index}"

@@ -3,8 +3,12 @@ grpc.aio port.
 
 Every stream goes through the same handshake: the first request must carry ``node.id`` (else the
 stream ends with INVALID_ARGUMENT); the ``open_stream`` hook maps the node and the call's metadata
-to a snapshot key (or raises :class:`StreamRejected`, which ends the stream with its code before
-anything is sent); the stream then watches that key and sends nothing until it has a snapshot.
+to a snapshot key, or to a :class:`StreamGrant` (or raises :class:`StreamRejected`, which ends the
+stream with its code before anything is sent); the stream then watches that key and sends nothing
+until it has a snapshot. A grant can also limit the names a stream may subscribe to (a request
+for any other name is dropped and reported to the grant's ``on_denied``) and name the
+*principal* the stream speaks for, so that :meth:`XdsServer.terminate` can end every stream of
+a principal (a revoked credential).
 What is sent and when is described in :mod:`interlock.xds.stream`, :mod:`interlock.xds.sotw` and
 :mod:`interlock.xds.delta`.
 
@@ -20,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
@@ -39,7 +45,27 @@ from interlock.xds.stream import ProtocolError, XdsStream
 log = logging.getLogger("interlock.xds.server")
 
 Metadata = tuple[tuple[str, str | bytes], ...]
-OpenStream = Callable[[Node, Metadata], Awaitable[str]]
+#: Called with (type URL, names) when a stream asks for names its grant does not allow.
+OnDenied = Callable[[str, frozenset[str]], None]
+
+
+@dataclass(frozen=True)
+class StreamGrant:
+    """What the ``open_stream`` hook allows one stream.
+
+    ``key``: the snapshot it is served. ``principal``: who it speaks for (opaque; see
+    :meth:`XdsServer.terminate`). ``allowed``: per type URL, the only names it may subscribe to
+    (types not listed are unrestricted); names outside are never subscribed, so nothing is
+    sent for them, and ``on_denied`` is told.
+    """
+
+    key: str
+    principal: str = ""
+    allowed: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
+    on_denied: OnDenied | None = None
+
+
+OpenStream = Callable[[Node, Metadata], Awaitable[str | StreamGrant]]
 
 #: gRPC service → (short name, SotW method, delta method, type it serves; None for ADS)
 SERVICES: dict[str, tuple[str, str, str, str | None]] = {
@@ -121,8 +147,23 @@ class XdsServer:
         self._server: grpc.aio.Server | None = None
         self._ids = itertools.count(1)
         self._sessions: dict[tuple[str, str], Session] = {}
+        self._principals: dict[str, set[int]] = {}
         #: The open streams by id (introspection; status is in the registry).
         self.streams: dict[int, XdsStream] = {}
+
+    def principals(self) -> Collection[str]:
+        """The principals of the open streams (those whose grant named one)."""
+        return tuple(self._principals)
+
+    def terminate(self, principal: str, code: grpc.StatusCode, message: str) -> int:
+        """End every open stream of ``principal`` with ``code`` and ``message`` (nothing more
+        is sent on them); returns how many."""
+        ids = tuple(self._principals.get(principal, ()))
+        for stream_id in ids:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                stream.fail(code, message)
+        return len(ids)
 
     async def start(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
         """Listen on ``address`` (e.g. ``127.0.0.1:0``); returns the bound port."""
@@ -202,13 +243,15 @@ class XdsServer:
             )
         metadata: Metadata = tuple((str(k), v) for k, v in (context.invocation_metadata() or ()))
         try:
-            key = await self._open_stream(node, metadata)
+            opened = await self._open_stream(node, metadata)
         except StreamRejected as exc:
-            log.info("stream from %s rejected: %s", node.id, exc.message)
+            log.info("stream from %r rejected: %s", str(node.id)[:253], exc.message)
             await context.abort(exc.code, exc.message)
         except Exception:
-            log.exception("open_stream failed for node %s", node.id)
+            log.exception("open_stream failed for node %r", str(node.id)[:253])
             await context.abort(grpc.StatusCode.INTERNAL, "the server cannot serve this proxy")
+        grant = opened if isinstance(opened, StreamGrant) else StreamGrant(opened)
+        key = grant.key
         stream_id = next(self._ids)
         record = self._status.open(
             stream_id,
@@ -223,8 +266,12 @@ class XdsServer:
         )
         session = self._join_session(key, str(node.id), fixed)
         stream = kind(stream_id, key, self._cache, record, session, fixed)
+        stream.allowed = grant.allowed
+        stream.on_denied = grant.on_denied
         session.streams.append(stream)
         self.streams[stream_id] = stream
+        if grant.principal:
+            self._principals.setdefault(grant.principal, set()).add(stream_id)
         self._cache.watch(key, stream)
         log.debug(
             "stream %d opened: node %s, key %s, %s/%s",
@@ -250,6 +297,12 @@ class XdsServer:
             self._cache.unwatch(key, stream)
             self._leave_session(key, str(node.id), fixed, session, stream)
             self.streams.pop(stream_id, None)
+            if grant.principal:
+                ids = self._principals.get(grant.principal)
+                if ids is not None:
+                    ids.discard(stream_id)
+                    if not ids:
+                        del self._principals[grant.principal]
             self._status.close(record)
             log.debug("stream %d closed", stream_id)
             if reader is not None:
@@ -273,4 +326,13 @@ class XdsServer:
             self._sessions.pop((key, node_id), None)
 
 
-__all__ = ["SERVICES", "Metadata", "OpenStream", "StreamRejected", "XdsServer", "envoy_version"]
+__all__ = [
+    "SERVICES",
+    "Metadata",
+    "OnDenied",
+    "OpenStream",
+    "StreamGrant",
+    "StreamRejected",
+    "XdsServer",
+    "envoy_version",
+]

@@ -39,7 +39,8 @@ class SotwStream(XdsStream):
             return
         if first and request.version_info:
             state.initial_version = request.version_info
-        changed, added = state.sub.apply_sotw(request.resource_names)
+        names = self.permitted(state.type_url, request.resource_names)
+        changed, added = state.sub.apply_sotw(names)
         if changed:
             state.narrow()
             if added and state.have is not None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
@@ -68,6 +69,9 @@ class XdsStream:
         self._nonces = 0
         self.closed = False
         self.failure: ProtocolError | None = None
+        #: Per type URL, the only names this stream may subscribe to (see ``StreamGrant``).
+        self.allowed: Mapping[str, frozenset[str]] = MappingProxyType({})
+        self.on_denied: Callable[[str, frozenset[str]], None] | None = None
 
     # -- variant-specific ------------------------------------------------------------------
     def handle(self, request: Any) -> None:
@@ -83,6 +87,22 @@ class XdsStream:
         raise NotImplementedError
 
     # -- shared request handling -----------------------------------------------------------
+    def permitted(self, type_url: str, names: Iterable[str]) -> list[str]:
+        """``names`` less those this stream may not subscribe to (reported to ``on_denied``)."""
+        names = list(names)
+        allowed = self.allowed.get(self.fixed_type or type_url)
+        if allowed is None:
+            return names
+        denied = frozenset(n for n in names if n not in allowed)
+        if not denied:
+            return names
+        if self.on_denied is not None:
+            try:
+                self.on_denied(self.fixed_type or type_url, denied)
+            except Exception:
+                log.exception("stream %d: on_denied failed", self.stream_id)
+        return [n for n in names if n in allowed]
+
     def state_for(self, type_url: str) -> tuple[TypeState, bool]:
         """The state of the request's type (created on its first request: second item True)."""
         if self.fixed_type is not None:
@@ -147,8 +167,17 @@ class XdsStream:
         self._event.set()
 
     def on_revision(self, revision: int) -> None:
+        snapshot = self.cache.get(self.key)
         for state in self._ordered:
             if state.in_sync:
+                # Only if what the proxy holds is still what the snapshot asks for: a change
+                # not pushed yet (the writer runs later) must not count as in sync.
+                if snapshot is not None:
+                    desired, mode = self.session.desired(state, snapshot)
+                    if mode != "base" or self.needs_send(state, desired):
+                        state.in_sync = False
+                        self.wake()
+                        continue
                 self.record.in_sync(state.type_url, revision)
             elif state.nacked and not state.retaining:
                 self.record.still_rejected(state.type_url, revision)
@@ -156,6 +185,12 @@ class XdsStream:
     def close(self) -> None:
         self.closed = True
         self._event.set()
+
+    def fail(self, code: grpc.StatusCode, message: str) -> None:
+        """End the stream with ``code`` (nothing more is sent)."""
+        if self.failure is None:
+            self.failure = ProtocolError(code, message)
+        self.close()
 
     # -- the two loops -------------------------------------------------------------------------
     async def read(self, requests: AsyncIterator[Any]) -> None:

@@ -64,6 +64,13 @@ def test_sidecars_agree_with_their_apps_and_the_control_plane(compose: dict[str,
         assert opts["address"] == app_service, f"{name} must register its app container's address"
         assert opts["control_plane"] == f"http://interlock:{api_port}"
         assert opts["xds"] == f"interlock:{xds_port}"
+        # The sidecar registers with the admin token the server wrote beside its database,
+        # in the volume both mount.
+        db = server["db"].removeprefix("sqlite:///")
+        assert str(opts["token_file"]) == db + ".admin-token"
+        volume = services["interlock"]["volumes"][0].split(":")
+        assert f"{volume[0]}:{volume[1]}:ro" in spec["volumes"]
+        assert db.startswith(volume[1] + "/")
         app_cmd = services[app_service]["command"]
         assert app_cmd[:3] == ["python", "-m", "interlock.demo.apps"]
         app_opts = apps.build_parser().parse_args(app_cmd[3:])

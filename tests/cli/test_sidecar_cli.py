@@ -34,6 +34,8 @@ def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
 def test_bootstrap_identifies_the_node_and_passes_envoy_validation(
     tmp_path: Path, protocol: str, api_type: str
 ) -> None:
+    token_file = tmp_path / "xds-token"
+    token_file.write_text("ilp_example")
     out = run(
         "bootstrap",
         *BASE,
@@ -45,6 +47,8 @@ def test_bootstrap_identifies_the_node_and_passes_envoy_validation(
         "cp.example:18000",
         "--xds-protocol",
         protocol,
+        "--token-file",
+        str(token_file),
     )
     assert out.returncode == 0, out.stderr
     boot = yaml.safe_load(out.stdout)
@@ -60,6 +64,13 @@ def test_bootstrap_identifies_the_node_and_passes_envoy_validation(
         "address": "cp.example",
         "port_value": 18000,
     }
+    # The token reaches the control plane from a file, as a secret: never in the bootstrap.
+    assert "ilp_example" not in out.stdout
+    (secret,) = boot["static_resources"]["secrets"]
+    assert secret["generic_secret"]["secret"] == {"filename": str(token_file)}
+    filters = boot["static_resources"]["clusters"][0]["typed_extension_protocol_options"]
+    http_filters = next(iter(filters.values()))["http_filters"]
+    assert http_filters[0]["name"] == "envoy.filters.http.credential_injector"
     path = tmp_path / "bootstrap.yaml"
     path.write_text(out.stdout)
     check = subprocess.run(

@@ -30,7 +30,15 @@ def test_request_reaches_the_other_service_by_host_header_and_http_proxy(mesh: M
         10,
         what="b through a's outbound listener",
     )
-    assert r.json() == {"service": "b", "instance": "b-1", "path": "/hello", "host": "b"}
+    body = r.json()
+    assert {k: body[k] for k in ("service", "instance", "path", "host")} == {
+        "service": "b",
+        "instance": "b-1",
+        "path": "/hello",
+        "host": "b",
+    }
+    # Sidecar to sidecar is mTLS by default (PERMISSIVE): b's app learns who called.
+    assert "URI=spiffe://interlock.local/ns/default/sa/a" in body["xfcc"]
 
     # Every documented host form reaches the same service.
     for host in ("b:8080", "b.default", "b.default:8080", "b.default.svc.cluster.local"):

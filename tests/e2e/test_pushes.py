@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 
 from tests.e2e.conftest import Mesh
@@ -68,7 +67,7 @@ def test_a_burst_of_100_writes_in_a_second_is_a_few_pushes_ending_in_the_final_s
     before = a.stats()[EDS_B + "update_success"]
 
     started = time.monotonic()
-    with httpx.Client(base_url=mesh.server.api_url, timeout=5) as api:
+    with mesh.server.api() as api:
         for i in range(100):
             body = {"address": f"127.0.1.{i % 250 + 1}", "port": 15006}
             assert api.put("/v1/services/b/instances/burst", json=body).status_code in (200, 201)

@@ -26,8 +26,10 @@ def test_a_write_through_one_replica_reaches_proxies_of_the_other(
 ) -> None:
     (tmp_path / "r1").mkdir()
     (tmp_path / "r2").mkdir()
-    r1 = ServerProcess(tmp_path / "r1", db_url=pg_url)
-    r2 = ServerProcess(tmp_path / "r2", db_url=pg_url)
+    # Replicas share the CA's key-encryption key and the admin token (written by the first).
+    shared = {"admin_token_file": tmp_path / "admin-token", "kek_file": tmp_path / "ca.kek"}
+    r1 = ServerProcess(tmp_path / "r1", db_url=pg_url, **shared)  # type: ignore[arg-type]
+    r2 = ServerProcess(tmp_path / "r2", db_url=pg_url, **shared)  # type: ignore[arg-type]
     apps = [UpstreamApp("a", "a-1"), UpstreamApp("b", "b-1")]
     sidecars: list[Sidecar] = []
     try:

@@ -1,13 +1,16 @@
 """Golden scenarios: reading ``input.yaml`` into the model, and writing resources as YAML.
 
 ``input.yaml`` holds ``revision``, ``services``, ``instances`` and ``proxy`` with the model's
-field names (enums by value: ``protocol: grpc``, ``kind: gateway``). ``expected.yaml`` holds
+field names (enums by value: ``protocol: grpc``, ``kind: gateway``; ``gateway_ports`` as
+``[[port, listen_port], ...]``), and ``resources``: policy documents as users write them
+(each created at its position in the list, so the first is the oldest). ``expected.yaml`` holds
 the translator's output: each resource kind as a list of ``MessageToDict`` dicts (proto field
 names), and the problems, dumped with sorted keys so equal output is equal text.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +20,7 @@ import yaml
 from google.protobuf import json_format
 
 from interlock.model import Instance, MeshState, Protocol, Proxy, ProxyKind, Service
+from interlock.model.policy import read_resources
 from interlock.xds.translate import Resources
 
 GOLDEN_DIR = Path(__file__).parent
@@ -38,8 +42,19 @@ def load_scenario(directory: Path) -> tuple[MeshState, Proxy]:
     ]
     instances = [Instance(**i) for i in data.get("instances", [])]
     proxy_data = data["proxy"]
-    proxy = Proxy(**{**proxy_data, "kind": ProxyKind(proxy_data.get("kind", "sidecar"))})
-    return MeshState.build(int(data.get("revision", 1)), services, instances), proxy
+    proxy = Proxy(
+        **{
+            **proxy_data,
+            "kind": ProxyKind(proxy_data.get("kind", "sidecar")),
+            "gateway_ports": tuple(tuple(p) for p in proxy_data.get("gateway_ports", [])),
+        }
+    )
+    resources = [
+        dataclasses.replace(r, generation=1, created_revision=index + 1, revision=index + 1)
+        for index, r in enumerate(read_resources(data.get("resources", []), batch=True))
+    ]
+    state = MeshState.build(int(data.get("revision", 1)), services, instances, resources)
+    return state, proxy
 
 
 def _plain(messages: Iterable[Any]) -> list[Any]:

@@ -22,6 +22,13 @@ def test_the_required_scenarios_exist() -> None:
         "tcp-port-collision",
         "no-instances",
         "client-only",
+        # one per traffic policy kind
+        "vs-canary",
+        "vs-tcp",
+        "dr-policies",
+        "service-entries",
+        "gateway-servers",
+        "rate-limits",
     } <= set(SCENARIOS)
 
 

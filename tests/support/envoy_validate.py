@@ -3,7 +3,8 @@
 ``envoy --mode validate`` checks a bootstrap, but not resources it would fetch over xDS. So the
 resources are inlined into one static bootstrap first: each RDS reference becomes the
 connection manager's ``route_config``, each EDS cluster becomes a STATIC cluster whose
-``load_assignment`` is its ClusterLoadAssignment, and secrets go to ``static_resources.secrets``.
+``load_assignment`` is its ClusterLoadAssignment, and secrets go to ``static_resources.secrets``
+(each TLS context's SDS reference then names the static secret: its ``sds_config`` is cleared).
 The same bootstrap, with an admin port, also runs a real Envoy in routing tests.
 """
 
@@ -13,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from envoy.config.bootstrap.v3 import bootstrap_pb2
@@ -23,6 +24,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 from google.protobuf import json_format
 
 from interlock.xds.translate import Resources
@@ -85,14 +87,48 @@ def _inline_endpoints(cluster: cluster_pb2.Cluster, resources: Resources) -> Non
     cluster.load_assignment.cluster_name = cluster.name
 
 
+def _static_secret_refs(socket: base_pb2.TransportSocket) -> None:
+    """Make a TLS transport socket name static secrets instead of SDS ones."""
+    for kind in (tls_pb2.DownstreamTlsContext, tls_pb2.UpstreamTlsContext):
+        if not socket.typed_config.Is(kind.DESCRIPTOR):
+            continue
+        context = kind()
+        socket.typed_config.Unpack(context)
+        common = context.common_tls_context
+        for ref in common.tls_certificate_sds_secret_configs:
+            ref.ClearField("sds_config")
+        if common.HasField("combined_validation_context"):
+            combined = common.combined_validation_context
+            combined.validation_context_sds_secret_config.ClearField("sds_config")
+        if common.HasField("validation_context_sds_secret_config"):
+            common.validation_context_sds_secret_config.ClearField("sds_config")
+        socket.typed_config.Pack(context, deterministic=True)
+
+
+def _sockets(
+    bootstrap: bootstrap_pb2.Bootstrap,
+) -> Iterator[base_pb2.TransportSocket]:
+    for listener in bootstrap.static_resources.listeners:
+        for chain in _chains(listener):
+            if chain.HasField("transport_socket"):
+                yield chain.transport_socket
+    for cluster in bootstrap.static_resources.clusters:
+        if cluster.HasField("transport_socket"):
+            yield cluster.transport_socket
+        for match in cluster.transport_socket_matches:
+            yield match.transport_socket
+
+
 def static_bootstrap(
     resources: Resources,
     *,
     node_id: str = "interlock-validate",
     node_cluster: str = "interlock-validate",
     admin_port: int | None = None,
+    secrets: Iterable[secret_pb2.Secret] = (),
 ) -> bootstrap_pb2.Bootstrap:
-    """One bootstrap holding every resource of ``resources``, with nothing left to fetch.
+    """One bootstrap holding every resource of ``resources`` (and ``secrets``, served beside
+    them per proxy), with nothing left to fetch.
 
     The input is not modified. ``admin_port`` adds an admin listener on 127.0.0.1.
     """
@@ -106,6 +142,9 @@ def static_bootstrap(
         cluster.CopyFrom(source)
         _inline_endpoints(cluster, resources)
     bootstrap.static_resources.secrets.extend(resources.secrets)
+    bootstrap.static_resources.secrets.extend(secrets)
+    for socket in _sockets(bootstrap):
+        _static_secret_refs(socket)
     if admin_port is not None:
         bootstrap.admin.address.CopyFrom(
             address_pb2.Address(
@@ -120,14 +159,14 @@ def bootstrap_json(bootstrap: bootstrap_pb2.Bootstrap) -> str:
     return str(json_format.MessageToJson(bootstrap, preserving_proto_field_name=True, indent=1))
 
 
-def validate(resources: Resources) -> None:
+def validate(resources: Resources, secrets: Iterable[secret_pb2.Secret] = ()) -> None:
     """Run ``envoy --mode validate`` on ``resources`` inlined into a static bootstrap.
 
     Raises :class:`EnvoyRejected` with Envoy's output when Envoy refuses the configuration, and
     :class:`NotInlinable` when the resources are not self-contained. The temporary file is
     removed whatever happens; the process never outlives the call.
     """
-    text = bootstrap_json(static_bootstrap(resources))
+    text = bootstrap_json(static_bootstrap(resources, secrets=secrets))
     with tempfile.TemporaryDirectory(prefix="interlock-validate-") as tmp:
         path = Path(tmp) / "bootstrap.json"
         path.write_text(text)

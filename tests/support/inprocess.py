@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,9 @@ T = TypeVar("T")
 
 
 class InProcessServer:
-    def __init__(self, workdir: Path, db_url: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, db_url: str | None = None, *, open_reads: bool = False
+    ) -> None:
         self.settings = ServerSettings(
             db_url=db_url or f"sqlite:///{workdir / 'interlock.db'}",
             api="127.0.0.1:0",
@@ -27,6 +30,8 @@ class InProcessServer:
             debounce_quiet=0.02,
             debounce_max=0.2,
             log_level="warning",
+            admin_token_file=workdir / "admin-token",
+            open_reads=open_reads,
         )
         self.info: ServerInfo | None = None
         self.components: Components | None = None
@@ -60,9 +65,18 @@ class InProcessServer:
         self._thread.start()
         if not self._ready.wait(timeout) or self._error is not None or self.info is None:
             raise AssertionError(f"in-process server did not start: {self._error!r}")
+        # Like ServerProcess: CLI commands a test runs carry the admin token.
+        self._previous_token = os.environ.get("INTERLOCK_TOKEN")
+        os.environ["INTERLOCK_TOKEN"] = self.admin_token
         return self
 
     def stop(self) -> None:
+        if hasattr(self, "_previous_token"):
+            if self._previous_token is None:
+                os.environ.pop("INTERLOCK_TOKEN", None)
+            else:
+                os.environ["INTERLOCK_TOKEN"] = self._previous_token
+            del self._previous_token
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(15)
@@ -95,5 +109,20 @@ class InProcessServer:
         assert self.info is not None
         return self.info.xds_address
 
+    @property
+    def admin_token_file(self) -> Path:
+        path = self.settings.admin_token_file
+        assert path is not None
+        return path
+
+    @property
+    def admin_token(self) -> str:
+        return self.admin_token_file.read_text().strip()
+
     def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, timeout=5)
+        """A client of the REST API with the admin token."""
+        return httpx.Client(
+            base_url=self.api_url,
+            timeout=5,
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+        )

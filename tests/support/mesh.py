@@ -60,10 +60,22 @@ def _stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) ->
 
 
 class ServerProcess:
-    """`interlock server` as a child process on ephemeral ports, restartable on the same ports."""
+    """`interlock server` as a child process on ephemeral ports, restartable on the same ports.
+
+    The admin token (written by the server on first start) is read from ``admin_token_file``;
+    replicas of one database share that file and the KEK (``kek_file``, made here for
+    PostgreSQL, which needs one given). While the server runs, ``INTERLOCK_TOKEN`` holds its
+    admin token in this process's environment, so the CLI commands a test runs are
+    authenticated as in a user's shell (``stop`` puts the previous value back)."""
 
     def __init__(
-        self, workdir: Path, db_url: str | None = None, extra: list[str] | None = None
+        self,
+        workdir: Path,
+        db_url: str | None = None,
+        extra: list[str] | None = None,
+        *,
+        admin_token_file: Path | None = None,
+        kek_file: Path | None = None,
     ) -> None:
         self.workdir = workdir
         self.db_url = db_url or f"sqlite:///{workdir / 'interlock.db'}"
@@ -72,6 +84,21 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "server.log"
         self.starts = 0
+        self.admin_token_file = admin_token_file or workdir / "admin-token"
+        self._env_set = False
+        self._previous_token: str | None = None
+        self.kek_file = kek_file
+        if self.kek_file is None and not self.db_url.startswith("sqlite"):
+            self.kek_file = workdir / "ca.kek"
+        if self.kek_file is not None and not self.kek_file.exists():
+            fd = os.open(self.kek_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(os.urandom(32))
+
+    @property
+    def admin_token(self) -> str:
+        """The admin token the server (or the first replica) wrote on its first start."""
+        return self.admin_token_file.read_text().strip()
 
     @property
     def api_url(self) -> str:
@@ -101,6 +128,9 @@ class ServerProcess:
                 "0.02",
                 "--debounce-max",
                 "0.2",
+                "--admin-token-file",
+                str(self.admin_token_file),
+                *(["--ca-kek-file", str(self.kek_file)] if self.kek_file else []),
                 *self.extra,
             ],
             stdout=log,
@@ -118,6 +148,10 @@ class ServerProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"interlock server not ready in {timeout}s:\n{self.log()}")
             time.sleep(0.05)
+        if not self._env_set:
+            self._previous_token = os.environ.get("INTERLOCK_TOKEN")
+            self._env_set = True
+        os.environ["INTERLOCK_TOKEN"] = self.admin_token
 
     def kill(self) -> None:
         """SIGKILL: a crash, not a clean stop."""
@@ -126,6 +160,12 @@ class ServerProcess:
         self.proc.wait(10)
 
     def stop(self) -> int | None:
+        if self._env_set:
+            self._env_set = False
+            if self._previous_token is None:
+                os.environ.pop("INTERLOCK_TOKEN", None)
+            else:
+                os.environ["INTERLOCK_TOKEN"] = self._previous_token
         if self.proc is None:
             return None
         _stop_process_group(self.proc)
@@ -135,11 +175,18 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, timeout=5)
+        """A client of the REST API with the admin token."""
+        return httpx.Client(
+            base_url=self.api_url,
+            timeout=5,
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+        )
 
 
 class UpstreamApp:
-    """A tiny HTTP app in a thread: answers ``{"service", "instance", "path"}`` and counts hits."""
+    """A tiny HTTP app in a thread: answers ``{"service", "instance", "path", "host", "xfcc"}``
+    (``xfcc``: the ``x-forwarded-client-cert`` its sidecar set: who called, over mTLS) and
+    counts hits."""
 
     def __init__(
         self, service: str, instance: str, status: int = 200, statuses: list[int] | None = None
@@ -173,6 +220,7 @@ class UpstreamApp:
                         "instance": app.instance,
                         "path": self.path,
                         "host": self.headers.get("Host", ""),
+                        "xfcc": self.headers.get("x-forwarded-client-cert", ""),
                     }
                 ).encode()
                 self.send_response(status)
@@ -256,12 +304,16 @@ class Sidecar:
                 "0.3",
                 "--service-port",
                 "8080",
+                "--token-file",
+                str(self.server.admin_token_file),
                 *self.extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            # The sidecar's private directory (bootstrap, proxy token) lives in the test's.
+            env={**os.environ, "TMPDIR": str(self.workdir)},
         )
         log.close()
         return self

@@ -40,7 +40,7 @@ from google.rpc import status_pb2
 
 from interlock.xds import resource_types as rt
 from interlock.xds.cache import SnapshotCache
-from interlock.xds.server import SERVICES, Metadata, XdsServer
+from interlock.xds.server import SERVICES, Metadata, StreamGrant, XdsServer
 from interlock.xds.status import StatusRegistry
 
 MESSAGE_CLASSES: dict[str, Any] = {
@@ -422,7 +422,7 @@ class Harness:
     for clients. ``open_stream`` defaults to "the snapshot key is the node id"."""
 
     def __init__(
-        self, open_stream: Callable[[Any, Metadata], Awaitable[str]] | None = None
+        self, open_stream: Callable[[Any, Metadata], Awaitable[str | StreamGrant]] | None = None
     ) -> None:
         self.cache = SnapshotCache()
         self.status = StatusRegistry()
@@ -472,6 +472,23 @@ class Harness:
             remove()
         return before
 
+    async def barrier_status(self, predicate: Callable[[Any], bool], within: float = 10.0) -> None:
+        """Wait until the one open stream's status satisfies ``predicate``."""
+
+        def met() -> bool:
+            proxies = self.status.proxies()
+            return len(proxies) == 1 and predicate(proxies[0])
+
+        changed = asyncio.Event()
+        remove = self.status.add_listener(lambda _event: changed.set())
+        try:
+            async with asyncio.timeout(within):
+                while not met():
+                    changed.clear()
+                    await changed.wait()
+        finally:
+            remove()
+
     def client(self, node_id: str, **kwargs: Any) -> XdsClient:
         """A client on this harness's channel (call ``start`` or use ``async with``)."""
         return XdsClient(self.channel, node_id, **kwargs)
@@ -479,7 +496,7 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def running_harness(
-    open_stream: Callable[[Any, Metadata], Awaitable[str]] | None = None,
+    open_stream: Callable[[Any, Metadata], Awaitable[str | StreamGrant]] | None = None,
 ) -> AsyncIterator[Harness]:
     harness = Harness(open_stream)
     await harness.start()

@@ -9,23 +9,31 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from interlock.api.routers import (
+    ca,
     graph,
     instances,
     meta,
     metrics,
     proxies,
+    resources,
     revisions,
     services,
+    tokens,
+    ui,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (
     meta.router,
     services.router,
     instances.router,
+    tokens.router,
+    ca.router,
     proxies.router,
     revisions.router,
+    resources.router,
     graph.router,
     metrics.router,
+    ui.router,
 )
 
 __all__ = ["ROUTERS"]

@@ -78,6 +78,9 @@ def get_instance(
 def delete_instance(
     name: NamePath, instance_id: IdPath, store: StoreDep, response: Response
 ) -> RevisionResponse:
+    """Deregister an instance; its proxy tokens are revoked (its xDS streams close within the
+    server's token re-check interval)."""
     with errors_at(**AT_PATH):
         revision = store.delete_instance(name, instance_id)
+    store.security.revoke_instance(name, [instance_id])
     return RevisionResponse(revision=at_revision(response, revision))

@@ -75,7 +75,10 @@ def delete_service(
         bool, Query(description="also delete the service's instances (else 409 if any)")
     ] = False,
 ) -> RevisionResponse:
-    """Delete a service; 409 while it has instances unless ``cascade=true``."""
+    """Delete a service; 409 while it has instances unless ``cascade=true`` (their proxy
+    tokens are then revoked)."""
     with errors_at(**AT_PATH):
+        ids = [i.instance_id for i in store.list_instances(name)] if cascade else []
         revision = store.delete_service(name, cascade=cascade)
+    store.security.revoke_instance(name, ids)
     return RevisionResponse(revision=at_revision(response, revision))

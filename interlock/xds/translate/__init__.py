@@ -8,6 +8,9 @@ deterministic: equal input gives byte-identical serialized resources (serialize 
 from __future__ import annotations
 
 from interlock.model import MeshState, Proxy
+from interlock.model.identity import MeshIdentity
+from interlock.xds.naming import inbound_route
+from interlock.xds.translate import mtls
 from interlock.xds.translate.clusters import inbound_cluster, outbound_cluster
 from interlock.xds.translate.common import config_source
 from interlock.xds.translate.consistency import check_consistency
@@ -24,11 +27,13 @@ from interlock.xds.translate.telemetry import (
     telemetry_plan_for,
     tracing_cluster,
 )
+from interlock.xds.translate.tls import InboundSecurity
+from interlock.xds.translate.traffic import Draft, apply_traffic_management
 
 __all__ = ["Resources", "check_consistency", "translate"]
 
 
-def translate(state: MeshState, proxy: Proxy) -> Resources:
+def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = None) -> Resources:
     """The resources ``proxy`` needs to take part in the mesh described by ``state``.
 
     - Every service gets an EDS cluster and a load assignment of its healthy instances.
@@ -36,14 +41,24 @@ def translate(state: MeshState, proxy: Proxy) -> Resources:
       cluster to its app (gateways get none yet).
     - With ``outbound_port``, the proxy gets the outbound HTTP listener and its route
       configuration (one virtual host per HTTP service), and a listener per tcp service.
+    - With ``identity`` (the mesh's trust domain), sidecars speak mutual TLS to every instance
+      whose PeerAuthentication mode accepts it (PERMISSIVE unless a policy says otherwise),
+      and the inbound listener accepts what its own mode allows. The TLS contexts name the
+      secrets ``default`` and ``ROOTCA``, which are per proxy and not part of the result.
+    - Traffic policies (VirtualService, DestinationRule, ServiceEntry, Gateway, RateLimit)
+      are then applied to them (:mod:`interlock.xds.translate.traffic`).
 
     Resources of each kind are sorted by name; problems are sorted.
     """
     services = sorted(state.services.values(), key=lambda s: (s.namespace, s.name))
     telemetry_plan = telemetry_plan_for(state, proxy)
-    plan = plan_listeners(proxy, services, telemetry_plan)
     source = config_source(proxy)
-    clusters = [outbound_cluster(s, source) for s in services]
+    inbound_security = None
+    if identity is not None:
+        mode = mtls.proxy_mode(state, proxy, identity.root_namespace)
+        inbound_security = InboundSecurity(identity, mode, source)
+    plan = plan_listeners(proxy, services, telemetry_plan, inbound_security)
+    clusters = [outbound_cluster(s, source, identity) for s in services]
     if plan.inbound is not None:
         clusters.append(inbound_cluster(plan.inbound.app_port, plan.inbound.protocol))
     if telemetry_plan.tracing is not None and plan.listeners:
@@ -60,12 +75,37 @@ def translate(state: MeshState, proxy: Proxy) -> Resources:
         route_config, route_problems = outbound_route_configuration(services, source_header(proxy))
         routes.append(route_config)
         problems += route_problems
-    endpoints = [load_assignment(s, state.instances_of(s.name)) for s in services]
-    return Resources(
-        listeners=tuple(sorted(plan.listeners, key=lambda r: r.name)),
-        clusters=tuple(sorted(clusters, key=lambda r: r.name)),
-        routes=tuple(sorted(routes, key=lambda r: r.name)),
-        endpoints=tuple(sorted(endpoints, key=lambda r: r.cluster_name)),
-        secrets=(),
-        problems=tuple(sorted(set(problems))),
+    endpoints = [
+        load_assignment(s, state.instances_of(s.name), _mutual_tls(state, s.name, identity))
+        for s in services
+    ]
+    draft = Draft(plan.listeners, clusters, routes, endpoints, problems)
+    apply_traffic_management(
+        state,
+        proxy,
+        services,
+        draft,
+        source=source,
+        plan=telemetry_plan,
+        mutual_tls=lambda name: _mutual_tls(state, name, identity),
+        inbound_route=inbound_route(plan.inbound.app_port) if plan.inbound else None,
     )
+    return Resources(
+        listeners=tuple(sorted(draft.listeners, key=lambda r: r.name)),
+        clusters=tuple(sorted(draft.clusters, key=lambda r: r.name)),
+        routes=tuple(sorted(draft.routes, key=lambda r: r.name)),
+        endpoints=tuple(sorted(draft.endpoints, key=lambda r: r.cluster_name)),
+        secrets=(),
+        problems=tuple(sorted(set(draft.problems))),
+    )
+
+
+def _mutual_tls(state: MeshState, service: str, identity: MeshIdentity | None) -> set[str]:
+    """The ids of ``service``'s instances that accept mTLS (none without an identity)."""
+    if identity is None:
+        return set()
+    namespace = state.services[service].namespace
+    modes = mtls.endpoint_modes(
+        state, namespace, state.instances_of(service), identity.root_namespace
+    )
+    return {instance_id for instance_id, mode in modes.items() if mtls.accepts_mtls(mode)}

@@ -82,13 +82,15 @@ def _duplicates(kind: str, names: Iterable[str]) -> Iterator[str]:
             yield f"{kind} {name!r} appears {count} times"
 
 
-def check_consistency(resources: Resources) -> list[str]:
+def check_consistency(resources: Resources, provided_secrets: Iterable[str] = ()) -> list[str]:
     """What ``resources`` refer to but do not contain; ``[]`` when they are consistent.
 
     Checked: every EDS cluster's service name has a ClusterLoadAssignment; every RDS name used
     by a connection manager has a RouteConfiguration; every cluster named by a route (inline or
-    RDS) or a tcp_proxy exists; every SDS secret named by a TLS transport socket is present;
-    no two resources of one kind share a name. Messages are sorted and name the referrer.
+    RDS) or a tcp_proxy exists; every SDS secret named by a TLS transport socket is present,
+    or in ``provided_secrets`` (secrets served beside these resources, such as each proxy's own
+    certificate); no two resources of one kind share a name. Messages are sorted and name the
+    referrer.
     """
     messages: list[str] = []
     messages += _duplicates("listener", (r.name for r in resources.listeners))
@@ -100,7 +102,7 @@ def check_consistency(resources: Resources) -> list[str]:
     clusters = {c.name for c in resources.clusters}
     assignments = {e.cluster_name for e in resources.endpoints}
     route_configs = {r.name for r in resources.routes}
-    secrets = {s.name for s in resources.secrets}
+    secrets = {s.name for s in resources.secrets} | set(provided_secrets)
 
     def check_secrets(referrer: str, socket: base_pb2.TransportSocket) -> None:
         for name in _secret_names(socket):

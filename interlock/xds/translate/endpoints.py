@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -32,13 +32,17 @@ def _endpoint_order(instance: Instance) -> tuple[int, int, str, int, str]:
 
 
 def load_assignment(
-    service: Service, instances: Iterable[Instance]
+    service: Service,
+    instances: Iterable[Instance],
+    mutual_tls: Container[str] = (),
 ) -> endpoint_pb2.ClusterLoadAssignment:
     """The load assignment of ``service``'s cluster: its healthy ``instances``, by locality.
 
     Unhealthy instances are left out; a service with no healthy instance gets an assignment
     without endpoints, so Envoy answers its callers 503 at once instead of waiting. Localities
     and the endpoints inside each are sorted, so equal input gives byte-identical output.
+    Instances whose id is in ``mutual_tls`` accept mTLS: their endpoint metadata selects the
+    cluster's mTLS transport socket.
     """
     by_locality: dict[_LocalityKey, list[Instance]] = {}
     for instance in instances:
@@ -50,13 +54,16 @@ def load_assignment(
         if any(key):
             group.locality.CopyFrom(base_pb2.Locality(region=key[0], zone=key[1], sub_zone=key[2]))
         for instance in sorted(by_locality[key], key=_endpoint_order):
-            group.lb_endpoints.append(
-                endpoint_components_pb2.LbEndpoint(
-                    endpoint=endpoint_components_pb2.Endpoint(
-                        address=socket_address(instance.address, instance.port)
-                    )
+            endpoint = endpoint_components_pb2.LbEndpoint(
+                endpoint=endpoint_components_pb2.Endpoint(
+                    address=socket_address(instance.address, instance.port)
                 )
             )
+            if instance.instance_id in mutual_tls:
+                endpoint.metadata.filter_metadata[naming.TRANSPORT_SOCKET_MATCH].update(
+                    {naming.TLS_MODE_KEY: naming.TLS_MODE_MUTUAL}
+                )
+            group.lb_endpoints.append(endpoint)
     return assignment
 
 

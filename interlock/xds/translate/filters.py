@@ -16,6 +16,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
+from interlock.xds.translate import route_filters
 from interlock.xds.translate.common import ads_config_source, boolean, typed
 
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
@@ -30,14 +31,17 @@ def http_filters() -> list[hcm_pb2.HttpFilter]:
     return [hcm_pb2.HttpFilter(name=ROUTER, typed_config=typed(router_pb2.Router()))]
 
 
-def _connection_manager(stat_prefix: str) -> hcm_pb2.HttpConnectionManager:
+def _connection_manager(
+    stat_prefix: str, policy_filters: list[hcm_pb2.HttpFilter] | None = None
+) -> hcm_pb2.HttpConnectionManager:
     """What every HTTP connection manager shares: HTTP/1.1 and HTTP/2 (codec AUTO, so h2c
-    prior knowledge and gRPC work), WebSocket upgrades, the filter chain."""
+    prior knowledge and gRPC work), WebSocket upgrades, the filter chain (``policy_filters``
+    before the router: see :mod:`interlock.xds.translate.route_filters`)."""
     return _HCM(
         stat_prefix=stat_prefix,
         codec_type=_HCM.CodecType.AUTO,
         upgrade_configs=[_HCM.UpgradeConfig(upgrade_type="websocket")],
-        http_filters=http_filters(),
+        http_filters=[*(policy_filters or []), *http_filters()],
     )
 
 
@@ -55,7 +59,7 @@ def outbound_connection_manager(
     ``allow_absolute_url`` is set explicitly, so the behaviour does not hang on Envoy's default.
     Envoy then routes on the URL's host and forwards the origin-form path upstream.
     """
-    manager = _connection_manager(stat_prefix)
+    manager = _connection_manager(stat_prefix, route_filters.outbound_http_filters())
     manager.rds.CopyFrom(
         hcm_pb2.Rds(
             config_source=source or ads_config_source(), route_config_name=route_config_name
@@ -80,7 +84,7 @@ def inbound_connection_manager(
     """The connection manager of an HTTP inbound listener. Its routes come over RDS, so a new
     service (a new virtual cluster to count its calls) changes the routes, not the listener:
     Envoy would drain a changed listener's connections."""
-    manager = _connection_manager(stat_prefix)
+    manager = _connection_manager(stat_prefix, route_filters.inbound_http_filters())
     manager.rds.CopyFrom(
         hcm_pb2.Rds(
             config_source=source or ads_config_source(), route_config_name=route_config_name

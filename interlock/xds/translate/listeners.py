@@ -1,8 +1,9 @@
 """Listeners: a sidecar's inbound listener, its outbound HTTP listener and one listener per tcp
 service, each bound only where nothing else of the proxy is.
 
-Downstream TLS (mTLS on the inbound listener, PeerAuthentication) will attach to the filter
-chains built here; none exists yet.
+With a mesh identity, the inbound listener's filter chains follow the sidecar's
+PeerAuthentication mode (:mod:`interlock.xds.translate.tls`): mTLS, plain text, or both told
+apart by the TLS inspector.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 
 from interlock.model import Problem, Protocol, Proxy, ProxyKind, Service, Severity
 from interlock.xds import naming
-from interlock.xds.translate import filters, telemetry
+from interlock.xds.translate import filters, telemetry, tls
 from interlock.xds.translate.clusters import APP_ADDRESS
 from interlock.xds.translate.common import config_source, socket_address
 from interlock.xds.translate.ports import Binding, PortTable
@@ -62,29 +63,43 @@ def _listener(
 
 
 def inbound_listener(
-    proxy: Proxy, inbound: Inbound, plan: telemetry.TelemetryPlan = telemetry.DEFAULT_PLAN
+    proxy: Proxy,
+    inbound: Inbound,
+    plan: telemetry.TelemetryPlan = telemetry.DEFAULT_PLAN,
+    security: tls.InboundSecurity | None = None,
 ) -> listener_pb2.Listener:
     """Mesh traffic for this sidecar's app: HTTP through a connection manager whose routes
-    (over RDS) send everything to the app, tcp straight through."""
+    (over RDS) send everything to the app, tcp straight through. With ``security``, the
+    connections the mode accepts (mTLS and/or plain text), and the app learns the caller's
+    SPIFFE ID from ``x-forwarded-client-cert``."""
     address = proxy.inbound_address
     stat_prefix = naming.inbound_stat_prefix(inbound.port)
     if inbound.protocol.is_http:
-        network_filter = filters.http_connection_manager_filter(
-            filters.inbound_connection_manager(
-                stat_prefix,
-                naming.inbound_route(inbound.app_port),
-                config_source(proxy),
-                telemetry.http_access_logs(proxy, inbound=True, plan=plan),
-                telemetry.http_tracing(proxy, plan.tracing) if plan.tracing else None,
-            )
+        manager = filters.inbound_connection_manager(
+            stat_prefix,
+            naming.inbound_route(inbound.app_port),
+            config_source(proxy),
+            telemetry.http_access_logs(proxy, inbound=True, plan=plan),
+            telemetry.http_tracing(proxy, plan.tracing) if plan.tracing else None,
         )
+        if security is not None:
+            tls.forward_client_identity(manager)
+        network_filter = filters.http_connection_manager_filter(manager)
     else:
         network_filter = filters.tcp_proxy_filter(
             filters.tcp_proxy(stat_prefix, naming.inbound_cluster(inbound.app_port))
         )
-    return _listener(
+    listener = _listener(
         naming.inbound_listener(), address, inbound.port, base_pb2.INBOUND, network_filter
     )
+    if security is not None:
+        alpn = tls.HTTP_ALPN if inbound.protocol.is_http else ()
+        chains, inspect = tls.inbound_chains(security, network_filter, alpn)
+        del listener.filter_chains[:]
+        listener.filter_chains.extend(chains)
+        if inspect:
+            listener.listener_filters.append(tls.tls_inspector())
+    return listener
 
 
 def outbound_http_listener(
@@ -144,6 +159,7 @@ def plan_listeners(
     proxy: Proxy,
     services: Sequence[Service],
     telemetry_plan: telemetry.TelemetryPlan = telemetry.DEFAULT_PLAN,
+    inbound_security: tls.InboundSecurity | None = None,
 ) -> ListenerPlan:
     """Every listener ``proxy`` should have, given the mesh's ``services``.
 
@@ -187,7 +203,9 @@ def plan_listeners(
             )
         else:
             plan.inbound = Inbound(proxy.inbound_port, proxy.app_port, own.protocol)
-            plan.listeners.append(inbound_listener(proxy, plan.inbound, telemetry_plan))
+            plan.listeners.append(
+                inbound_listener(proxy, plan.inbound, telemetry_plan, inbound_security)
+            )
 
     if proxy.outbound_port is None:
         return plan

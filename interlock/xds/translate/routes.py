@@ -1,8 +1,8 @@
 """Routes: the outbound route configuration (one virtual host per HTTP service) and the
 inbound one (everything to the app).
 
-VirtualService routing (matches, splits, rewrites, per-route timeouts and retries) will replace
-:func:`default_route` for the services it names; nothing else here needs to change for it.
+VirtualService routing (matches, splits, rewrites, per-route timeouts and retries) replaces
+:func:`default_route` for the hosts it names (see :mod:`.virtual_service`, :mod:`.http_routes`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ Telemetry policies decide it (the defaults below apply while none says otherwise
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from envoy.config.accesslog.v3 import accesslog_pb2
@@ -34,6 +35,8 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
 from interlock.model import MeshState, Proxy, Service
+from interlock.model.policy import Policy, Telemetry, service_for_host
+from interlock.model.policy.telemetry import AccessLogging, Tracing
 from interlock.xds import naming
 from interlock.xds.translate.common import boolean, connect_timeout, socket_address, typed
 
@@ -70,11 +73,54 @@ class TelemetryPlan:
 DEFAULT_PLAN = TelemetryPlan()
 
 
+def _scopes(state: MeshState, proxy: Proxy, policy: Policy[Telemetry]) -> bool:
+    """Whether a scoped Telemetry (``service`` or ``selector``) applies to ``proxy``."""
+    spec = policy.spec
+    if policy.namespace != proxy.namespace:
+        return False
+    if spec.service is not None:
+        service = service_for_host(state, spec.service, policy.namespace)
+        return service is not None and service.name == proxy.service
+    if spec.selector is not None:
+        labels = {"app": proxy.service, **dict(getattr(proxy, "labels", {}) or {})}
+        return all(labels.get(k) == v for k, v in spec.selector.match_labels.items())
+    return False
+
+
 def telemetry_plan_for(state: MeshState, proxy: Proxy) -> TelemetryPlan:
-    """What ``proxy`` logs and traces: the defaults, until the mesh's Telemetry policies say
-    otherwise (mesh-wide, then the proxy's own service)."""
-    del state, proxy
-    return DEFAULT_PLAN
+    """What ``proxy`` logs and traces. Without any Telemetry policy: JSON access logs on, ALS
+    on, no tracing. The oldest mesh-wide Telemetry replaces those defaults section by section
+    (``accessLogging``, ``tracing``); then the oldest one scoped to the proxy (its service, or
+    a selector matching its labels in its namespace) overrides the mesh-wide, section by
+    section."""
+    policies = sorted(
+        state.policies.telemetries, key=lambda p: (p.resource.created_revision, p.namespace, p.name)
+    )
+    access: AccessLogging | None = None
+    tracing: Tracing | None = None
+    mesh = [p for p in policies if p.spec.mesh_wide]
+    scoped = [p for p in policies if not p.spec.mesh_wide and _scopes(state, proxy, p)]
+    for layer in (mesh[:1], scoped[:1]):
+        for policy in layer:
+            access = policy.spec.access_logging or access
+            tracing = policy.spec.tracing or tracing
+    plan = DEFAULT_PLAN
+    if access is not None:
+        plan = TelemetryPlan(
+            access_log=access.enabled,
+            log_format=access.format.value,
+            als=access.als,
+            sampling=access.sampling_percentage,
+        )
+    if tracing is not None:
+        host, port = tracing.host_port
+        plan = dataclasses.replace(
+            plan,
+            tracing=TracingPlan(
+                tracing.provider.value, host, port, tracing.random_sampling_percentage
+            ),
+        )
+    return plan
 
 
 def _fields(proxy: Proxy, inbound: bool) -> dict[str, str]:

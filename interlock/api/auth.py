@@ -1,0 +1,177 @@
+"""Who may call the REST API: bearer tokens, checked before any route runs.
+
+- Writes (every method but GET and HEAD) need an admin token: ``Authorization: Bearer <token>``.
+  Without one the answer is 401 (with ``WWW-Authenticate: Bearer``); with a token that is not
+  an active admin token (unknown, revoked, or a proxy token), 403.
+- Reads need one too, unless the server runs with ``--open-reads``.
+- A *registration* token (bound to one service) may do what a sidecar does for that service
+  and nothing else: read and PUT the service, read, PUT and DELETE its instances, and POST
+  their proxy tokens (see :func:`registration_allows`).
+- Credentials in the URL (``?token=``, ``?access_token=``) are refused with 400 on every path:
+  URLs end up in logs, histories and Referer headers.
+- Always open: ``/healthz`` (liveness probes), the OpenAPI document and the dashboard's static
+  files (``/ui``), which hold no data: the page reads the API like any client.
+
+Tokens are looked up by their SHA-256; a lookup is remembered for ``cache_seconds`` so that a
+busy client does not cost a database read per request (a revoked admin token stops working
+within that time).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio.to_thread
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from interlock.api.problems import problem_response
+from interlock.model.errors import FieldError
+from interlock.model.identity import Token, TokenRole, token_hash
+
+TokenLookup = Callable[[str], Token | None]
+"""token hash → the stored token (revoked or not), or None."""
+
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+PUBLIC_PREFIXES = ("/ui",)
+URL_CREDENTIALS = frozenset({"token", "access_token", "api_key", "apikey"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class ApiAuth:
+    """How the API authenticates: ``lookup`` finds tokens; ``open_reads`` lets anyone read."""
+
+    lookup: TokenLookup
+    open_reads: bool = False
+    cache_seconds: float = 2.0
+
+
+def _bearer(scope: Scope) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"authorization":
+            text = bytes(value).decode("latin-1")
+            scheme, _, token = text.strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return ""
+    return None
+
+
+def _query_names(scope: Scope) -> set[str]:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return {part.partition("=")[0].lower() for part in raw.split("&") if part}
+
+
+_SERVICE = re.compile(r"^/v1/services/(?P<name>[^/]+)$")
+_INSTANCE = re.compile(r"^/v1/services/(?P<name>[^/]+)/instances/[^/]+$")
+_PROXY_TOKEN = re.compile(r"^/v1/services/(?P<name>[^/]+)/instances/[^/]+/token$")
+
+
+def registration_allows(service: str, method: str, path: str) -> bool:
+    """What a registration token for ``service`` may do: the calls ``interlock sidecar`` makes
+    for that service (and only that one)."""
+    rules = (
+        (_SERVICE, {"GET", "HEAD", "PUT"}),
+        (_INSTANCE, {"GET", "HEAD", "PUT", "DELETE"}),
+        (_PROXY_TOKEN, {"POST"}),
+    )
+    for pattern, methods in rules:
+        match = pattern.match(path)
+        if match is not None:
+            return method in methods and match.group("name") == service
+    return False
+
+
+class BearerAuth:
+    """ASGI middleware enforcing :class:`ApiAuth` (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, auth: ApiAuth) -> None:
+        self.app = app
+        self.auth = auth
+        self._cache: dict[str, tuple[float, Token | None]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        if URL_CREDENTIALS & _query_names(scope):
+            message = (
+                "credentials in the URL are refused (they end up in logs); "
+                "send them in the Authorization header: 'Authorization: Bearer <token>'"
+            )
+            response = problem_response(
+                400,
+                message,
+                instance=path,
+                title="Credentials in the URL",
+                slug="credentials-in-url",
+                errors=(FieldError("query.token", message),),
+            )
+            await response(scope, receive, send)
+            return
+        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        read = scope.get("method", "GET") in READ_METHODS
+        if read and self.auth.open_reads:
+            await self.app(scope, receive, send)
+            return
+        token = _bearer(scope)
+        if not token:
+            what = "reading" if read else "changing"
+            message = (
+                f"{what} the mesh needs an admin token: 'Authorization: Bearer <token>' "
+                "(the CLI sends INTERLOCK_TOKEN)"
+            )
+            response = problem_response(
+                401,
+                message,
+                instance=path,
+                title="Unauthorized",
+                slug="unauthorized",
+                errors=(FieldError("header.authorization", "missing"),),
+                headers={"WWW-Authenticate": 'Bearer realm="interlock"'},
+            )
+            await response(scope, receive, send)
+            return
+        record = await self._lookup(token)
+        allowed = record is not None and record.active
+        if allowed and record is not None and record.role is not TokenRole.ADMIN:
+            allowed = record.role is TokenRole.REGISTRATION and registration_allows(
+                record.service, scope.get("method", "GET"), path
+            )
+        if not allowed:
+            message = (
+                "the token is not an active admin token for this API"
+                if record is None or record.role is not TokenRole.REGISTRATION
+                else f"a registration token for service {record.service!r} may only register "
+                "that service's instances"
+            )
+            response = problem_response(
+                403,
+                message,
+                instance=path,
+                title="Forbidden",
+                slug="forbidden",
+                errors=(FieldError("header.authorization", message),),
+            )
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["token"] = record
+        await self.app(scope, receive, send)
+
+    async def _lookup(self, token: str) -> Token | None:
+        digest = token_hash(token)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = await anyio.to_thread.run_sync(self.auth.lookup, digest)
+        if len(self._cache) > 1024:
+            self._cache.clear()
+        self._cache[digest] = (now + self.auth.cache_seconds, record)
+        return record

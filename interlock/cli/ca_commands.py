@@ -1,0 +1,154 @@
+"""`interlock ca`: the mesh's CA through the REST API.
+
+``ca status`` shows the rotation phase, the signing CA and the trust bundle, and how far the
+current step has rolled out. ``ca rotate`` drives a whole root rotation: it starts one (or
+picks up the one in progress), and at each step waits until every connected proxy has ACKed
+it before taking the next, printing progress; ``--abort`` abandons a rotation that has only
+published the new root.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from interlock.cli.output import OutputFormat, emit, err_console, fail
+from interlock.client import ApiError, ClientError, InterlockClient
+
+ca_app = typer.Typer(help="The mesh's certificate authority.", no_args_is_help=True)
+
+ControlPlane = Annotated[
+    str,
+    typer.Option("--control-plane", envvar="INTERLOCK_CONTROL_PLANE", help="REST API base URL."),
+]
+Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="table, json or yaml.")]
+
+STEP_WAIT = 10.0
+"""Seconds one request waits for the current step's ACKs before checking again."""
+
+
+def _rows(ca: dict[str, Any]) -> list[dict[str, Any]]:
+    rollout = ca["rollout"]
+    return [
+        {
+            "trust_domain": ca["trust_domain"],
+            "phase": ca["phase"],
+            "step": ca["step"],
+            "revision": ca["revision"],
+            "signing": ca["signing_key_id"][:16],
+            "roots": len(ca["bundle"]),
+            "acked": f"{rollout['acked']}/{rollout['total']}",
+            "next": ca["next"],
+        }
+    ]
+
+
+COLUMNS = [
+    ("trust_domain", "TRUST DOMAIN"),
+    ("phase", "PHASE"),
+    ("step", "STEP"),
+    ("revision", "REVISION"),
+    ("signing", "SIGNING KEY"),
+    ("roots", "ROOTS"),
+    ("acked", "ACKED"),
+    ("next", "NEXT"),
+]
+
+
+@ca_app.command("status")
+def status(
+    output: Output = OutputFormat.TABLE, control_plane: ControlPlane = "http://127.0.0.1:8080"
+) -> None:
+    """The CA: phase, signing key, bundle, and the current step's rollout."""
+    try:
+        with InterlockClient(control_plane) as client:
+            ca = client.get_ca()
+    except ClientError as exc:
+        raise fail(str(exc)) from None
+    emit(ca, output, COLUMNS, _rows(ca))
+
+
+def _progress(ca: dict[str, Any]) -> str:
+    rollout = ca["rollout"]
+    pending = ", ".join(p["node_id"] for p in rollout["pending_proxies"][:5])
+    more = f" (waiting for {pending})" if pending else ""
+    return (
+        f"step {ca['step']} ({ca['phase']}) at revision {ca['revision']}: "
+        f"{rollout['acked']}/{rollout['total']} proxies ACKed{more}"
+    )
+
+
+@ca_app.command("rotate")
+def rotate(
+    ca_cert: Annotated[
+        Path | None, typer.Option(help="The new CA's certificate (PEM); default: a new root.")
+    ] = None,
+    ca_key: Annotated[Path | None, typer.Option(help="The new CA's private key (PEM).")] = None,
+    ca_chain: Annotated[
+        Path | None, typer.Option(help="For an intermediate: the chain up to its root (PEM).")
+    ] = None,
+    abort: Annotated[
+        bool, typer.Option("--abort", help="Abandon a rotation that only published the root.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=1.0, help="Give up when one step is not ACKed in this time.")
+    ] = 600.0,
+    control_plane: ControlPlane = "http://127.0.0.1:8080",
+) -> None:
+    """Rotate the root CA in three steps, each once the previous one is ACKed everywhere."""
+    if (ca_cert is None) != (ca_key is None):
+        raise fail("give --ca-cert and --ca-key together", 2)
+    pem: dict[str, str] = {}
+    try:
+        for name, path in (("ca_cert", ca_cert), ("ca_key", ca_key), ("ca_chain", ca_chain)):
+            if path is not None:
+                pem[name] = path.read_text()
+    except OSError as exc:
+        raise fail(f"cannot read {exc.filename}: {exc.strerror}", 2) from None
+    try:
+        with InterlockClient(control_plane, timeout=30.0) as client:
+            _drive(client, pem, abort, timeout)
+    except ClientError as exc:
+        raise fail(str(exc)) from None
+
+
+def _drive(client: InterlockClient, pem: dict[str, str], abort: bool, timeout: float) -> None:
+    say = err_console.print
+    ca = client.get_ca()
+    if abort:
+        ca = client.rotate_ca("abort")
+        say(f"aborted: {_progress(ca)}")
+        return
+    if ca["phase"] == "idle":
+        ca = client.rotate_ca("start", pem=pem)
+        say(f"started: the bundle now holds the old and the new root; {_progress(ca)}")
+    elif pem:
+        raise ClientError(
+            f"a rotation is already in progress (phase {ca['phase']}); "
+            "run without --ca-cert to finish it, or --abort"
+        )
+    while ca["phase"] != "idle":
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ca = client.rotate_ca("advance", wait=STEP_WAIT)
+                break
+            except ApiError as exc:
+                if exc.status != 409 or time.monotonic() > deadline:
+                    raise
+                say(_progress(client.get_ca()))
+        what = {
+            "signing-with-new": "the new CA signs; every proxy gets a new certificate",
+            "idle": "the old root is dropped; the rotation is complete",
+        }.get(ca["phase"], ca["phase"])
+        say(f"{what}; {_progress(ca)}")
+    # Wait for the last step to land too, so that "done" means done.
+    deadline = time.monotonic() + timeout
+    while not ca["rollout"]["complete"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        ca = client.get_ca()
+    say(f"done: {_progress(ca)}")
+    emit(ca, OutputFormat.TABLE, COLUMNS, _rows(ca))

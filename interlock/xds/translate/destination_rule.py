@@ -1,0 +1,164 @@
+"""DestinationRules on a proxy's clusters: traffic policies on every service cluster, one EDS
+cluster per subset (``outbound|<port>|<subset>|<name>.<namespace>``) whose load assignment
+holds the instances the subset's labels select, locality priorities or weights for the
+proxy's locality, and the hash policies consistent hashing needs on routes and tcp proxies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Iterable
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
+from interlock.model import MeshState, Proxy
+from interlock.model.policy.selectors import selects
+from interlock.xds import naming
+from interlock.xds.translate.destinations import ClusterPlan, Destinations
+from interlock.xds.translate.endpoints import load_assignment
+from interlock.xds.translate.locality import apply_locality
+from interlock.xds.translate.traffic_policy import (
+    apply_policy,
+    route_hash_policies,
+    set_tcp_hash,
+    tcp_hash_policies,
+)
+
+MutualTls = Callable[[str], Container[str]]
+"""Service name → the ids of its instances that accept mTLS."""
+
+_Cluster = cluster_pb2.Cluster
+
+
+def finish(
+    cluster: cluster_pb2.Cluster,
+    assignment: endpoint_pb2.ClusterLoadAssignment | None,
+    plan: ClusterPlan,
+    proxy: Proxy,
+) -> endpoint_pb2.ClusterLoadAssignment | None:
+    """Apply ``plan``'s policy to ``cluster`` and ``assignment`` (in place); returns the
+    assignment still needed (None for a cluster that no longer uses EDS)."""
+    apply_policy(cluster, plan.policy)
+    lb = plan.policy.load_balancer
+    if assignment is not None:
+        apply_locality(
+            assignment,
+            proxy.locality,
+            lb.locality_lb_setting if lb else None,
+            plan.policy.locality_aware,
+        )
+    if cluster.type != _Cluster.DiscoveryType.EDS:
+        return None
+    return assignment
+
+
+def _copy(cluster: cluster_pb2.Cluster) -> cluster_pb2.Cluster:
+    copy = _Cluster()
+    copy.CopyFrom(cluster)
+    return copy
+
+
+def _subset_cluster(base: cluster_pb2.Cluster, plan: ClusterPlan) -> cluster_pb2.Cluster:
+    cluster = _copy(base)
+    cluster.name = plan.name
+    if cluster.HasField("eds_cluster_config"):
+        cluster.eds_cluster_config.service_name = plan.name
+    if plan.subset is not None:
+        cluster.metadata.filter_metadata[naming.METADATA_NAMESPACE].update(
+            {"subset": plan.subset.name}
+        )
+    return cluster
+
+
+def apply_destination_rules(
+    state: MeshState,
+    proxy: Proxy,
+    destinations: Destinations,
+    clusters: list[cluster_pb2.Cluster],
+    endpoints: list[endpoint_pb2.ClusterLoadAssignment],
+    mutual_tls: MutualTls,
+) -> tuple[list[cluster_pb2.Cluster], list[endpoint_pb2.ClusterLoadAssignment]]:
+    """The service clusters and assignments with their DestinationRules applied, plus one
+    cluster and assignment per subset. Other clusters (inbound, tracing) pass through."""
+    by_name = {c.name: c for c in clusters}
+    # Subsets start from their service's cluster as it was before its own policy.
+    with_subsets = {destinations.base_name(p) for p in destinations.plans.values() if p.subset}
+    pristine = {name: _copy(by_name[name]) for name in with_subsets if name in by_name}
+    assignments = {e.cluster_name: e for e in endpoints}
+    out_clusters = [c for c in clusters if c.name not in destinations.plans]
+    out_endpoints = [e for e in endpoints if e.cluster_name not in destinations.plans]
+    for plan in destinations.plans.values():
+        service = plan.service
+        if service is None:
+            continue
+        if plan.subset is None:
+            cluster, assignment = by_name.get(plan.name), assignments.get(plan.name)
+            if cluster is None:
+                continue
+        else:
+            base = pristine.get(destinations.base_name(plan))
+            if base is None:
+                continue
+            cluster = _subset_cluster(base, plan)
+            labels = plan.subset.labels
+            chosen = [i for i in state.instances_of(service.name) if selects(labels, i)]
+            assignment = load_assignment(service, chosen, mutual_tls(service.name))
+            assignment.cluster_name = plan.name
+        kept = finish(cluster, assignment, plan, proxy)
+        out_clusters.append(cluster)
+        if kept is not None:
+            out_endpoints.append(kept)
+    return out_clusters, out_endpoints
+
+
+def _action_clusters(action: route_components_pb2.RouteAction) -> list[str]:
+    names = [action.cluster] if action.cluster else []
+    names += [w.name for w in action.weighted_clusters.clusters]
+    names += [m.cluster for m in action.request_mirror_policies if m.cluster]
+    return names
+
+
+def attach_route_hash_policies(
+    configs: Iterable[route_pb2.RouteConfiguration], destinations: Destinations
+) -> None:
+    """Give every route the hash policies of the consistent-hash clusters it sends to."""
+    for config in configs:
+        for vhost in config.virtual_hosts:
+            for route in vhost.routes:
+                if not route.HasField("route"):
+                    continue
+                policies: list[route_components_pb2.RouteAction.HashPolicy] = []
+                for name in _action_clusters(route.route):
+                    policy = destinations.policy(name)
+                    for hashing in route_hash_policies(policy) if policy else []:
+                        if hashing not in policies:
+                            policies.append(hashing)
+                del route.route.hash_policy[:]
+                route.route.hash_policy.extend(policies)
+
+
+def attach_tcp_hash_policies(
+    listeners: Iterable[listener_pb2.Listener], destinations: Destinations
+) -> None:
+    """Give every tcp_proxy to a cluster hashing on the source IP its hash policy."""
+    for listener in listeners:
+        for chain in listener.filter_chains:
+            for network_filter in chain.filters:
+                config = network_filter.typed_config
+                if not config.Is(tcp_proxy_pb2.TcpProxy.DESCRIPTOR):
+                    continue
+                proxy = tcp_proxy_pb2.TcpProxy()
+                config.Unpack(proxy)
+                names = [proxy.cluster] if proxy.cluster else []
+                names += [w.name for w in proxy.weighted_clusters.clusters]
+                policies = []
+                for name in names:
+                    policy = destinations.policy(name)
+                    policies += tcp_hash_policies(policy) if policy else []
+                if list(proxy.hash_policy) == policies[:1]:
+                    continue
+                set_tcp_hash(proxy, policies[:1])
+                config.Pack(proxy, deterministic=True)

@@ -1,0 +1,38 @@
+"""The HTTP filters policies configure per route: CORS and fault injection (VirtualService)
+on outbound and gateway connection managers, the local rate limit (RateLimit) on inbound ones.
+
+Each filter is always present and does nothing by itself; a route turns it on with its
+``typed_per_filter_config`` (served over RDS). So applying or removing a policy changes routes
+only, never a listener (Envoy would drain a changed listener's connections).
+"""
+
+from __future__ import annotations
+
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from interlock.xds.translate.common import typed
+
+CORS = "envoy.filters.http.cors"
+FAULT = "envoy.filters.http.fault"
+LOCAL_RATE_LIMIT = "envoy.filters.http.local_ratelimit"
+INBOUND_RATE_LIMIT_STAT_PREFIX = "inbound_rate_limit"
+
+
+def outbound_http_filters() -> list[hcm_pb2.HttpFilter]:
+    """CORS (answers preflights before anything else) and fault injection, before the router."""
+    return [
+        hcm_pb2.HttpFilter(name=CORS, typed_config=typed(cors_pb2.Cors())),
+        hcm_pb2.HttpFilter(name=FAULT, typed_config=typed(fault_pb2.HTTPFault())),
+    ]
+
+
+def inbound_http_filters() -> list[hcm_pb2.HttpFilter]:
+    """The local rate limit, before the router. Without a route's configuration it is off
+    (``filter_enabled`` unset is 0%)."""
+    limit = local_rate_limit_pb2.LocalRateLimit(stat_prefix=INBOUND_RATE_LIMIT_STAT_PREFIX)
+    return [hcm_pb2.HttpFilter(name=LOCAL_RATE_LIMIT, typed_config=typed(limit))]

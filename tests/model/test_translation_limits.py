@@ -1,0 +1,56 @@
+"""Valid policies the translator cannot (yet) turn into Envoy configuration are problems on
+the resource that asks for them — never silently ignored."""
+
+from __future__ import annotations
+
+from interlock.model import Protocol, Service
+from interlock.model.problem import Severity
+from tests.model.specs import NET, OWN, doc
+from tests.model.test_problems import problems, state
+
+
+def test_what_the_translator_cannot_do_is_a_problem_of_the_resource() -> None:
+    entry = doc(
+        NET,
+        "ServiceEntry",
+        "google",
+        {
+            "hosts": ["*.googleapis.com"],
+            "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}],
+            "resolution": "NONE",
+        },
+    )
+    rule = doc(
+        NET,
+        "DestinationRule",
+        "reviews",
+        {"host": "reviews", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
+    )
+    gateway = doc(
+        NET,
+        "Gateway",
+        "edge",
+        {
+            "servers": [
+                {
+                    "port": {"number": 443, "name": "tls", "protocol": "TLS"},
+                    "hosts": ["db.example.com"],
+                    "tls": {"mode": "PASSTHROUGH"},
+                }
+            ]
+        },
+    )
+    limit = doc(
+        OWN,
+        "RateLimit",
+        "db",
+        {"target": {"service": "db"}, "tokenBucket": {"maxTokens": 1, "fillInterval": "1s"}},
+    )
+    services = [Service("reviews", port=9080), Service("db", protocol=Protocol.TCP, port=5432)]
+    found = problems(state(entry, rule, gateway, limit, services=services))
+    assert found == [
+        ("DestinationRule/default/reviews", "spec.trafficPolicy.tls", Severity.WARNING),
+        ("Gateway/default/edge", "spec.servers[0].tls.mode", Severity.ERROR),
+        ("RateLimit/default/db", "spec.target.service", Severity.ERROR),
+        ("ServiceEntry/default/google", "spec.resolution", Severity.ERROR),
+    ]
