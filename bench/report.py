@@ -70,9 +70,14 @@ def print_table(figures: Sequence[Figure]) -> None:
             print(f"{f.id}: {f.note}")
 
 
-def save(figures: Sequence[Figure], name: str = "latest.json", seconds: float = 0.0) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / name
+def save(
+    figures: Sequence[Figure],
+    name: str = "latest.json",
+    seconds: float = 0.0,
+    directory: Path = RESULTS,
+) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
     path.write_text(
         json.dumps(
             {

@@ -19,10 +19,11 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from bench import controlplane as cp
 from bench import cpu
-from bench.report import Figure, print_table, save
+from bench.report import RESULTS, Figure, print_table, save
 
 ORDER = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11"]
 TITLES = {
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--views", type=int, default=5, help="client services the fleet's streams belong to"
     )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="where to write the JSON results"
+    )
     args = parser.parse_args(argv)
     wanted = {f.strip().upper() for f in args.only.split(",") if f.strip()} or set(ORDER)
     unknown = wanted - set(ORDER)
@@ -107,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(figures)
     total = time.monotonic() - started_all
-    path = save(figures, "quick.json" if args.quick else "latest.json", seconds=total)
+    name = "quick.json" if args.quick else "latest.json"
+    path = save(figures, name, seconds=total, directory=args.results)
     print(f"\n{len(figures)} figures in {total / 60:.1f} min; results: {path}")
     return 0
 

@@ -1,10 +1,16 @@
 """The only glue between the store and the xDS cache.
 
-change feed → debounce (quiet period + maximum wait) → ``load_state`` → translate each proxy
-view → consistency check → publish to the snapshot cache. A view whose translation is
+change feed → debounce (quiet period + maximum wait) → ``load_state_since`` → translate each
+proxy view → consistency check → publish to the snapshot cache. A view whose translation is
 inconsistent keeps its last good snapshot and records the problem; nothing half-built is ever
 published. Proxies that agree on everything but their node id share one view (one translation,
 one set of serialized resources).
+
+Changes that move only instances (the common case: registrations, deregistrations, health) take
+the incremental path: only the changed services' instances are read from the store, and each
+view's previous resources get fresh load assignments for those services alone
+(:func:`~interlock.xds.translate.refresh_endpoints`); every other message is shared with the
+previous snapshot, so the cache serializes nothing else. Anything else rebuilds every view.
 
 With security (:class:`~interlock.security.proxies.ProxySecurity`), every stream is
 authenticated by its proxy token before anything else, and is served a per-proxy snapshot
@@ -29,7 +35,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from interlock.model import InterlockError, MeshState, Problem, Proxy
+from interlock.model import InterlockError, MeshState, Problem, Proxy, StateChange
 from interlock.model.identity import PROXY_SECRETS, MeshIdentity
 from interlock.security.proxies import ProxySecurity
 from interlock.store import Store
@@ -37,7 +43,7 @@ from interlock.telemetry.metrics import ControlPlaneMetrics
 from interlock.xds import resource_types as rt
 from interlock.xds.cache import SnapshotCache
 from interlock.xds.server import StreamGrant, StreamRejected
-from interlock.xds.translate import Resources, check_consistency, translate
+from interlock.xds.translate import Resources, check_consistency, refresh_endpoints, translate
 
 log = logging.getLogger("interlock.reconcile")
 
@@ -92,6 +98,10 @@ class Reconciler:
         self.reports: dict[str, ViewReport] = {}
         #: The last resources published for each view (what its proxies are being served).
         self.published: dict[str, Resources] = {}
+        #: The revision each view's published resources were built from.
+        self._published_at: dict[str, int] = {}
+        #: Builds that took the incremental path (see the module docstring).
+        self.incremental_builds = 0
         self._last_seen: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -217,9 +227,12 @@ class Reconciler:
     async def rebuild(self, *, force: bool = False) -> None:
         """Load the newest state and republish every view (only when the revision moved,
         unless ``force``)."""
-        state = await asyncio.to_thread(self.store.load_state)
-        if not force and self.state is not None and state.revision == self.state.revision:
+        previous = self.state
+        state, change = await asyncio.to_thread(self.store.load_state_since, previous)
+        if not force and previous is not None and state.revision == previous.revision:
             return
+        if force or previous is None:
+            change = StateChange.everything()
         if self.metrics is not None:
             if self._wakes > 1:
                 self.metrics.merged.inc(self._wakes - 1)
@@ -242,8 +255,9 @@ class Reconciler:
                 bases[proxy_key] = labelled.view_key()
                 if bases[proxy_key] not in self.views:
                     self.views[bases[proxy_key]] = labelled.view()
+        since = previous.revision if previous is not None else -1
         for key in list(self.views):
-            self._build(key)
+            self._build(key, change, since)
         if self.security is not None:
             for proxy_key, base in bases.items():
                 self.security.rebase(proxy_key, base)
@@ -263,20 +277,29 @@ class Reconciler:
                 del self.views[key]
                 self.reports.pop(key, None)
                 self.published.pop(key, None)
+                self._published_at.pop(key, None)
                 self._last_seen.pop(key, None)
                 self.cache.drop(key)
 
     # -- translate and publish -------------------------------------------------------------
-    def _build(self, key: str) -> None:
+    def _build(self, key: str, change: StateChange | None = None, since: int = -1) -> None:
+        """Translate view ``key`` and publish it. With ``change`` (what moved since revision
+        ``since``), a view published at ``since`` may take the incremental path."""
         state = self.state
         assert state is not None, "start() loads the state before any stream is served"
         proxy = self.views[key]
         started = time.perf_counter()
-        resources = translate(state, proxy, self.identity)
-        if self.transform is not None:
-            resources = self.transform(proxy, resources)
-        provided = PROXY_SECRETS if self.security is not None else ()
-        inconsistencies = tuple(check_consistency(resources, provided))
+        resources = self._refreshed(key, change, since)
+        if resources is not None:
+            # Only load assignments were replaced: names, and so consistency, are unchanged.
+            inconsistencies: tuple[str, ...] = ()
+            self.incremental_builds += 1
+        else:
+            resources = translate(state, proxy, self.identity)
+            if self.transform is not None:
+                resources = self.transform(proxy, resources)
+            provided = PROXY_SECRETS if self.security is not None else ()
+            inconsistencies = tuple(check_consistency(resources, provided))
         self.reports[key] = ViewReport(proxy, state.revision, resources.problems, inconsistencies)
         self.builds += 1
         if inconsistencies:
@@ -291,9 +314,30 @@ class Reconciler:
             log.warning("%s %s: %s", problem.resource, problem.field, problem.message)
         self.cache.set_snapshot(key, as_type_map(resources), revision=state.revision)
         self.published[key] = resources
+        if self.transform is None:
+            self._published_at[key] = state.revision
+        else:  # never refresh what the test seam rewrote: the next build starts afresh
+            self._published_at.pop(key, None)
         if self.metrics is not None:
             self.metrics.builds.inc()
             self.metrics.build_seconds.observe(time.perf_counter() - started)
+
+    def _refreshed(self, key: str, change: StateChange | None, since: int) -> Resources | None:
+        """View ``key``'s published resources brought up to the current state by the
+        incremental path, or None when it does not apply."""
+        previous = self.published.get(key)
+        if (
+            change is None
+            or not change.instances_only
+            or previous is None
+            or self._published_at.get(key) != since
+            or self.transform is not None
+        ):
+            return None
+        assert self.state is not None
+        return refresh_endpoints(
+            previous, self.state, self.views[key], change.instance_services, self.identity
+        )
 
     def served_config(self, key: str) -> dict[str, list[dict[str, Any]]] | None:
         """The resources served to ``key`` (a view, or a proxy's key derived from one) as JSON,

@@ -12,7 +12,7 @@ from interlock.model.problem import Problem, Severity
 from interlock.model.proxy import Proxy, ProxyKind
 from interlock.model.resource import Resource, ResourceKey
 from interlock.model.service import Instance, Protocol, Service, frozen_labels
-from interlock.model.state import MeshState
+from interlock.model.state import MeshState, StateChange
 
 __all__ = [
     "Conflict",
@@ -30,6 +30,7 @@ __all__ = [
     "ResourceKey",
     "Service",
     "Severity",
+    "StateChange",
     "Unavailable",
     "frozen_labels",
 ]

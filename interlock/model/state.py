@@ -58,8 +58,43 @@ class MeshState:
         mesh would be after a write, for dry runs and problem reports."""
         return replace(self, policies=self.policies.with_changes(put, delete))
 
+    def with_instances(
+        self, revision: int, instances: Mapping[str, Iterable[Instance]]
+    ) -> MeshState:
+        """This state at ``revision`` with the instances of the services in ``instances``
+        replaced (an empty iterable removes them). Everything else is shared, object for
+        object, so a consumer can tell what did not change by identity."""
+        merged = dict(self.instances)
+        for name, insts in instances.items():
+            ordered = tuple(sorted(insts, key=lambda i: i.instance_id))
+            if ordered:
+                merged[name] = ordered
+            else:
+                merged.pop(name, None)
+        return replace(
+            self, revision=revision, instances=MappingProxyType(dict(sorted(merged.items())))
+        )
+
     def instances_of(self, service: str) -> tuple[Instance, ...]:
         return self.instances.get(service, ())
 
     def healthy_instances_of(self, service: str) -> tuple[Instance, ...]:
         return tuple(i for i in self.instances_of(service) if i.healthy)
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """What moved between a previous :class:`MeshState` and a newer one.
+
+    ``instances_only`` is True when nothing but instances changed, and then
+    ``instance_services`` names the services whose instances did; otherwise anything may have
+    changed (services, policies, the CA, or more revisions than were worth reading one by
+    one) and a consumer must treat the new state as new.
+    """
+
+    instances_only: bool
+    instance_services: frozenset[str] = frozenset()
+
+    @classmethod
+    def everything(cls) -> StateChange:
+        return cls(instances_only=False)

@@ -71,6 +71,29 @@ def fetch_revision(conn: Connection, revision: int) -> RevisionInfo | None:
     )
 
 
+def fetch_changes(conn: Connection, after: int, upto: int, limit: int) -> list[Change] | None:
+    """Every change of the revisions after ``after`` up to ``upto``, in order; None when
+    there are more than ``limit`` of them or a revision's record is missing."""
+    if upto - after > limit:
+        return None
+    committed = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(revisions)
+        .where(revisions.c.revision > after, revisions.c.revision <= upto)
+    ).scalar_one()
+    if committed != upto - after:
+        return None
+    rows = conn.execute(
+        sa.select(revision_changes.c.kind, revision_changes.c.name, revision_changes.c.op)
+        .where(revision_changes.c.revision > after, revision_changes.c.revision <= upto)
+        .order_by(revision_changes.c.revision, revision_changes.c.seq)
+        .limit(limit + 1)
+    ).all()
+    if len(rows) > limit:
+        return None
+    return [Change(kind=r.kind, name=r.name, op=r.op) for r in rows]
+
+
 # --- services ---------------------------------------------------------------------------
 
 

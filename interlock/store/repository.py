@@ -18,7 +18,7 @@ from interlock.model.errors import Conflict, FieldError, InvalidInput, NotFound
 from interlock.model.policy.registry import ResourceKind
 from interlock.model.resource import Resource, ResourceKey
 from interlock.model.service import Instance, Service
-from interlock.model.state import MeshState
+from interlock.model.state import MeshState, StateChange
 from interlock.store import _resources, _sql
 from interlock.store._engine import Database, normalize_url, unavailable
 from interlock.store._feed import PgListener, Subscribers
@@ -34,6 +34,9 @@ from interlock.store.records import (
 from interlock.store.security import SecurityStore
 
 log = logging.getLogger(__name__)
+
+#: Past this many changes since the last load, reading everything is as cheap as reading them.
+INCREMENTAL_CHANGES = 500
 
 
 class Snapshot:
@@ -82,6 +85,29 @@ class Snapshot:
             _sql.fetch_services(self._conn),
             _sql.fetch_instances(self._conn),
             _resources.fetch_resources(self._conn),
+        )
+
+    def state_since(self, previous: MeshState | None) -> tuple[MeshState, StateChange]:
+        """The state at this snapshot's revision, and what changed since ``previous``.
+
+        When only instances changed since ``previous`` (and not too many revisions passed),
+        only the instances of the services they belong to are read and everything else is
+        shared with ``previous``; otherwise everything is read.
+        """
+        if previous is not None and previous.revision == self.revision:
+            return previous, StateChange(instances_only=True)
+        changes = None
+        if previous is not None and previous.revision < self.revision:
+            changes = _sql.fetch_changes(
+                self._conn, previous.revision, self.revision, INCREMENTAL_CHANGES
+            )
+        if previous is None or changes is None or any(c.kind != "Instance" for c in changes):
+            return self.state(), StateChange.everything()
+        touched = sorted({c.name.split("/", 1)[0] for c in changes})
+        reloaded = {name: _sql.fetch_instances(self._conn, name) for name in touched}
+        return (
+            previous.with_instances(self.revision, reloaded),
+            StateChange(instances_only=True, instance_services=frozenset(touched)),
         )
 
 
@@ -215,6 +241,12 @@ class Store:
         PostgreSQL), as an immutable :class:`MeshState`."""
         with self.snapshot() as snap:
             return snap.state()
+
+    def load_state_since(self, previous: MeshState | None) -> tuple[MeshState, StateChange]:
+        """Like :meth:`load_state`, reading only what changed since ``previous`` when that is
+        cheaper (see :meth:`Snapshot.state_since`)."""
+        with self.snapshot() as snap:
+            return snap.state_since(previous)
 
     def get_revision(self, rev: int) -> RevisionInfo:
         """What revision ``rev`` changed and when; :class:`NotFound` if it never committed."""

@@ -9,6 +9,9 @@ Contract of :meth:`SnapshotCache.set_snapshot`:
   bytes; a resource's version is a short hash of those bytes;
 - bytes already known (from the previous snapshot of this key, or any other key's) are not wrapped
   or framed again: the existing :class:`~interlock.xds.content.Entry` is reused;
+- a message *object* given again for the same key (the incremental translator shares every
+  message a change did not touch) is not even serialized again: its entry is reused. Messages
+  given to the cache are therefore frozen: never mutate one afterwards;
 - when nothing changed it returns ``False`` and wakes no stream (the revision is still recorded,
   so status can report the proxies as current at that revision);
 - otherwise it stores the snapshot and wakes every stream watching the key; each stream then works
@@ -84,6 +87,19 @@ def resource_name(type_url: str, message: Message) -> str:
     return str(getattr(message, "cluster_name" if type_url == rt.ENDPOINT else "name"))
 
 
+class _Encoded:
+    """What one key's last snapshot was made of, by type URL: the sequence of messages given,
+    its content, and id(message) → (message, entry). The messages are held, so no id is
+    reused while this lives."""
+
+    __slots__ = ("by_type",)
+
+    def __init__(self) -> None:
+        self.by_type: dict[
+            str, tuple[Iterable[Message], Content | None, dict[int, tuple[Message, Entry]]]
+        ] = {}
+
+
 class _Derivation:
     """What a derived key adds to its base: contents by type URL."""
 
@@ -103,6 +119,7 @@ class SnapshotCache:
         self._watchers: dict[str, set[Watcher]] = {}
         self._derivations: dict[str, _Derivation] = {}
         self._derived: dict[str, set[str]] = {}
+        self._encoded: dict[str, _Encoded] = {}
 
     @property
     def stats(self) -> CacheStats:
@@ -126,35 +143,72 @@ class SnapshotCache:
         """
         if key in self._derivations:
             raise ValueError(f"{key!r} is a derived key; use set_derived")
-        snapshot = Snapshot(self._pool, self._encode(resources), revision)
+        encoded = _Encoded()
+        snapshot = Snapshot(
+            self._pool, self._encode(resources, self._encoded.get(key), encoded), revision
+        )
+        self._encoded[key] = encoded
         changed = self._store(key, snapshot)
         for derived in sorted(self._derived.get(key, ())):
             self._recompose(derived)
         return changed
 
-    def _encode(self, resources: Mapping[str, Iterable[Message]]) -> dict[str, Content]:
-        """Serialize each message once and intern the result, by type URL."""
+    def _encode(
+        self,
+        resources: Mapping[str, Iterable[Message]],
+        previous: _Encoded | None = None,
+        record: _Encoded | None = None,
+    ) -> dict[str, Content]:
+        """Serialize each message once and intern the result, by type URL.
+
+        With ``previous`` (what the key's last snapshot was made of), the same sequence object
+        of one type (a tuple) reuses its content whole, and a message object found in it reuses its
+        entry; ``record`` keeps what this call was made of, for the next one.
+        """
         pool = self._pool
         stats = pool.stats
         contents: dict[str, Content] = {}
         for type_url, messages in resources.items():
+            before = previous.by_type.get(type_url) if previous is not None else None
+            # Only a tuple is known not to have changed since (a list may have been edited).
+            if before is not None and before[0] is messages and isinstance(messages, tuple):
+                stats.resources_reused += len(before[2])
+                if before[1] is not None:
+                    contents[type_url] = before[1]
+                if record is not None:
+                    record.by_type[type_url] = before
+                continue
+            known = before[2] if before is not None else {}
             expected = rt.message_name(type_url)
             entries: dict[str, Entry] = {}
+            ids: dict[int, tuple[Message, Entry]] = {}
             for message in messages:
-                if message.DESCRIPTOR.full_name != expected:
-                    raise ValueError(
-                        f"{message.DESCRIPTOR.full_name} given as a resource of {type_url}"
-                    )
-                name = resource_name(type_url, message)
-                if not name:
-                    raise ValueError(f"a resource of {type_url} has no name")
+                hit = known.get(id(message))
+                if hit is not None and hit[0] is message:
+                    # Checked when it was first given; only its name may now collide.
+                    entry = hit[1]
+                    name = entry.name
+                    stats.resources_reused += 1
+                else:
+                    if message.DESCRIPTOR.full_name != expected:
+                        raise ValueError(
+                            f"{message.DESCRIPTOR.full_name} given as a resource of {type_url}"
+                        )
+                    name = resource_name(type_url, message)
+                    if not name:
+                        raise ValueError(f"a resource of {type_url} has no name")
+                    data = message.SerializeToString(deterministic=True)
+                    stats.resources_serialized += 1
+                    entry = pool.entry(type_url, name, data)
                 if name in entries:
                     raise ValueError(f"two resources of {type_url} are named {name!r}")
-                data = message.SerializeToString(deterministic=True)
-                stats.resources_serialized += 1
-                entries[name] = pool.entry(type_url, name, data)
-            if entries:
-                contents[type_url] = pool.content(type_url, entries)
+                entries[name] = entry
+                ids[id(message)] = (message, entry)
+            content = pool.content(type_url, entries) if entries else None
+            if content is not None:
+                contents[type_url] = content
+            if record is not None:
+                record.by_type[type_url] = (messages, content, ids)
         return contents
 
     def _store(self, key: str, snapshot: Snapshot) -> bool:
@@ -250,6 +304,7 @@ class SnapshotCache:
         again (then only what differs from what they hold). Keys derived from ``key`` keep
         their derivation and get a snapshot again when ``key`` does."""
         self._snapshots.pop(key, None)
+        self._encoded.pop(key, None)
         derivation = self._derivations.pop(key, None)
         if derivation is not None:
             self._unlink(key, derivation.base)

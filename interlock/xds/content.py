@@ -31,8 +31,10 @@ _DERIVED_CACHE_LIMIT: Final = 256
 class CacheStats:
     """Counters of the work the cache did (what the serialize-once guarantee is measured by)."""
 
-    #: ``SerializeToString`` calls: exactly one per message given to ``set_snapshot``.
+    #: ``SerializeToString`` calls: one per message given to ``set_snapshot``, except those
+    #: given again (the same object) for the same key, which are ``resources_reused``.
     resources_serialized: int = 0
+    resources_reused: int = 0
     #: Distinct (type URL, bytes) wrapped in an ``Any`` and framed; equal bytes are encoded once.
     entries_encoded: int = 0
     #: State-of-the-world response bodies encoded (one per distinct content, shared by streams).
@@ -269,13 +271,8 @@ class Pool:
 
     def content(self, type_url: str, entries: dict[str, Entry]) -> Content:
         """The interned content holding exactly ``entries`` (the dict is adopted, not copied)."""
-        hasher = hashlib.blake2b(digest_size=8)
-        for name in sorted(entries):
-            hasher.update(name.encode())
-            hasher.update(b"\0")
-            hasher.update(entries[name].version.encode())
-            hasher.update(b"\n")
-        version = hasher.hexdigest()
+        listing = "".join([f"{name}\0{entries[name].version}\n" for name in sorted(entries)])
+        version = hashlib.blake2b(listing.encode(), digest_size=8).hexdigest()
         key = (type_url, version)
         found = self._contents.get(key)
         if found is None:

@@ -117,3 +117,51 @@ def test_a_write_that_fails_midway_changes_nothing(db_url: str) -> None:
             engine.dispose()
     finally:
         store.close()
+
+
+def test_incremental_loads_read_only_what_instances_changed(store: Store) -> None:
+    store.put_service(Service("a", port=8080))
+    store.put_service(Service("b", port=8080))
+    store.put_instance(Instance("a", "a-1", "127.0.0.1", 15006))
+    store.put_instance(Instance("b", "b-1", "127.0.0.1", 15007))
+    first = store.load_state()
+
+    store.put_instance(Instance("b", "b-2", "127.0.0.1", 15008))
+    store.delete_instance("b", "b-1")
+    state, change = store.load_state_since(first)
+
+    assert change.instances_only
+    assert change.instance_services == {"b"}
+    assert state.revision == store.revision()
+    assert [i.instance_id for i in state.instances_of("b")] == ["b-2"]
+    full = store.load_state()
+    assert state.instances == full.instances
+    assert state.services == full.services
+    # What did not change is shared, object for object.
+    assert state.instances["a"] is first.instances["a"]
+    assert state.services is first.services
+
+    # Nothing new: the same state back.
+    again, nothing = store.load_state_since(state)
+    assert again is state
+    assert nothing.instances_only
+    assert not nothing.instance_services
+
+
+def test_anything_but_instances_makes_a_full_load(store: Store) -> None:
+    store.put_service(Service("a", port=8080))
+    first = store.load_state()
+
+    store.put_service(Service("a", port=9090))
+    state, change = store.load_state_since(first)
+    assert not change.instances_only
+    assert state.services["a"].port == 9090
+
+    store.put_service(Service("c", port=8080))
+    store.put_instance(Instance("c", "c-1", "127.0.0.1", 15006))
+    state2, change2 = store.load_state_since(state)
+    assert not change2.instances_only
+    assert [i.instance_id for i in state2.instances_of("c")] == ["c-1"]
+    # No previous state at all: a full load.
+    _, from_nothing = store.load_state_since(None)
+    assert not from_nothing.instances_only

@@ -20,6 +20,8 @@ from interlock.store import Store
 
 router = api_router(tags=["revisions"])
 
+#: Seconds between recounts of a rollout someone waits for.
+RECOUNT_INTERVAL = 0.02
 MAX_WAIT = 300.0
 
 
@@ -61,6 +63,9 @@ async def get_revision_report(
             async with asyncio.timeout(wait):
                 while not progress.complete:
                     await changed.wait()
+                    # ACKs from thousands of streams arrive together: let them gather, so the
+                    # rollout is recounted a few times per second, not once per ACK.
+                    await asyncio.sleep(RECOUNT_INTERVAL)
                     changed.clear()
                     progress = rollout(await current_views(request), rev)
         except TimeoutError:

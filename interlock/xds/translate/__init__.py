@@ -15,6 +15,7 @@ from interlock.xds.translate.clusters import inbound_cluster, outbound_cluster
 from interlock.xds.translate.common import config_source
 from interlock.xds.translate.consistency import check_consistency
 from interlock.xds.translate.endpoints import load_assignment
+from interlock.xds.translate.incremental import refresh_endpoints
 from interlock.xds.translate.listeners import plan_listeners
 from interlock.xds.translate.resources import Resources
 from interlock.xds.translate.routes import (
@@ -30,7 +31,7 @@ from interlock.xds.translate.telemetry import (
 from interlock.xds.translate.tls import InboundSecurity
 from interlock.xds.translate.traffic import Draft, apply_traffic_management
 
-__all__ = ["Resources", "check_consistency", "translate"]
+__all__ = ["Resources", "check_consistency", "refresh_endpoints", "translate"]
 
 
 def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = None) -> Resources:
@@ -76,7 +77,9 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
         routes.append(route_config)
         problems += route_problems
     endpoints = [
-        load_assignment(s, state.instances_of(s.name), _mutual_tls(state, s.name, identity))
+        load_assignment(
+            s, state.instances_of(s.name), mtls.mutual_tls_instances(state, s.name, identity)
+        )
         for s in services
     ]
     draft = Draft(plan.listeners, clusters, routes, endpoints, problems)
@@ -87,7 +90,7 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
         draft,
         source=source,
         plan=telemetry_plan,
-        mutual_tls=lambda name: _mutual_tls(state, name, identity),
+        mutual_tls=lambda name: mtls.mutual_tls_instances(state, name, identity),
         inbound_route=inbound_route(plan.inbound.app_port) if plan.inbound else None,
     )
     return Resources(
@@ -98,14 +101,3 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
         secrets=(),
         problems=tuple(sorted(set(draft.problems))),
     )
-
-
-def _mutual_tls(state: MeshState, service: str, identity: MeshIdentity | None) -> set[str]:
-    """The ids of ``service``'s instances that accept mTLS (none without an identity)."""
-    if identity is None:
-        return set()
-    namespace = state.services[service].namespace
-    modes = mtls.endpoint_modes(
-        state, namespace, state.instances_of(service), identity.root_namespace
-    )
-    return {instance_id for instance_id, mode in modes.items() if mtls.accepts_mtls(mode)}

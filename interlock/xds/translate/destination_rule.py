@@ -42,16 +42,44 @@ def finish(
     """Apply ``plan``'s policy to ``cluster`` and ``assignment`` (in place); returns the
     assignment still needed (None for a cluster that no longer uses EDS)."""
     apply_policy(cluster, plan.policy)
-    lb = plan.policy.load_balancer
     if assignment is not None:
-        apply_locality(
-            assignment,
-            proxy.locality,
-            lb.locality_lb_setting if lb else None,
-            plan.policy.locality_aware,
-        )
+        finish_assignment(assignment, plan, proxy)
     if cluster.type != _Cluster.DiscoveryType.EDS:
         return None
+    return assignment
+
+
+def finish_assignment(
+    assignment: endpoint_pb2.ClusterLoadAssignment, plan: ClusterPlan, proxy: Proxy
+) -> None:
+    """Apply ``plan``'s locality policy for ``proxy`` to ``assignment`` (in place)."""
+    lb = plan.policy.load_balancer
+    apply_locality(
+        assignment,
+        proxy.locality,
+        lb.locality_lb_setting if lb else None,
+        plan.policy.locality_aware,
+    )
+
+
+def plan_assignment(
+    state: MeshState,
+    proxy: Proxy,
+    plan: ClusterPlan,
+    mutual_tls: MutualTls,
+) -> endpoint_pb2.ClusterLoadAssignment | None:
+    """The finished load assignment of a service's cluster or subset cluster ``plan``
+    (None for a plan that is not a mesh service's)."""
+    service = plan.service
+    if service is None:
+        return None
+    instances = state.instances_of(service.name)
+    if plan.subset is not None:
+        labels = plan.subset.labels
+        instances = tuple(i for i in instances if selects(labels, i))
+    assignment = load_assignment(service, instances, mutual_tls(service.name))
+    assignment.cluster_name = plan.name
+    finish_assignment(assignment, plan, proxy)
     return assignment
 
 

@@ -92,14 +92,17 @@ class Destinations:
     """The clusters of one translation and the lookups routes need. Built once per
     ``translate`` call from the state alone (every proxy gets every cluster)."""
 
-    def __init__(self, state: MeshState, services: Sequence[Service]) -> None:
+    def __init__(
+        self, state: MeshState, services: Sequence[Service], *, external: bool = True
+    ) -> None:
+        """Plan ``services`` and, with ``external``, every ServiceEntry's ports."""
         self.state = state
         self.plans: dict[str, ClusterPlan] = {}
         self.external: list[ExternalPort] = []
         self._rules: dict[str, MergedRule | None] = {}
         for service in services:
             self._plan_service(service)
-        for port in self._external_ports():
+        for port in self._external_ports() if external else ():
             self.external.append(port)
             self._plan_external(port)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from collections.abc import Container, Iterable
 
 from envoy.config.core.v3 import base_pb2
@@ -22,13 +22,23 @@ def locality_of(instance: Instance) -> _LocalityKey:
     return parts[0], parts[1], parts[2]
 
 
-def _endpoint_order(instance: Instance) -> tuple[int, int, str, int, str]:
+def _endpoint_order(instance: Instance) -> tuple[int, bytes, str, int, str]:
     """IPs in numeric order (``10.0.0.9`` before ``10.0.0.10``), then port, then id."""
-    try:
-        ip = ipaddress.ip_address(instance.address)
-    except ValueError:  # validated where it enters; never crash the translator on it
-        return (9, 0, instance.address, instance.port, instance.instance_id)
-    return (ip.version, int(ip), "", instance.port, instance.instance_id)
+    address = instance.address
+    for version, family in ((4, socket.AF_INET), (6, socket.AF_INET6)):
+        try:
+            # Packed big-endian bytes of one length sort like the numbers they encode.
+            return (
+                version,
+                socket.inet_pton(family, address),
+                "",
+                instance.port,
+                instance.instance_id,
+            )
+        except OSError:
+            continue
+    # Validated where it enters; never crash the translator on it.
+    return (9, b"", address, instance.port, instance.instance_id)
 
 
 def load_assignment(
@@ -53,17 +63,17 @@ def load_assignment(
         group = assignment.endpoints.add()
         if any(key):
             group.locality.CopyFrom(base_pb2.Locality(region=key[0], zone=key[1], sub_zone=key[2]))
+        lb_endpoints = group.lb_endpoints
         for instance in sorted(by_locality[key], key=_endpoint_order):
-            endpoint = endpoint_components_pb2.LbEndpoint(
-                endpoint=endpoint_components_pb2.Endpoint(
-                    address=socket_address(instance.address, instance.port)
-                )
-            )
+            # Filled in place: no temporary messages copied into the assignment.
+            endpoint = lb_endpoints.add()
+            socket = endpoint.endpoint.address.socket_address
+            socket.address = instance.address
+            socket.port_value = instance.port
             if instance.instance_id in mutual_tls:
                 endpoint.metadata.filter_metadata[naming.TRANSPORT_SOCKET_MATCH].update(
                     {naming.TLS_MODE_KEY: naming.TLS_MODE_MUTUAL}
                 )
-            group.lb_endpoints.append(endpoint)
     return assignment
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from interlock.model import Instance, MeshState, Proxy
+from interlock.model.identity import MeshIdentity
 from interlock.model.policy.peer_authentication import MTLSMode, PeerAuthentication
 from interlock.model.policy.policies import Policy
 from interlock.model.policy.selectors import selects
@@ -103,6 +104,15 @@ def endpoint_modes(
         )
         for i in instances
     }
+
+
+def mutual_tls_instances(state: MeshState, service: str, identity: MeshIdentity | None) -> set[str]:
+    """The ids of ``service``'s instances that accept mTLS (none without an identity)."""
+    if identity is None:
+        return set()
+    namespace = state.services[service].namespace
+    modes = endpoint_modes(state, namespace, state.instances_of(service), identity.root_namespace)
+    return {instance_id for instance_id, mode in modes.items() if accepts_mtls(mode)}
 
 
 def accepts_mtls(mode: MTLSMode) -> bool:
