@@ -23,6 +23,9 @@ def doc(
     }
 
 
+RSA_JWKS = '{"keys": [{"kty": "RSA", "kid": "k1", "n": "xFsKQeOSLyX3W1Lm", "e": "AQAB"}]}'
+EC_JWKS = '{"keys": [{"kty": "EC", "crv": "P-256", "x": "smUU1_V4", "y": "q18F2nY0"}]}'
+
 VALID: dict[str, dict[str, Any]] = {
     "VirtualService": doc(
         NET,
@@ -218,13 +221,13 @@ VALID: dict[str, dict[str, Any]] = {
                 {
                     "issuer": "https://issuer.example.com",
                     "audiences": ["reviews"],
-                    "jwksUri": "https://issuer.example.com/keys",
+                    "jwks": RSA_JWKS,
                     "fromHeaders": [{"name": "x-jwt", "prefix": "Bearer "}],
                     "fromParams": ["token"],
                     "forwardOriginalToken": True,
                     "outputPayloadToHeader": "x-jwt-payload",
                 },
-                {"issuer": "local", "jwks": '{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}'},
+                {"issuer": "local", "jwks": EC_JWKS},
             ],
         },
     ),
@@ -1086,16 +1089,38 @@ INVALID: dict[str, Invalid] = {
     ),
     # --- RequestAuthentication ----------------------------------------------------------
     "ra rule without issuer": Invalid(
-        with_spec("RequestAuthentication", {"jwtRules": [{"jwksUri": "https://a/keys"}]}),
+        with_spec("RequestAuthentication", {"jwtRules": [{"jwks": RSA_JWKS}]}),
         "spec.jwtRules[0].issuer",
         "required",
     ),
-    "ra jwksUri not http": Invalid(
+    "ra jwksUri": Invalid(
         with_spec(
-            "RequestAuthentication", {"jwtRules": [{"issuer": "a", "jwksUri": "ftp://a/keys"}]}
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "a", "jwksUri": "https://a/keys"}]},
         ),
         "spec.jwtRules[0].jwksUri",
-        "http",
+        "not supported by Interlock yet; give the public keys inline with jwks",
+    ),
+    "ra rule without jwks": Invalid(
+        with_spec("RequestAuthentication", {"jwtRules": [{"issuer": "a"}]}),
+        "spec.jwtRules[0].jwks",
+        "jwks is required",
+    ),
+    "ra symmetric key": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "a", "jwks": '{"keys": [{"kty": "oct", "k": "c2Vj"}]}'}]},
+        ),
+        "spec.jwtRules[0].jwks",
+        "symmetric key",
+    ),
+    "ra unknown key type": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "a", "jwks": '{"keys": [{"kty": "XYZ"}]}'}]},
+        ),
+        "spec.jwtRules[0].jwks",
+        "not one of RSA, EC, OKP",
     ),
     "ra jwks not JSON": Invalid(
         with_spec("RequestAuthentication", {"jwtRules": [{"issuer": "a", "jwks": "{keys"}]}),
@@ -1186,6 +1211,11 @@ INVALID: dict[str, Invalid] = {
     "ap empty principal": Invalid(
         ap(rules=[{"from": [{"source": {"principals": [""]}}]}]),
         "spec.rules[0].from[0].source.principals[0]",
+    ),
+    "ap condition value with a wildcard in the middle": Invalid(
+        ap(rules=[{"when": [{"key": "request.headers[x-a]", "notValues": ["a*b"]}]}]),
+        "spec.rules[0].when[0].notValues[0]",
+        "'*' may only start or end a value",
     ),
     # --- RateLimit ----------------------------------------------------------------------
     "rl without target": Invalid(

@@ -152,7 +152,7 @@ def _check_condition(condition: Condition, path: str, errors: Errors) -> None:
     elif condition.key == "destination.port":
         check = _port_value_error
     else:
-        return
+        check = _match_value_error
     for name in ("values", "notValues"):
         attr = "values" if name == "values" else "not_values"
         for index, value in enumerate(getattr(condition, attr)):

@@ -1,16 +1,19 @@
 """RequestAuthentication (security.istio.io): which JWTs a workload accepts (issuer, keys,
 audiences, where the token is read from). A request with an invalid token is rejected; one
-without a token is let through (an AuthorizationPolicy decides whether that is allowed)."""
+without a token is let through (an AuthorizationPolicy decides whether that is allowed).
+
+The keys are given inline (``jwks``), as public keys: Interlock does not fetch key sets
+(``jwksUri``) or discover them from the issuer yet, and a symmetric key (``kty: oct``) is a
+secret, which has no place in a policy that is shown by the API and sent to every proxy."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from interlock.model.errors import FieldError
 from interlock.model.policy.common import WORKLOAD_SELECTOR, WorkloadSelector, header_name
-from interlock.model.schema import Bool, Errors, Field, ListOf, Obj, Str
+from interlock.model.schema import Bool, Errors, Field, ListOf, Obj, Str, child
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,6 @@ class JWTHeader:
 class JWTRule:
     issuer: str
     audiences: tuple[str, ...] = ()
-    jwks_uri: str | None = None
     jwks: str | None = None
     from_headers: tuple[JWTHeader, ...] = ()
     from_params: tuple[str, ...] = ()
@@ -37,19 +39,8 @@ class RequestAuthentication:
     jwt_rules: tuple[JWTRule, ...] = ()
 
 
-def jwks_uri_error(value: str) -> str | None:
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        return f"{value!r} is not a valid URL"
-    if parts.scheme not in ("http", "https"):
-        return f"{value!r}: the scheme must be http or https"
-    if not parts.hostname:
-        return f"{value!r} has no host"
-    if port == 0:
-        return f"{value!r}: port 0 is not valid"
-    return None
+#: The key types Envoy's jwt_authn verifies with a public key.
+PUBLIC_KEY_TYPES = ("RSA", "EC", "OKP")
 
 
 def jwks_error(value: str) -> str | None:
@@ -61,15 +52,30 @@ def jwks_error(value: str) -> str | None:
     keys = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(keys, list) or not keys or not all(isinstance(k, dict) for k in keys):
         return 'must be a JSON Web Key Set: {"keys": [{...}, ...]}'
-    for key in keys:
-        if not isinstance(key.get("kty"), str):
-            return "every key needs a kty (key type)"
+    for index, key in enumerate(keys):
+        kty = key.get("kty")
+        if not isinstance(kty, str):
+            return f"keys[{index}] needs a kty (key type)"
+        if kty == "oct":
+            return (
+                f"keys[{index}] is a symmetric key (kty oct): a secret cannot be put in a "
+                "policy; sign the tokens with a private key and give its public key "
+                f"({', '.join(PUBLIC_KEY_TYPES)})"
+            )
+        if kty not in PUBLIC_KEY_TYPES:
+            return f"keys[{index}]: kty {kty!r} is not one of {', '.join(PUBLIC_KEY_TYPES)}"
     return None
 
 
 def _check_rule(rule: JWTRule, path: str, errors: Errors) -> None:
-    if rule.jwks is not None and rule.jwks_uri is not None:
-        errors.append(FieldError(path, "set jwks or jwksUri, not both"))
+    if rule.jwks is None:
+        errors.append(
+            FieldError(
+                child(path, "jwks"),
+                "jwks is required: Interlock does not fetch key sets (jwksUri) or discover "
+                "them from the issuer yet; give the issuer's public keys inline",
+            )
+        )
 
 
 JWT_RULE: Obj[JWTRule] = Obj(
@@ -77,7 +83,6 @@ JWT_RULE: Obj[JWTRule] = Obj(
     {
         "issuer": Field(Str(non_empty=True), required=True),
         "audiences": ListOf(Str(non_empty=True)),
-        "jwksUri": Str(check=jwks_uri_error, non_empty=True),
         "jwks": Str(check=jwks_error, non_empty=True),
         "fromHeaders": ListOf(
             Obj(
@@ -89,7 +94,12 @@ JWT_RULE: Obj[JWTRule] = Obj(
         "forwardOriginalToken": Bool(),
         "outputPayloadToHeader": header_name(),
     },
-    unsupported=["fromCookies", "outputClaimToHeaders", "timeout"],
+    unsupported={
+        "jwksUri": "give the public keys inline with jwks",
+        "fromCookies": "",
+        "outputClaimToHeaders": "",
+        "timeout": "",
+    },
     checks=[_check_rule],
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from interlock.model import MeshState, Proxy
 from interlock.model.identity import MeshIdentity
 from interlock.xds.naming import inbound_route
-from interlock.xds.translate import mtls
+from interlock.xds.translate import authz, jwt, mtls
 from interlock.xds.translate.clusters import inbound_cluster, outbound_cluster
 from interlock.xds.translate.common import config_source
 from interlock.xds.translate.consistency import check_consistency
@@ -48,6 +48,9 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
       secrets ``default`` and ``ROOTCA``, which are per proxy and not part of the result.
     - Traffic policies (VirtualService, DestinationRule, ServiceEntry, Gateway, RateLimit)
       are then applied to them (:mod:`interlock.xds.translate.traffic`).
+    - A sidecar's inbound side enforces the RequestAuthentications (:mod:`.jwt`) and
+      AuthorizationPolicies (:mod:`.authz`) of its workload; without ``identity`` the mesh's
+      defaults (trust domain, root namespace) are used for them.
 
     Resources of each kind are sorted by name; problems are sorted.
     """
@@ -58,7 +61,11 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
     if identity is not None:
         mode = mtls.proxy_mode(state, proxy, identity.root_namespace)
         inbound_security = InboundSecurity(identity, mode, source)
-    plan = plan_listeners(proxy, services, telemetry_plan, inbound_security)
+    security_identity = identity or MeshIdentity()
+    authentications = jwt.applicable_authentications(state, proxy, security_identity.root_namespace)
+    plan = plan_listeners(
+        proxy, services, telemetry_plan, inbound_security, jwt.authn_filter(authentications)
+    )
     clusters = [outbound_cluster(s, source, identity) for s in services]
     if plan.inbound is not None:
         clusters.append(inbound_cluster(plan.inbound.app_port, plan.inbound.protocol))
@@ -92,6 +99,14 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
         plan=telemetry_plan,
         mutual_tls=lambda name: mtls.mutual_tls_instances(state, name, identity),
         inbound_route=inbound_route(plan.inbound.app_port) if plan.inbound else None,
+    )
+    draft.problems += authz.apply_authorization(
+        state,
+        proxy,
+        draft.route(inbound_route(plan.inbound.app_port)) if plan.inbound else None,
+        security_identity,
+        authentications,
+        tcp_inbound=plan.inbound is not None and not plan.inbound.protocol.is_http,
     )
     return Resources(
         listeners=tuple(sorted(draft.listeners, key=lambda r: r.name)),

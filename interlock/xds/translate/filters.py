@@ -1,8 +1,8 @@
 """Network filters: the HTTP connection manager and tcp_proxy of every listener.
 
-The seams for later work are here: JWT (RequestAuthentication) and RBAC (AuthorizationPolicy)
-filters go into :func:`http_filters` before the router; access logs attach to the connection
-manager and tcp_proxy built below.
+Policy filters (JWT for RequestAuthentication, RBAC for AuthorizationPolicy, CORS, fault, rate
+limit) go before the router (:mod:`interlock.xds.translate.route_filters`); access logs attach
+to the connection manager and tcp_proxy built below.
 """
 
 from __future__ import annotations
@@ -80,11 +80,17 @@ def inbound_connection_manager(
     source: config_source_pb2.ConfigSource | None = None,
     access_logs: list[accesslog_pb2.AccessLog] | None = None,
     tracing: hcm_pb2.HttpConnectionManager.Tracing | None = None,
+    authn: hcm_pb2.HttpFilter | None = None,
 ) -> hcm_pb2.HttpConnectionManager:
     """The connection manager of an HTTP inbound listener. Its routes come over RDS, so a new
     service (a new virtual cluster to count its calls) changes the routes, not the listener:
-    Envoy would drain a changed listener's connections."""
-    manager = _connection_manager(stat_prefix, route_filters.inbound_http_filters())
+    Envoy would drain a changed listener's connections. ``authn`` is the JWT filter of the
+    workload's RequestAuthentications, if any.
+
+    Paths are normalized (RFC 3986: ``/a/../b`` is ``/b``) before any filter sees them, so an
+    AuthorizationPolicy's ``paths`` cannot be dodged by spelling a path differently."""
+    manager = _connection_manager(stat_prefix, route_filters.inbound_http_filters(authn))
+    manager.normalize_path.CopyFrom(boolean(True))
     manager.rds.CopyFrom(
         hcm_pb2.Rds(
             config_source=source or ads_config_source(), route_config_name=route_config_name

@@ -67,11 +67,13 @@ def inbound_listener(
     inbound: Inbound,
     plan: telemetry.TelemetryPlan = telemetry.DEFAULT_PLAN,
     security: tls.InboundSecurity | None = None,
+    authn: hcm_pb2.HttpFilter | None = None,
 ) -> listener_pb2.Listener:
     """Mesh traffic for this sidecar's app: HTTP through a connection manager whose routes
     (over RDS) send everything to the app, tcp straight through. With ``security``, the
     connections the mode accepts (mTLS and/or plain text), and the app learns the caller's
-    SPIFFE ID from ``x-forwarded-client-cert``."""
+    SPIFFE ID from ``x-forwarded-client-cert``. ``authn`` (a JWT filter) goes into the HTTP
+    connection manager."""
     address = proxy.inbound_address
     stat_prefix = naming.inbound_stat_prefix(inbound.port)
     if inbound.protocol.is_http:
@@ -81,6 +83,7 @@ def inbound_listener(
             config_source(proxy),
             telemetry.http_access_logs(proxy, inbound=True, plan=plan),
             telemetry.http_tracing(proxy, plan.tracing) if plan.tracing else None,
+            authn,
         )
         if security is not None:
             tls.forward_client_identity(manager)
@@ -160,6 +163,7 @@ def plan_listeners(
     services: Sequence[Service],
     telemetry_plan: telemetry.TelemetryPlan = telemetry.DEFAULT_PLAN,
     inbound_security: tls.InboundSecurity | None = None,
+    inbound_authn: hcm_pb2.HttpFilter | None = None,
 ) -> ListenerPlan:
     """Every listener ``proxy`` should have, given the mesh's ``services``.
 
@@ -168,7 +172,8 @@ def plan_listeners(
     outbound HTTP listener (when ``outbound_port`` is set) and, with it, one listener per tcp
     service on ``outbound_address:<service.port>``, by namespace and name. A listener whose
     address:port is already taken is left out and reported; no two listeners ever share one.
-    Gateways get no inbound listener (yet).
+    Gateways get no inbound listener (yet). ``inbound_authn`` (a JWT filter) goes into the
+    inbound HTTP connection manager.
     """
     plan = ListenerPlan()
     table = PortTable()
@@ -204,7 +209,9 @@ def plan_listeners(
         else:
             plan.inbound = Inbound(proxy.inbound_port, proxy.app_port, own.protocol)
             plan.listeners.append(
-                inbound_listener(proxy, plan.inbound, telemetry_plan, inbound_security)
+                inbound_listener(
+                    proxy, plan.inbound, telemetry_plan, inbound_security, inbound_authn
+                )
             )
 
     if proxy.outbound_port is None:
