@@ -270,6 +270,7 @@ async def serve(
             metrics=metrics,
             auth=ApiAuth(store.security.find_token, open_reads=settings.open_reads),
             ca_admin=CaAdmin(kek, settings.trust_domain, utc_now, settings.leaf_lifetime),
+            root_namespace=settings.root_namespace,
         )
         config = uvicorn.Config(api, log_level="warning", access_log=False, lifespan="off")
         api_server = _EmbeddedUvicorn(config)

@@ -14,6 +14,7 @@ from interlock.api.auth import ApiAuth, BearerAuth
 from interlock.api.body import BodyLimit
 from interlock.api.routers import ROUTERS
 from interlock.api.routers.ca import CaAdmin
+from interlock.model.identity import DEFAULT_ROOT_NAMESPACE
 from interlock.store import Store
 from interlock.telemetry.graph import Graph
 from interlock.telemetry.metrics import ControlPlaneMetrics
@@ -40,6 +41,7 @@ def create_app(
     max_body_bytes: int = 1_048_576,
     auth: ApiAuth | None = None,
     ca_admin: CaAdmin | None = None,
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE,
 ) -> FastAPI:
     """An ASGI app serving API v1 from ``store`` (OpenAPI at ``/openapi.json``).
 
@@ -53,7 +55,7 @@ def create_app(
     ``auth`` makes every request but ``/healthz``, ``/openapi.json`` and ``/ui`` carry an admin
     bearer token (reads too, unless ``auth.open_reads``); the server always passes one, and
     only in-process tests of other behaviour leave it out. ``ca_admin`` enables
-    ``/v1/ca/rotation``.
+    ``/v1/ca/rotation``. ``root_namespace`` is the mesh's (policy problems depend on it).
     """
     app = FastAPI(
         title="Interlock",
@@ -69,6 +71,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.commit_times = {}
     app.state.ca_admin = ca_admin
+    app.state.root_namespace = root_namespace
     problems.install(app)
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
     if metrics is not None:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from interlock.api.body import JsonRoute
 from interlock.api.problems import RESPONSES
 from interlock.model.errors import FieldError, InterlockError
+from interlock.model.identity import DEFAULT_ROOT_NAMESPACE
 from interlock.store import Store
 
 REVISION_HEADER = "Interlock-Revision"
@@ -32,6 +33,14 @@ def get_store(request: Request) -> Store:
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
+
+
+def get_root_namespace(request: Request) -> str:
+    """The mesh's root namespace (where mesh-wide policies live)."""
+    return str(getattr(request.app.state, "root_namespace", DEFAULT_ROOT_NAMESPACE))
+
+
+RootNamespaceDep = Annotated[str, Depends(get_root_namespace)]
 
 
 @contextlib.contextmanager

@@ -224,3 +224,22 @@ def test_lookups_by_host() -> None:
     assert service_for_host(current, "reviews", "default") == REVIEWS
     assert host_is_known(current, "*.default.svc.cluster.local", "default")
     assert not host_is_known(current, "api.example.com", "default")
+
+
+def test_a_root_namespace_authorization_policy_selects_across_namespaces() -> None:
+    """Istio applies a selector policy of the root namespace to matching workloads of every
+    namespace, so it warns only when no namespace has a match (and the root is configurable)."""
+    rules = [{"to": [{"operation": {"methods": ["DELETE"]}}]}]
+    selects_reviews = {"selector": {"matchLabels": {"app": "reviews"}}, "rules": rules}
+    selects_nothing = {"selector": {"matchLabels": {"app": "ratings"}}, "rules": rules}
+    mesh = state(
+        doc(SEC, "AuthorizationPolicy", "reviews", selects_reviews, namespace="interlock-system"),
+        doc(SEC, "AuthorizationPolicy", "nothing", selects_nothing, namespace="interlock-system"),
+    )
+    problems = problems_by_resource(mesh)
+    assert "AuthorizationPolicy/interlock-system/reviews" not in problems
+    [nothing] = problems["AuthorizationPolicy/interlock-system/nothing"]
+    assert nothing.message == "selects no instance in any namespace (yet)"
+    # With another root namespace, interlock-system is an ordinary namespace again.
+    elsewhere = problems_by_resource(mesh, "mesh-root")
+    assert "AuthorizationPolicy/interlock-system/reviews" in elsewhere

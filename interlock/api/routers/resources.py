@@ -26,7 +26,13 @@ from interlock.api.resource_views import (
     ResourceWritten,
     applied_views,
 )
-from interlock.api.routing import StoreDep, api_router, at_revision, errors_at
+from interlock.api.routing import (
+    RootNamespaceDep,
+    StoreDep,
+    api_router,
+    at_revision,
+    errors_at,
+)
 from interlock.api.schemas import RevisionResponse
 from interlock.model.errors import FieldError, InvalidInput, NotFound
 from interlock.model.policy import KindInfo, known_kinds_text, lookup_kind, read_resources
@@ -86,7 +92,11 @@ def _state_after(store: Store, result: ApplyResult) -> MeshState:
 
 @router.post("", openapi_extra=REQUEST_BODY, response_model_exclude_none=True)
 def apply_resources(
-    documents: DocumentsDep, store: StoreDep, response: Response, dry_run: DryRun = False
+    documents: DocumentsDep,
+    store: StoreDep,
+    root: RootNamespaceDep,
+    response: Response,
+    dry_run: DryRun = False,
 ) -> ApplyResponse:
     """Create or replace every object of the body in one transaction and one revision. One
     invalid object rejects them all (422; each error's field starts with the document's
@@ -94,7 +104,7 @@ def apply_resources(
     ``unchanged``; if all are, no revision is created."""
     resources = read_resources(documents.items, batch=documents.batch)
     result = store.apply_resources(resources, dry_run=dry_run)
-    problems = problems_by_resource(_state_after(store, result))
+    problems = problems_by_resource(_state_after(store, result), root)
     return ApplyResponse(
         revision=at_revision(response, result.revision),
         dryRun=dry_run,
@@ -105,6 +115,7 @@ def apply_resources(
 @router.get("", response_model_exclude_none=True)
 def list_resources(
     store: StoreDep,
+    root: RootNamespaceDep,
     response: Response,
     kind: Annotated[str | None, Query(description="only this kind (any of its names)")] = None,
     namespace: Annotated[str | None, Query(description="only this namespace")] = None,
@@ -115,7 +126,7 @@ def list_resources(
         raise InvalidInput(message, errors=(FieldError("query.namespace", message),))
     with store.snapshot() as snap:
         state = snap.state()
-    problems = problems_by_resource(state)
+    problems = problems_by_resource(state, root)
     items = [
         ResourceView.of(r, problems.get(r.ref, ()))
         for r in state.policies.resources()
@@ -137,6 +148,7 @@ def put_resource(
     name: NamePath,
     documents: DocumentsDep,
     store: StoreDep,
+    root: RootNamespaceDep,
     response: Response,
     dry_run: DryRun = False,
 ) -> ResourceWritten:
@@ -149,7 +161,7 @@ def put_resource(
     document = _with_path(documents.items[0], key)
     resource = read_resources([document], batch=False)[0]
     result = store.apply_resources([resource], dry_run=dry_run)
-    problems = problems_by_resource(_state_after(store, result))
+    problems = problems_by_resource(_state_after(store, result), root)
     applied = result.items[0]
     if applied.outcome == "created" and not dry_run:
         response.status_code = status.HTTP_201_CREATED
@@ -195,13 +207,18 @@ def _with_path(document: object, key: ResourceKey) -> object:
 
 @router.get("/{kind}/{namespace}/{name}", response_model_exclude_none=True)
 def get_resource(
-    kind: KindPath, namespace: NamespacePath, name: NamePath, store: StoreDep, response: Response
+    kind: KindPath,
+    namespace: NamespacePath,
+    name: NamePath,
+    store: StoreDep,
+    root: RootNamespaceDep,
+    response: Response,
 ) -> ResourceResponse:
     key = _key(kind, namespace, name)
     with errors_at(**AT_PATH), store.snapshot() as snap:
         resource: Resource = snap.get_resource(key)
         state = snap.state()
-    problems = problems_by_resource(state).get(resource.ref, ())
+    problems = problems_by_resource(state, root).get(resource.ref, ())
     view = ResourceView.of(resource, problems)
     return ResourceResponse(revision=at_revision(response, state.revision), **view.model_dump())
 

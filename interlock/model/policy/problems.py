@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from interlock.model.identity import DEFAULT_ROOT_NAMESPACE
 from interlock.model.policy.common import Destination
 from interlock.model.policy.destination_rule import DestinationRule
 from interlock.model.policy.hosts import canonical_host
@@ -41,22 +42,28 @@ ERROR = Severity.ERROR
 WARNING = Severity.WARNING
 
 
-def policy_problems(state: MeshState) -> tuple[Problem, ...]:
-    """Every cross-resource problem of the policies in ``state``, sorted."""
-    return tuple(sorted(_Checker(state).run()))
+def policy_problems(
+    state: MeshState, root_namespace: str = DEFAULT_ROOT_NAMESPACE
+) -> tuple[Problem, ...]:
+    """Every cross-resource problem of the policies in ``state``, sorted. ``root_namespace``
+    is the mesh's (an AuthorizationPolicy there with a selector applies in every namespace)."""
+    return tuple(sorted(_Checker(state, root_namespace).run()))
 
 
-def problems_by_resource(state: MeshState) -> Mapping[str, tuple[Problem, ...]]:
+def problems_by_resource(
+    state: MeshState, root_namespace: str = DEFAULT_ROOT_NAMESPACE
+) -> Mapping[str, tuple[Problem, ...]]:
     """:func:`policy_problems` grouped by resource (``VirtualService/default/reviews``)."""
     grouped: dict[str, list[Problem]] = defaultdict(list)
-    for problem in policy_problems(state):
+    for problem in policy_problems(state, root_namespace):
         grouped[problem.resource].append(problem)
     return {ref: tuple(problems) for ref, problems in grouped.items()}
 
 
 class _Checker:
-    def __init__(self, state: MeshState) -> None:
+    def __init__(self, state: MeshState, root_namespace: str = DEFAULT_ROOT_NAMESPACE) -> None:
         self.state = state
+        self.root_namespace = root_namespace
         self.policies = state.policies
         self.found: list[Problem] = []
         #: The oldest mesh VirtualService routing each host (canonical form).
@@ -86,10 +93,11 @@ class _Checker:
         for kind_policies in (
             self.policies.peer_authentications,
             self.policies.request_authentications,
-            self.policies.authorization_policies,
         ):
             for policy in kind_policies:
                 self._selector(policy, policy.spec.selector, "spec.selector.matchLabels")
+        for ap in self.policies.authorization_policies:
+            self._selector(ap, ap.spec.selector, "spec.selector.matchLabels", mesh_wide=True)
         self._rate_limits()
         self._telemetries()
         self.found.extend(translation_limits(self.state))
@@ -241,8 +249,19 @@ class _Checker:
                     WARNING,
                 )
 
-    def _selector(self, policy: Policy[Any], selector: Any, field: str) -> None:
+    def _selector(
+        self, policy: Policy[Any], selector: Any, field: str, *, mesh_wide: bool = False
+    ) -> None:
+        """Warn when ``selector`` selects no instance of the policy's namespace (of any
+        namespace, for a policy that applies ``mesh_wide`` from the root namespace)."""
         if selector is None:
+            return
+        if mesh_wide and policy.namespace == self.root_namespace:
+            namespaces = sorted({s.namespace for s in self.state.services.values()})
+            if not any(
+                selected_instances(self.state, ns, selector.match_labels) for ns in namespaces
+            ):
+                self.report(policy, field, "selects no instance in any namespace (yet)", WARNING)
             return
         if not selected_instances(self.state, policy.namespace, selector.match_labels):
             self.report(
