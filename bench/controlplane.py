@@ -166,7 +166,8 @@ class ControlPlane:
             "--admin-token-file",
             str(self.admin_token_file),
             "--log-level",
-            "warning",
+            # BENCH_SERVER_LOG=debug shows every stream the server opens (to debug a figure)
+            os.environ.get("BENCH_SERVER_LOG", "warning"),
             *(["--ca-kek-file", str(self.kek_file)] if self.kek_file else []),
             *self.extra,
         ]
