@@ -3,9 +3,10 @@
 - Root rotation (`interlock ca rotate`, all three steps, both ADS variants): no request fails at
   any step, every sidecar ends up with a certificate of the new CA and a bundle of the new root
   only.
-- Leaf renewal with a 60 s lifetime (one variant: it takes about 100 s): `/certs` shows a new
-  serial 27-33 s after the previous certificate was issued, three times in a row, while an HTTP/2
-  connection opened before the first renewal keeps working and no request fails.
+- Leaf renewal with a 60 s lifetime (about 100 s; a delta pair and a SotW pair of sidecars share
+  the wait): `/certs` shows a new serial 27-33 s after the previous certificate was issued, three
+  times in a row, while an HTTP/2 connection opened before the first renewal keeps working and no
+  request fails.
 """
 
 from __future__ import annotations
@@ -133,64 +134,100 @@ def issued_at(sidecar: Sidecar) -> dict[str, float]:
     return out
 
 
-@pytest.mark.parametrize("xds_protocol", ["delta"])
+class _Pair:
+    """A caller sidecar and a gRPC callee sidecar on one ADS variant, with one HTTP/2
+    connection from a client to the caller's sidecar, opened once and kept open."""
+
+    def __init__(
+        self, server: ServerProcess, tmp_path: Path, protocol: str, caller: str, callee: str
+    ) -> None:
+        self.protocol = protocol
+        self.callee_name = callee
+        self.caller_app = UpstreamApp(caller, f"{caller}-1")
+        self.sidecars: list[Sidecar] = []
+        self.channel: grpc.Channel | None = None
+        self.failures: list[str] = []
+        self.calls = 0
+        self.caller = Sidecar(
+            caller, f"{caller}-1", self.caller_app.port, server, tmp_path, protocol
+        )
+        self.sidecars.append(self.caller)
+        self.callee: Sidecar | None = None
+        self.tmp_path = tmp_path
+        self.server = server
+
+    def start(self, app_port: int) -> None:
+        self.callee = Sidecar(
+            self.callee_name,
+            f"{self.callee_name}-1",
+            app_port,
+            self.server,
+            self.tmp_path,
+            self.protocol,
+            extra=["--protocol", "grpc"],
+        )
+        self.sidecars.append(self.callee)
+        for sidecar in self.sidecars:
+            sidecar.start()
+        for sidecar in self.sidecars:
+            sidecar.wait_listening()
+        self.channel = grpc.insecure_channel(
+            f"127.0.0.1:{self.caller.outbound_port}",
+            options=[("grpc.default_authority", self.callee_name)],
+        )
+        self.echo: Any = self.channel.unary_unary("/echo.Echo/Say")
+        wait_until(lambda: self.echo(b"hi", timeout=2) == b"hi", 15, what="gRPC through the mesh")
+
+    @property
+    def cluster(self) -> str:
+        return f"cluster.outbound|8080||{self.callee_name}.default"
+
+    def call_until(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                assert self.echo(b"ping", timeout=5) == b"ping"
+                self.calls += 1
+            except Exception as exc:
+                self.failures.append(repr(exc))
+            stop.wait(0.02)
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        for sidecar in self.sidecars:
+            sidecar.stop()
+        self.caller_app.close()
+
+
 def test_leaf_certificates_renew_at_half_their_lifetime_without_breaking_a_connection(
-    leaf_server: ServerProcess, tmp_path: Path, xds_protocol: str
+    leaf_server: ServerProcess, tmp_path: Path
 ) -> None:
-    """SLOW (~100 s, one ADS variant only): three renewals of 60 s certificates."""
+    """SLOW (~100 s): three renewals of 60 s certificates, for a delta pair and a SotW pair
+    of sidecars at once (the wait is the lifetime's, so both variants share it)."""
     grpc_app = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     grpc_app.add_generic_rpc_handlers([EchoService()])
     app_port = grpc_app.add_insecure_port("127.0.0.1:0")
     grpc_app.start()
-    caller_app = UpstreamApp("a", "a-1")
-    sidecars: list[Sidecar] = []
-    channel: grpc.Channel | None = None
+    pairs = [
+        _Pair(leaf_server, tmp_path, "delta", "a", "b"),
+        _Pair(leaf_server, tmp_path, "sotw", "c", "d"),
+    ]
+    stop = threading.Event()
+    callers: list[threading.Thread] = []
     try:
-        a = Sidecar("a", "a-1", caller_app.port, leaf_server, tmp_path, xds_protocol)
-        b = Sidecar(
-            "b",
-            "b-1",
-            app_port,
-            leaf_server,
-            tmp_path,
-            xds_protocol,
-            extra=["--protocol", "grpc"],
-        )
-        sidecars += [a, b]
-        a.start().wait_listening()
-        b.start().wait_listening()
-
-        # One HTTP/2 connection from the client to a's sidecar, opened now and kept open;
-        # a's sidecar keeps one HTTP/2 (mTLS) connection to b's.
-        channel = grpc.insecure_channel(
-            f"127.0.0.1:{a.outbound_port}", options=[("grpc.default_authority", "b")]
-        )
-        echo: Any = channel.unary_unary("/echo.Echo/Say")
-        wait_until(lambda: echo(b"hi", timeout=2) == b"hi", 15, what="gRPC through the mesh")
-
-        cluster = "cluster.outbound|8080||b.default"
-        first_cx = a.stats()[f"{cluster}.upstream_cx_total"]
-        failures: list[str] = []
-        calls = [0]
-        stop = threading.Event()
-
-        def call_forever() -> None:
-            while not stop.is_set():
-                try:
-                    assert echo(b"ping", timeout=5) == b"ping"
-                    calls[0] += 1
-                except Exception as exc:
-                    failures.append(repr(exc))
-                stop.wait(0.02)
-
-        caller = threading.Thread(target=call_forever, daemon=True)
-        caller.start()
-        issued = {sc.instance_id: issued_at(sc) for sc in (a, b)}
-        renewals: dict[str, list[float]] = {"a-1": [], "b-1": []}
+        for pair in pairs:
+            pair.start(app_port)
+        first_cx = {p.protocol: p.caller.stats()[f"{p.cluster}.upstream_cx_total"] for p in pairs}
+        for pair in pairs:
+            callers.append(threading.Thread(target=pair.call_until, args=(stop,), daemon=True))
+            callers[-1].start()
+        sidecars = [sc for pair in pairs for sc in pair.sidecars]
+        issued = {sc.instance_id: issued_at(sc) for sc in sidecars}
+        renewals: dict[str, list[float]] = {sc.instance_id: [] for sc in sidecars}
         deadline = time.monotonic() + 120
         while min(len(r) for r in renewals.values()) < 3 and time.monotonic() < deadline:
             time.sleep(0.25)
-            for sc in (a, b):
+            for sc in sidecars:
                 now_serials = issued_at(sc)
                 new = set(now_serials) - set(issued[sc.instance_id])
                 if new:
@@ -198,24 +235,24 @@ def test_leaf_certificates_renew_at_half_their_lifetime_without_breaking_a_conne
                     renewals[sc.instance_id].append(time.time() - previous)
                     issued[sc.instance_id] = now_serials
         stop.set()
-        caller.join(10)
+        for caller in callers:
+            caller.join(10)
 
         print(f"\nseconds from issue to the next certificate in /certs: {renewals}")
         assert all(len(r) >= 3 for r in renewals.values()), renewals
         for instance, gaps in renewals.items():
             for gap in gaps[:3]:
                 assert 27.0 <= gap <= 33.0, (instance, gaps)
-        assert failures == [], failures[:5]
-        assert calls[0] > 100
-        # The connection opened before the first renewal is the one still in use.
-        stats = a.stats()
-        assert stats[f"{cluster}.upstream_cx_total"] == first_cx
-        assert stats.get(f"{cluster}.upstream_cx_destroy", 0) == 0
-        assert echo(b"after", timeout=2) == b"after"
+        for pair in pairs:
+            assert pair.failures == [], (pair.protocol, pair.failures[:5])
+            assert pair.calls > 100, pair.protocol
+            # The connection opened before the first renewal is the one still in use.
+            stats = pair.caller.stats()
+            assert stats[f"{pair.cluster}.upstream_cx_total"] == first_cx[pair.protocol]
+            assert stats.get(f"{pair.cluster}.upstream_cx_destroy", 0) == 0
+            assert pair.echo(b"after", timeout=2) == b"after"
     finally:
-        if channel is not None:
-            channel.close()
-        for sc in sidecars:
-            sc.stop()
-        caller_app.close()
+        stop.set()
+        for pair in pairs:
+            pair.close()
         grpc_app.stop(0)
