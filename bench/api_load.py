@@ -191,7 +191,8 @@ def _run_one(db: str, db_url: str | None, seconds: float, sweep: list[int]) -> F
             if len(sweep) > 1:
                 for clients in sweep:
                     lat, statuses, elapsed, _ = _load(server, clients, 4.0)
-                    tried[clients] = statuses.get(200, 0) / elapsed if elapsed else 0.0
+                    done = statuses.get(200, 0) + statuses.get(201, 0)  # 201: a new instance
+                    tried[clients] = done / elapsed if elapsed else 0.0
                 clients = max(tried, key=lambda c: tried[c])
             else:
                 clients = sweep[0]
