@@ -13,6 +13,7 @@ body encoded for one stream is reused by every other stream that receives the sa
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import weakref
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,7 @@ from interlock.xds import wire
 
 _BODY_CACHE_LIMIT: Final = 16
 _DERIVED_CACHE_LIMIT: Final = 256
+_RECENT_CONTENTS: Final = 16  # per type URL
 
 
 @dataclass
@@ -253,6 +255,9 @@ class Pool:
             weakref.WeakValueDictionary()
         )
         self._any_prefix: dict[str, bytes] = {}
+        # The latest contents stay interned a while after nothing serves them: a proxy that
+        # reconnects holding the previous version is then matched to it (see ``held``).
+        self._recent: dict[str, collections.deque[Content]] = {}
 
     def entry(self, type_url: str, name: str, data: bytes) -> Entry:
         """The entry for a resource serialized as ``data`` (encoded once per distinct bytes)."""
@@ -269,10 +274,15 @@ class Pool:
             self.stats.entries_encoded += 1
         return found
 
+    @staticmethod
+    def _version(versions: Iterable[tuple[str, str]]) -> str:
+        """The version of a content holding these (name, resource version) pairs."""
+        listing = "".join([f"{name}\0{version}\n" for name, version in sorted(versions)])
+        return hashlib.blake2b(listing.encode(), digest_size=8).hexdigest()
+
     def content(self, type_url: str, entries: dict[str, Entry]) -> Content:
         """The interned content holding exactly ``entries`` (the dict is adopted, not copied)."""
-        listing = "".join([f"{name}\0{entries[name].version}\n" for name in sorted(entries)])
-        version = hashlib.blake2b(listing.encode(), digest_size=8).hexdigest()
+        version = self._version((name, entry.version) for name, entry in entries.items())
         key = (type_url, version)
         found = self._contents.get(key)
         if found is None:
@@ -281,10 +291,19 @@ class Pool:
             # must not resolve to one that cannot be sent.
             if all(entry.sotw_field is not None for entry in entries.values()):
                 self._contents[key] = found
+                recent = self._recent.get(type_url)
+                if recent is None:
+                    recent = self._recent[type_url] = collections.deque(maxlen=_RECENT_CONTENTS)
+                recent.append(found)
         return found
 
     def held(self, type_url: str, versions: Mapping[str, str]) -> Content:
-        """What a proxy says it holds (name → version), as a content of placeholder entries."""
+        """What a proxy says it holds (name → version): the interned content it names when
+        there is one (the usual reconnect: it holds exactly what it was sent), else a content
+        of placeholder entries."""
+        found = self._contents.get((type_url, self._version(versions.items())))
+        if found is not None:
+            return found
         return self.content(
             type_url, {name: Entry(type_url, name, v, None) for name, v in versions.items()}
         )

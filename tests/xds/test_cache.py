@@ -181,3 +181,23 @@ def test_invalid_resources_are_refused_and_the_last_snapshot_kept(
         cache.set_snapshot("k", resources, revision=2)
     snapshot = cache.get("k")
     assert snapshot is not None and snapshot.revision == 1
+
+
+def test_what_a_reconnecting_proxy_holds_resolves_to_the_content_it_was_sent() -> None:
+    """A delta reconnect names what it holds (name -> version); when that is exactly a content
+    the cache knows, that content is used as is (no placeholder per resource), and anything
+    else becomes placeholders that are never sent."""
+    cache = SnapshotCache()
+    cache.set_snapshot("k", mesh(), revision=1)
+    snapshot = cache.get("k")
+    assert snapshot is not None
+    sent = snapshot.content(rt.CLUSTER)
+    versions = {name: entry.version for name, entry in sent.entries.items()}
+
+    assert cache.pool.held(rt.CLUSTER, versions) is sent
+
+    stale = {name: "0000000000000000" for name in versions}
+    held = cache.pool.held(rt.CLUSTER, stale)
+    assert held is not sent
+    assert set(held.entries) == set(versions)
+    assert all(entry.placeholder for entry in held.entries.values())
