@@ -9,7 +9,6 @@ deregisters, drains and stops it — like the sidecar.
 from __future__ import annotations
 
 import ipaddress
-import os
 import signal
 import tempfile
 import threading
@@ -32,7 +31,15 @@ from interlock.sidecar.bootstrap import (
     locality_fields,
 )
 from interlock.sidecar.envoy import EnvoyProcess, find_envoy
-from interlock.sidecar.run import Say, SidecarError, SidecarOptions, read_api_token, resolve_address
+from interlock.sidecar.run import (
+    Say,
+    SidecarError,
+    SidecarOptions,
+    read_api_token,
+    resolve_address,
+    serve_until_stopped,
+    write_private,
+)
 
 GATEWAY_LABEL = "gateway"
 ISTIO_LABEL = "istio"
@@ -181,12 +188,6 @@ def _deregister(client: InterlockClient, spec: GatewaySpec, say: Say) -> None:
         say(f"could not deregister: {exc}")
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-
-
 def run_gateway(spec: GatewaySpec, opts: SidecarOptions, say: Say = print) -> int:
     """Run until Envoy exits or a signal arrives; returns the exit code for the CLI."""
     binary = find_envoy(opts.envoy)
@@ -217,11 +218,9 @@ def run_gateway(spec: GatewaySpec, opts: SidecarOptions, say: Say = print) -> in
             except ClientError as exc:
                 raise SidecarError(f"the control plane refused a proxy token: {exc}") from None
             token_file = Path(tmp) / "xds-token"
-            _write_private(token_file, str(issued["token"]))
+            write_private(token_file, str(issued["token"]))
             path = Path(tmp) / "bootstrap.yaml"
-            _write_private(
-                path, render_gateway_bootstrap(replace(spec, token_file=str(token_file)))
-            )
+            write_private(path, render_gateway_bootstrap(replace(spec, token_file=str(token_file))))
             envoy = EnvoyProcess(
                 binary,
                 path,
@@ -233,19 +232,13 @@ def run_gateway(spec: GatewaySpec, opts: SidecarOptions, say: Say = print) -> in
             envoy.start()
             ports = ", ".join(f"{p}->{spec.address}:{listen}" for p, listen in spec.ports)
             say(f"envoy pid {envoy.pid}: gateway ports {ports}, admin {envoy.admin_url}")
-            while envoy.poll() is None and not stop_requested.wait(0.2):
-                pass
-            if envoy.poll() is not None:
-                code = envoy.wait()
-                say(f"envoy exited with code {code}")
-                return code or 1
-            _deregister(client, spec, say)
-            registered = False
-            deadline = time.monotonic() + opts.drain_seconds
-            while time.monotonic() < deadline and envoy.poll() is None:
-                time.sleep(0.05)
-            envoy.stop()
-            return 0
+
+            def leave() -> None:
+                nonlocal registered
+                _deregister(client, spec, say)
+                registered = False
+
+            return serve_until_stopped(envoy, stop_requested, leave, opts.drain_seconds, say)
         finally:
             if envoy is not None:
                 envoy.stop()

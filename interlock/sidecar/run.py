@@ -148,6 +148,36 @@ def deregister(client: InterlockClient, spec: SidecarSpec, say: Say) -> None:
         say(f"could not deregister: {exc}")
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by this user only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def serve_until_stopped(
+    envoy: EnvoyProcess,
+    stop_requested: threading.Event,
+    leave: Callable[[], None],
+    drain_seconds: float,
+    say: Say,
+) -> int:
+    """Wait until Envoy exits (its code, or 1) or a stop is requested; then stop gracefully:
+    ``leave`` the mesh first, let Envoy drain for up to ``drain_seconds``, stop it (0)."""
+    while envoy.poll() is None and not stop_requested.wait(0.2):
+        pass
+    if envoy.poll() is not None:
+        code = envoy.wait()
+        say(f"envoy exited with code {code}")
+        return code or 1
+    leave()
+    deadline = time.monotonic() + drain_seconds
+    while time.monotonic() < deadline and envoy.poll() is None:
+        time.sleep(0.05)
+    envoy.stop()
+    return 0
+
+
 def run_sidecar(spec: SidecarSpec, opts: SidecarOptions, say: Say = print) -> int:
     """Run until Envoy exits or a signal arrives; returns the exit code for the CLI."""
     binary = find_envoy(opts.envoy)
@@ -178,9 +208,7 @@ def run_sidecar(spec: SidecarSpec, opts: SidecarOptions, say: Say = print) -> in
             token_file = fetch_proxy_token(client, spec, Path(tmp), say)
             bootstrap_text = render_sidecar_bootstrap(replace(spec, token_file=str(token_file)))
             path = Path(tmp) / "bootstrap.yaml"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(bootstrap_text)
+            write_private(path, bootstrap_text)
             envoy = EnvoyProcess(
                 binary,
                 path,
@@ -196,20 +224,13 @@ def run_sidecar(spec: SidecarSpec, opts: SidecarOptions, say: Say = print) -> in
                 f"outbound {spec.outbound_address}:{spec.outbound_port}, "
                 f"admin {envoy.admin_url}"
             )
-            while envoy.poll() is None and not stop_requested.wait(0.2):
-                pass
-            if envoy.poll() is not None:
-                code = envoy.wait()
-                say(f"envoy exited with code {code}")
-                return code or 1
-            # Graceful stop: leave the mesh first, drain, then stop Envoy.
-            deregister(client, spec, say)
-            registered = False
-            deadline = time.monotonic() + opts.drain_seconds
-            while time.monotonic() < deadline and envoy.poll() is None:
-                time.sleep(0.05)
-            envoy.stop()
-            return 0
+
+            def leave() -> None:
+                nonlocal registered
+                deregister(client, spec, say)
+                registered = False
+
+            return serve_until_stopped(envoy, stop_requested, leave, opts.drain_seconds, say)
         finally:
             if envoy is not None:
                 envoy.stop()
