@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import grpc
@@ -37,6 +38,7 @@ from google.protobuf.message import Message
 
 from interlock.model import InterlockError, MeshState, Problem, Proxy, StateChange
 from interlock.model.identity import PROXY_SECRETS, MeshIdentity
+from interlock.model.service import Instance
 from interlock.security.proxies import ProxySecurity
 from interlock.store import Store
 from interlock.telemetry.metrics import ControlPlaneMetrics
@@ -46,6 +48,9 @@ from interlock.xds.server import StreamGrant, StreamRejected
 from interlock.xds.translate import Resources, check_consistency, refresh_endpoints, translate
 
 log = logging.getLogger("interlock.reconcile")
+
+
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,10 @@ class Reconciler:
         self.identity = identity
         #: Per-proxy key → the proxy as its node describes it (labels come from the registry).
         self.proxies: dict[str, Proxy] = {}
-        self._labels: dict[tuple[str, str], Mapping[str, str]] = {}
-        self._labels_revision = -1
+        #: Per service: its instances (as in ``state``) and their labels by instance id.
+        self._labels: dict[str, tuple[tuple[Instance, ...], dict[str, Mapping[str, str]]]] = {}
+        #: Per-proxy key → the labels it was last placed with and the view key they gave.
+        self._placed: dict[str, tuple[Mapping[str, str], Proxy, str]] = {}
         self.store = store
         self.cache = cache
         self.debounce = debounce or DebounceSettings()
@@ -167,16 +174,38 @@ class Reconciler:
         )
 
     def _labelled(self, proxy: Proxy) -> Proxy:
-        """``proxy`` with its instance's registered labels (none when it is not registered)."""
+        """``proxy`` with its instance's registered labels (none when it is not registered).
+
+        The labels of a service's instances are indexed once per version of its instance
+        list (an instance-only revision keeps every other service's list as it was).
+        """
         state = self.state
-        if state is not None and self._labels_revision != state.revision:
-            self._labels = {
-                (i.service, i.instance_id): i.labels
-                for instances in state.instances.values()
-                for i in instances
-            }
-            self._labels_revision = state.revision
-        return proxy.with_labels(self._labels.get((proxy.service, proxy.node_id), {}))
+        instances = state.instances.get(proxy.service, ()) if state is not None else ()
+        index = self._labels.get(proxy.service)
+        if index is None or index[0] is not instances:
+            index = (instances, {i.instance_id: i.labels for i in instances})
+            self._labels[proxy.service] = index
+        return proxy.with_labels(index[1].get(proxy.node_id, _NO_LABELS))
+
+    def _placed_in(self, proxy_key: str, proxy: Proxy) -> tuple[Proxy, str]:
+        """``proxy`` labelled (see :meth:`_labelled`) and its view key, reusing the last
+        result while its instance's labels are the same object."""
+        state = self.state
+        instances = state.instances.get(proxy.service, ()) if state is not None else ()
+        index = self._labels.get(proxy.service)
+        placed = self._placed.get(proxy_key)
+        if (
+            placed is not None
+            and index is not None
+            and index[0] is instances
+            and index[1].get(proxy.node_id, _NO_LABELS) is placed[0]
+        ):
+            return placed[1], placed[2]
+        labelled = self._labelled(proxy)
+        index = self._labels[proxy.service]
+        key = labelled.view_key()
+        self._placed[proxy_key] = (index[1].get(proxy.node_id, _NO_LABELS), labelled, key)
+        return labelled, key
 
     def _ensure_view(self, proxy: Proxy) -> str:
         key = proxy.view_key()
@@ -251,10 +280,10 @@ class Reconciler:
         for proxy_key in self.security.attached() if self.security else {}:
             proxy = self.proxies.get(proxy_key)
             if proxy is not None:
-                labelled = self._labelled(proxy)
-                bases[proxy_key] = labelled.view_key()
-                if bases[proxy_key] not in self.views:
-                    self.views[bases[proxy_key]] = labelled.view()
+                labelled, base = self._placed_in(proxy_key, proxy)
+                bases[proxy_key] = base
+                if base not in self.views:
+                    self.views[base] = labelled.view()
         since = previous.revision if previous is not None else -1
         for key in list(self.views):
             self._build(key, change, since)
@@ -270,6 +299,7 @@ class Reconciler:
             for proxy_key in tuple(self.proxies):
                 if proxy_key not in attached:
                     del self.proxies[proxy_key]
+                    self._placed.pop(proxy_key, None)
         for key in list(self.views):
             if key in watched:
                 self._last_seen[key] = now

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -107,7 +108,9 @@ class ControlPlaneMetrics:
         self._variants: dict[int, str] = {}
         #: (stream, type) → revision of the response in flight: only a pushed revision's ACK
         #: is a convergence sample (not a reconnect that already held the config).
-        self._in_flight: dict[tuple[int, str], int | None] = {}
+        #: stream id → type → the revision of the response not ACKed yet.
+        self._in_flight: dict[int, dict[str, int | None]] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def watch(self, status: StatusRegistry, clock: Callable[[], float] = time.time) -> None:
         """Count pushes, NACKs and convergence from the status registry's events."""
@@ -120,26 +123,36 @@ class ControlPlaneMetrics:
                 self._variants[event.stream_id] = record.variant if record else "?"
             elif event.kind == "disconnected":
                 self._variants.pop(event.stream_id, None)
-                for key in [k for k in self._in_flight if k[0] == event.stream_id]:
-                    del self._in_flight[key]
+                self._in_flight.pop(event.stream_id, None)
             elif event.kind == "sent":
-                self.pushes.labels(kind, self._variants.get(event.stream_id, "?")).inc()
+                self._child(self.pushes, kind, self._variants.get(event.stream_id, "?")).inc()
                 self._observe(self.push_seconds, kind, event.revision, clock())
-                self._in_flight[(event.stream_id, kind)] = event.revision
+                self._in_flight.setdefault(event.stream_id, {})[kind] = event.revision
             elif event.kind == "ack":
-                if (event.stream_id, kind) in self._in_flight:
-                    sent = self._in_flight.pop((event.stream_id, kind))
-                    self._observe(self.convergence, kind, sent, clock())
+                flying = self._in_flight.get(event.stream_id)
+                if flying is not None and kind in flying:
+                    self._observe(self.convergence, kind, flying.pop(kind), clock())
             elif event.kind == "nack":
-                self._in_flight.pop((event.stream_id, kind), None)
-                self.nacks.labels(kind).inc()
+                flying = self._in_flight.get(event.stream_id)
+                if flying is not None:
+                    flying.pop(kind, None)
+                self._child(self.nacks, kind).inc()
 
-        status.add_listener(on_event)
+        status.add_listener(on_event, ("connected", "disconnected", "sent", "ack", "nack"))
 
     def _observe(self, histogram: Histogram, kind: str, revision: int | None, now: float) -> None:
         committed = self.commit_times.get(revision or -1)
         if committed is not None and now >= committed:
-            histogram.labels(kind).observe(now - committed)
+            self._child(histogram, kind).observe(now - committed)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once (``labels()`` takes a lock and builds
+        a key on every call; this runs for every response and every ACK)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def committed(self, revision: int, at: float) -> None:
         """Remember when ``revision`` committed (bounded: the newest 1,024 revisions)."""

@@ -166,6 +166,18 @@ class Content:
             found = self._remember(key, self._pool.content(self.type_url, merged))
         return found
 
+    def adds_to(self, held: Content) -> bool:
+        """True when this content has a name ``held`` lacks (cached: every stream of a view
+        asks it about the same two contents)."""
+        if held is self or not self.entries:
+            return False
+        key = ("adds", held.version)
+        cached = self._derived.get(key)
+        if cached is None:
+            adds = not self.entries.keys() <= held.entries.keys()
+            cached = self._remember(key, self if adds else self._pool.empty(self.type_url))
+        return cached is self
+
     def missing_from(self, held: Content) -> bool:
         """True when ``held`` has a name this content lacks."""
         if held is self:

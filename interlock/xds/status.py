@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,8 @@ class ProxyStatus:
     synced_revision: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class StatusEvent:
-    """Told to listeners as it happens."""
+class StatusEvent(NamedTuple):
+    """Told to listeners as it happens (a named tuple: one is made per response and per ACK)."""
 
     kind: EventKind
     stream_id: int
@@ -164,7 +163,12 @@ class StreamRecord:
         return found
 
     def _emit(self, kind: EventKind, rec: _TypeRecord, message: str | None = None) -> None:
-        self._registry.emit(
+        registry = self._registry
+        if not registry.wants(kind):
+            if kind != "nack":
+                registry.reached(self)
+            return
+        registry.emit(
             StatusEvent(
                 kind,
                 self.stream_id,
@@ -185,11 +189,18 @@ class StreamRecord:
         rec.revision_sent = revision
         rec.sent_at = self._registry.clock()
         rec.pending = True
-        self._registry.notify(
-            StatusEvent(
-                "sent", self.stream_id, self.snapshot_key, self.node_id, type_url, version, revision
+        if self._registry.wants("sent"):
+            self._registry.notify(
+                StatusEvent(
+                    "sent",
+                    self.stream_id,
+                    self.snapshot_key,
+                    self.node_id,
+                    type_url,
+                    version,
+                    revision,
+                )
             )
-        )
 
     def acked(self, type_url: str) -> None:
         """The proxy ACKed the last response of ``type_url``."""
@@ -282,7 +293,9 @@ class StatusRegistry:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._records: dict[int, StreamRecord] = {}
-        self._listeners: list[Callable[[StatusEvent], None]] = []
+        self._listeners: list[tuple[Callable[[StatusEvent], None], frozenset[str] | None]] = []
+        #: The kinds some listener wants (None: every kind).
+        self._wanted: frozenset[str] | None = frozenset()
         self._waiters: set[_Waiter] = set()
 
     # -- reading -----------------------------------------------------------------------------
@@ -294,16 +307,37 @@ class StatusRegistry:
         record = self._records.get(stream_id)
         return None if record is None else record.freeze()
 
-    def add_listener(self, listener: Callable[[StatusEvent], None]) -> Callable[[], None]:
-        """Call ``listener`` (synchronously, on the event loop) for every event; returns a
-        function that removes it. A listener must not block; exceptions are logged."""
-        self._listeners.append(listener)
+    def add_listener(
+        self, listener: Callable[[StatusEvent], None], kinds: Collection[EventKind] | None = None
+    ) -> Callable[[], None]:
+        """Call ``listener`` (synchronously, on the event loop) for every event (of ``kinds``,
+        when given); returns a function that removes it. A listener must not block;
+        exceptions are logged. An event no listener wants is not even made: a push to
+        thousands of streams reports thousands of them."""
+        entry = (listener, None if kinds is None else frozenset(kinds))
+        self._listeners.append(entry)
+        self._rewant()
 
         def remove() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            if entry in self._listeners:
+                self._listeners.remove(entry)
+                self._rewant()
 
         return remove
+
+    def _rewant(self) -> None:
+        wanted: set[str] = set()
+        for _, kinds in self._listeners:
+            if kinds is None:
+                self._wanted = None
+                return
+            wanted |= kinds
+        self._wanted = frozenset(wanted)
+
+    def wants(self, kind: EventKind) -> bool:
+        """Some listener wants events of ``kind``."""
+        wanted = self._wanted
+        return wanted is None or kind in wanted
 
     def lagging(self, revision: int, keys: Collection[str] | None = None) -> list[ProxyStatus]:
         """Open streams (of ``keys``, if given) that have not reached ``revision``."""
@@ -376,19 +410,25 @@ class StatusRegistry:
     def emit(self, event: StatusEvent, record: StreamRecord) -> None:
         """Tell listeners and revision waiters about ``event`` on ``record``."""
         if event.kind != "nack":
-            for waiter in tuple(self._waiters):
-                if record.stream_id in waiter.pending and _reached(record, waiter.revision):
-                    waiter.pending.discard(record.stream_id)
-                    if not waiter.pending and not waiter.done.done():
-                        waiter.done.set_result(None)
+            self.reached(record)
         self._notify(event)
+
+    def reached(self, record: StreamRecord) -> None:
+        """``record`` may have reached the revision some waiter waits for (an ACK or sync)."""
+        for waiter in tuple(self._waiters):
+            if record.stream_id in waiter.pending and _reached(record, waiter.revision):
+                waiter.pending.discard(record.stream_id)
+                if not waiter.pending and not waiter.done.done():
+                    waiter.done.set_result(None)
 
     def notify(self, event: StatusEvent) -> None:
         """Tell listeners only (an event no revision waiter cares about)."""
         self._notify(event)
 
     def _notify(self, event: StatusEvent) -> None:
-        for listener in tuple(self._listeners):
+        for listener, kinds in tuple(self._listeners):
+            if kinds is not None and event.kind not in kinds:
+                continue
             try:
                 listener(event)
             except Exception:

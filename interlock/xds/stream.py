@@ -265,7 +265,7 @@ class XdsStream:
             if state.type_url == rt.CLUSTER and have is not None:
                 self._rewarm(have, desired)
             # names new to the proxy stay "unconfirmed" until a response is ACKed
-            added = have is None or not desired.entries.keys() <= have.entries.keys()
+            added = have is None or desired.adds_to(have)
             state.adds = (state.adds and not state.acked) or added
             state.have = desired
             state.nonce = nonce

@@ -472,3 +472,29 @@ async def test_status_events_and_waiting_for_a_revision(harness: Harness) -> Non
     await asyncio.wait_for(all_gone.wait(), 10)
     remove()
     assert harness.status.proxies() == []
+
+
+async def test_a_listener_gets_only_the_kinds_it_asked_for(harness: Harness) -> None:
+    """Events nobody listens to are not made (a push to thousands of streams makes thousands),
+    and waiting for a revision does not depend on anyone listening."""
+    acks: list[StatusEvent] = []
+    remove = harness.status.add_listener(acks.append, ("ack",))
+    harness.cache.set_snapshot("p0", mesh_resources(), revision=1)
+    client = harness.client("p0", auto_ack=True)
+    try:
+        await client.start()
+        await client.subscribe(rt.CLUSTER)
+        await client.subscribe(rt.ROUTE, ["r"])
+        await asyncio.wait_for(harness.status.wait_for_revision(1), 10)
+        routes = {"r": ("v2", None)}
+        harness.cache.set_snapshot("p0", mesh_resources(routes=routes), revision=2)
+        # CDS reaches revision 2 by a sync nobody listens to, RDS by an ACK
+        await asyncio.wait_for(harness.status.wait_for_revision(2), 10)
+        assert [p.synced_revision for p in harness.status.proxies()] == [2]
+        assert not harness.status.wants("synced") and harness.status.wants("ack")
+        assert {e.kind for e in acks} == {"ack"}
+        assert (rt.ROUTE, 2) in {(e.type_url, e.revision) for e in acks}
+    finally:
+        await client.close()
+        remove()
+    assert harness.status.wants("synced") is False and harness.status.wants("ack") is False
