@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from bench.dataplane import Credentials, split_config_flag, static_identical, xds_versions
+from bench.static_config import Credentials, split_config_flag, static_identical, xds_versions
 from interlock.ca import CertificateAuthority, SpiffeId
 
 ADS = {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"}
