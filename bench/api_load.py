@@ -5,8 +5,11 @@ user runs it: WAL, fsync on commit), PostgreSQL in a fresh schema of the test da
 afterwards). The load comes from a separate process on CPU 1: ``clients`` asyncio coroutines,
 each with its own keep-alive HTTP/1.1 connection, each sending ``PUT
 /v1/services/reg-<s>/instances/<id>`` (a new instance every time, with the admin token) as
-fast as answers come back (closed loop). A short sweep over the number of clients picks the
-one with the best throughput first (measured, not guessed: the API is one event loop).
+fast as answers come back (closed loop). A short sweep (4 s each) over the number of clients
+first picks the one with the best throughput among those whose p99 meets the goal's 20 ms
+(more clients queue more and raise p99 without raising the rate once the server is busy); if
+none meets it, the one with the best throughput. Measured, not guessed: the API is one event
+loop. PostgreSQL runs with the number SQLite picked.
 
 Latency is client-side (send → full response), so it includes queueing in the server.
 """
@@ -34,6 +37,7 @@ PG_URL = os.environ.get(
     ),
 )
 SERVICES = 50
+P99_GOAL_S = 0.020
 
 
 async def _client(
@@ -187,13 +191,13 @@ def _run_one(db: str, db_url: str | None, seconds: float, sweep: list[int]) -> F
             api = server.api()
             for s in range(SERVICES):
                 api.put(f"/v1/services/reg-{s}", json={"port": 8080}).raise_for_status()
-            tried: dict[int, float] = {}
+            tried: dict[int, tuple[float, float]] = {}
             if len(sweep) > 1:
                 for clients in sweep:
                     lat, statuses, elapsed, _ = _load(server, clients, 4.0)
                     done = statuses.get(200, 0) + statuses.get(201, 0)  # 201: a new instance
-                    tried[clients] = done / elapsed if elapsed else 0.0
-                clients = max(tried, key=lambda c: tried[c])
+                    tried[clients] = (done / elapsed if elapsed else 0.0, pct(lat, 0.99))
+                clients = _pick(tried)
             else:
                 clients = sweep[0]
             m0 = server.metrics()
@@ -210,14 +214,16 @@ def _run_one(db: str, db_url: str | None, seconds: float, sweep: list[int]) -> F
     _, _, buckets = cp.histogram_delta(m0, m1, "interlock_api_request_seconds", "PUT")
     server_p99 = cp.bucket_quantile(buckets, 0.99)
     sweep_note = (
-        ", sweep " + ", ".join(f"{c} clients {r:,.0f}/s" for c, r in tried.items()) if tried else ""
+        "; sweep " + ", ".join(f"{c} clients {r:,.0f}/s p99 {ms(p)}" for c, (r, p) in tried.items())
+        if tried
+        else ""
     )
     return Figure(
         "B8",
         f"REST registrations sustained {seconds:.0f} s ({db})",
         ">= 1,000/s, API p99 <= 20 ms",
         f"{rate:,.0f}/s, p99 {ms(p99)}",
-        rate >= 1000 and p99 <= 0.020 and errors == 0 and seconds >= 60,
+        rate >= 1000 and p99 <= P99_GOAL_S and errors == 0 and seconds >= 60,
         {
             "per_second": rate,
             "p50": p50,
@@ -240,9 +246,17 @@ def _run_one(db: str, db_url: str | None, seconds: float, sweep: list[int]) -> F
     )
 
 
+def _pick(tried: dict[int, tuple[float, float]]) -> int:
+    """The number of clients with the best rate among those whose p99 meets the goal (the
+    figure needs both); if none does, the one with the best rate."""
+    meeting = {c: rate for c, (rate, p99) in tried.items() if p99 <= P99_GOAL_S}
+    pool = meeting or {c: rate for c, (rate, _) in tried.items()}
+    return max(pool, key=lambda c: pool[c])
+
+
 def b8(quick: bool) -> list[Figure]:
     seconds = 10.0 if quick else 60.0
-    sweep = [16] if quick else [1, 4, 16, 64]
+    sweep = [8] if quick else [2, 4, 8, 16, 32]
     figures = [_run_one("SQLite", None, seconds, sweep)]
     if quick:
         return figures

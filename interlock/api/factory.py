@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import interlock
 from interlock.api import problems
 from interlock.api.auth import ApiAuth, BearerAuth
 from interlock.api.body import BodyLimit
+from interlock.api.fast_path import RegistrationFastPath
 from interlock.api.routers import ROUTERS
 from interlock.api.routers.ca import CaAdmin
 from interlock.model.identity import DEFAULT_ROOT_NAMESPACE
@@ -49,8 +51,11 @@ def create_app(
     ``/v1/revisions/{rev}``; ``config_reader`` maps a proxy's snapshot key to the resources it is
     served (for ``/v1/proxies/{node_id}/config``); ``graph_reader`` gives the traffic graph
     over a window of seconds (for ``/v1/graph``). Request bodies over ``max_body_bytes`` are
-    refused with 413. The caller owns ``store`` (the app never closes it). Store endpoints run
-    in FastAPI's thread pool; status endpoints run on the event loop that owns ``status``.
+    refused with 413. The caller owns ``store`` (the app never closes it). Store reads run in
+    FastAPI's thread pool; service and instance writes await the store's group commit on the
+    event loop (no thread of their own), and well-formed registrations are answered by
+    :class:`~interlock.api.fast_path.RegistrationFastPath`; status endpoints run on the event
+    loop that owns ``status``.
 
     ``auth`` makes every request but ``/healthz``, ``/openapi.json`` and ``/ui`` carry an admin
     bearer token (reads too, unless ``auth.open_reads``); the server always passes one, and
@@ -73,9 +78,10 @@ def create_app(
     app.state.ca_admin = ca_admin
     app.state.root_namespace = root_namespace
     problems.install(app)
+    app.add_middleware(RegistrationFastPath, store=store)  # innermost: after auth and limits
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
     if metrics is not None:
-        _time_requests(app, metrics)
+        app.add_middleware(RequestTimer, metrics=metrics)
     if auth is not None:
         app.add_middleware(BearerAuth, auth=auth)
     for router in ROUTERS:
@@ -84,22 +90,39 @@ def create_app(
     return app
 
 
-def _time_requests(app: FastAPI, metrics: ControlPlaneMetrics) -> None:
-    """Observe every request's latency by method, route template (not the raw path, so
-    names in paths cannot explode the label space) and status."""
+class RequestTimer:
+    """ASGI middleware observing every request's latency by method, route template (not the
+    raw path, so names in paths cannot explode the label space) and status. Plain ASGI (not
+    ``BaseHTTPMiddleware``): it adds no task and no stream per request."""
 
-    @app.middleware("http")
-    async def timed(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    def __init__(self, app: ASGIApp, metrics: ControlPlaneMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._children: dict[tuple[str, str, int], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        metrics.api_seconds.labels(request.method, template, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        return response
+        status = 500
+
+        async def timed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed_send)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            key = (str(scope.get("method", "")), str(template), status)
+            child = self._children.get(key)
+            if child is None:
+                child = self.metrics.api_seconds.labels(key[0], key[1], str(status))
+                self._children[key] = child
+            child.observe(time.perf_counter() - started)
 
 
 def _document_problems(app: FastAPI) -> None:

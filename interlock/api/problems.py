@@ -142,18 +142,23 @@ def _summary(errors: Sequence[FieldError]) -> str:
     return "; ".join(f"{e.field}: {e.message}" for e in errors)
 
 
-async def _on_interlock_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, InterlockError)
+def interlock_problem(exc: InterlockError, path: str) -> JSONResponse:
+    """The problem document of a model error raised while serving ``path``."""
     headers = {"Retry-After": "1"} if isinstance(exc, Unavailable) else None
     return problem_response(
         exc.status,
         exc.message,
-        instance=request.url.path,
+        instance=path,
         title=exc.title,
         slug=exc.slug,
         errors=exc.errors,
         headers=headers,
     )
+
+
+async def _on_interlock_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InterlockError)
+    return interlock_problem(exc, request.url.path)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -27,15 +27,16 @@ def api_router(
     return APIRouter(route_class=JsonRoute, responses=dict(responses), **kwargs)
 
 
-def get_store(request: Request) -> Store:
-    """The store the app was created with."""
+async def get_store(request: Request) -> Store:
+    """The store the app was created with (async only so that FastAPI resolves it on the
+    event loop instead of in a worker thread)."""
     return cast(Store, request.app.state.store)
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
 
 
-def get_root_namespace(request: Request) -> str:
+async def get_root_namespace(request: Request) -> str:
     """The mesh's root namespace (where mesh-wide policies live)."""
     return str(getattr(request.app.state, "root_namespace", DEFAULT_ROOT_NAMESPACE))
 

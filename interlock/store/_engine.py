@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -30,6 +31,14 @@ from interlock.model.errors import Conflict, FieldError, InvalidInput, Unavailab
 log = logging.getLogger(__name__)
 
 _WRITE_OPTION = "interlock_write"
+#: What SQLAlchemy and the drivers (for statements run on their connections directly: the
+#: store's hot path) raise for an integrity violation, and for any database error.
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
+    exc.IntegrityError,
+    sqlite3.IntegrityError,
+    psycopg.IntegrityError,
+)
+DATABASE_ERRORS: tuple[type[Exception], ...] = (exc.SQLAlchemyError, sqlite3.Error, psycopg.Error)
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
@@ -70,14 +79,19 @@ def unavailable(error: BaseException) -> Unavailable:
     return Unavailable(f"the database is unavailable: {_reason(error)}")
 
 
+def conflict(error: BaseException) -> Conflict:
+    """A :class:`Conflict` for an integrity violation, without SQL text or parameters."""
+    return Conflict(f"the write conflicts with stored data: {_reason(error)}")
+
+
 @contextlib.contextmanager
 def translated_errors() -> Iterator[None]:
     """Turn SQLAlchemy errors raised inside into the model's exception tree."""
     try:
         yield
-    except exc.IntegrityError as e:
-        raise Conflict(f"the write conflicts with stored data: {_reason(e)}") from e
-    except exc.SQLAlchemyError as e:
+    except INTEGRITY_ERRORS as e:
+        raise conflict(e) from e
+    except DATABASE_ERRORS as e:
         log.warning("database error (%s): %s", type(e).__name__, _reason(e))
         raise unavailable(e) from e
 
@@ -158,6 +172,23 @@ class Database:
                 conn.execution_options(**{_WRITE_OPTION: True})
                 with conn.begin():
                     yield conn
+
+    def connect_writer(self) -> Connection:
+        """A connection of its own for a long-lived writer (see :meth:`write_on`); close it
+        when done, and after any database error."""
+        with translated_errors():
+            self._check_open()
+            conn = self.engine.connect()
+            conn.execution_options(**{_WRITE_OPTION: True})
+            return conn
+
+    @contextlib.contextmanager
+    def write_on(self, conn: Connection) -> Iterator[Connection]:
+        """:meth:`write` on a connection from :meth:`connect_writer`."""
+        with self._serial, translated_errors():
+            self._check_open()
+            with conn.begin():
+                yield conn
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:

@@ -7,8 +7,10 @@ return the same order as :meth:`MeshState.build`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,30 +29,6 @@ def current_revision(conn: Connection, *, lock: bool = False) -> int:
     if lock:
         query = query.with_for_update()
     return int(conn.execute(query).scalar_one())
-
-
-def commit_revision(conn: Connection, changes: Sequence[Change], channel: str | None) -> int:
-    """Bump the mesh revision, record ``changes`` under it and (PostgreSQL) queue a NOTIFY on
-    ``channel``, all in the caller's transaction; returns the new revision."""
-    revision = int(
-        conn.execute(
-            sa.update(mesh)
-            .where(mesh.c.id == 1)
-            .values(revision=mesh.c.revision + 1)
-            .returning(mesh.c.revision)
-        ).scalar_one()
-    )
-    conn.execute(sa.insert(revisions).values(revision=revision, committed_at=time.time()))
-    conn.execute(
-        sa.insert(revision_changes),
-        [
-            {"revision": revision, "seq": seq, "kind": c.kind, "name": c.name, "op": c.op}
-            for seq, c in enumerate(changes)
-        ],
-    )
-    if channel is not None:
-        conn.execute(sa.select(sa.func.pg_notify(channel, str(revision))))
-    return revision
 
 
 def fetch_revision(conn: Connection, revision: int) -> RevisionInfo | None:
@@ -155,16 +133,6 @@ def _instance(row: RowMapping) -> Instance:
     )
 
 
-def _instance_values(instance: Instance) -> dict[str, Any]:
-    return {
-        "address": instance.address,
-        "port": instance.port,
-        "labels": dict(instance.labels),
-        "locality": instance.locality,
-        "healthy": instance.healthy,
-    }
-
-
 def _sorted_instances(rows: Iterable[RowMapping]) -> list[Instance]:
     return sorted((_instance(r) for r in rows), key=lambda i: (i.service, i.instance_id))
 
@@ -190,27 +158,6 @@ def fetch_instances(conn: Connection, service: str | None = None) -> list[Instan
     return _sorted_instances(conn.execute(query).mappings().all())
 
 
-def insert_instance(conn: Connection, instance: Instance) -> None:
-    conn.execute(
-        sa.insert(instances).values(
-            service=instance.service,
-            instance_id=instance.instance_id,
-            **_instance_values(instance),
-        )
-    )
-
-
-def update_instance(conn: Connection, instance: Instance) -> None:
-    conn.execute(
-        sa.update(instances)
-        .where(
-            instances.c.service == instance.service,
-            instances.c.instance_id == instance.instance_id,
-        )
-        .values(**_instance_values(instance))
-    )
-
-
 def delete_instance_rows(conn: Connection, service: str, instance_ids: Sequence[str]) -> None:
     if instance_ids:
         conn.execute(
@@ -218,6 +165,148 @@ def delete_instance_rows(conn: Connection, service: str, instance_ids: Sequence[
                 instances.c.service == service, instances.c.instance_id.in_(instance_ids)
             )
         )
+
+
+# --- the registration hot path, on the driver's connection -------------------------------
+#
+# A registration is a handful of tiny statements; built, cached and executed through
+# SQLAlchemy Core each costs ~100 us of Python, twenty times the statement itself. These run
+# the same SQL on the transaction's DB-API connection (psycopg also prepares them after a few
+# uses). Driver errors are translated like SQLAlchemy's (see ``_engine.translated_errors``).
+
+_INSTANCE_COLUMNS = "service, instance_id, address, port, labels, locality, healthy"
+
+
+@cache
+def _pg(statement: str) -> str:
+    return statement.replace("?", "%s")
+
+
+def driver_execute(conn: Connection, statement: str, params: Sequence[Any] = ()) -> Any:
+    """Run ``statement`` (``?`` placeholders) on ``conn``'s DB-API connection, in its
+    transaction; returns the driver's cursor."""
+    if conn.dialect.name == "postgresql":
+        statement = _pg(statement)
+    return conn.connection.driver_connection.execute(statement, params)  # type: ignore[union-attr]
+
+
+def driver_executemany(conn: Connection, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+    """:func:`driver_execute` once per row of parameters."""
+    if conn.dialect.name == "postgresql":
+        with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.executemany(_pg(statement), rows)
+    else:
+        conn.connection.driver_connection.executemany(statement, rows)  # type: ignore[union-attr]
+
+
+def lock_revision(conn: Connection) -> int:
+    """:func:`current_revision` with ``lock``, on the driver's connection."""
+    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    row = driver_execute(conn, f"SELECT revision FROM mesh WHERE id = 1{lock}").fetchone()
+    return int(row[0])
+
+
+def record_revision(
+    conn: Connection, current: int, changes: Sequence[Change], channel: str | None
+) -> int:
+    """Bump the mesh revision from ``current`` (read under the write lock the caller holds),
+    record ``changes`` under the new one and (PostgreSQL) queue a NOTIFY on ``channel``, all
+    in the caller's transaction; returns the new revision."""
+    revision = current + 1
+    driver_execute(conn, "UPDATE mesh SET revision = ? WHERE id = 1", (revision,))
+    driver_execute(
+        conn,
+        "INSERT INTO revisions (revision, committed_at) VALUES (?, ?)",
+        (revision, time.time()),
+    )
+    driver_executemany(
+        conn,
+        "INSERT INTO revision_changes (revision, seq, kind, name, op) VALUES (?, ?, ?, ?, ?)",
+        [(revision, seq, c.kind, c.name, c.op) for seq, c in enumerate(changes)],
+    )
+    if channel is not None:
+        driver_execute(conn, "SELECT pg_notify(?, ?)", (channel, str(revision)))
+    return revision
+
+
+def _labels_in(labels: Any) -> dict[str, str]:
+    """A ``labels`` column as read by the driver: JSON text (SQLite) or decoded (psycopg)."""
+    return dict(json.loads(labels) if isinstance(labels, str | bytes) else labels)
+
+
+def _row_instance(row: Sequence[Any]) -> Instance:
+    service, instance_id, address, port, labels, locality, healthy = row
+    return Instance(
+        service=service,
+        instance_id=instance_id,
+        address=address,
+        port=int(port),
+        labels=_labels_in(labels),
+        locality=locality,
+        healthy=bool(healthy),
+    )
+
+
+def fetch_registration(
+    conn: Connection, service: str, instance_id: str
+) -> tuple[bool, Instance | None]:
+    """Whether ``service`` exists and its instance ``instance_id`` (None if there is none),
+    in one statement."""
+    row = driver_execute(
+        conn,
+        "SELECT s.name, i.service, i.instance_id, i.address, i.port, i.labels, i.locality, "
+        "i.healthy FROM services s LEFT JOIN instances i "
+        "ON i.service = s.name AND i.instance_id = ? WHERE s.name = ?",
+        (instance_id, service),
+    ).fetchone()
+    if row is None:
+        return False, None
+    return True, None if row[1] is None else _row_instance(row[1:])
+
+
+def fetch_instances_fast(
+    conn: Connection, service: str, instance_ids: Sequence[str]
+) -> list[Instance]:
+    """The stored instances among ``instance_ids`` of ``service`` (any order)."""
+    found: list[Instance] = []
+    for start in range(0, len(instance_ids), 200):
+        chunk = instance_ids[start : start + 200]
+        marks = ", ".join("?" * len(chunk))
+        cursor = driver_execute(
+            conn,
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances "
+            f"WHERE service = ? AND instance_id IN ({marks})",
+            (service, *chunk),
+        )
+        found.extend(_row_instance(row) for row in cursor.fetchall())
+    return found
+
+
+def _instance_params(instance: Instance) -> tuple[Any, ...]:
+    return (
+        instance.address,
+        instance.port,
+        json.dumps(dict(instance.labels)),
+        instance.locality,
+        instance.healthy,
+    )
+
+
+def insert_instance_fast(conn: Connection, instance: Instance) -> None:
+    driver_execute(
+        conn,
+        f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (instance.service, instance.instance_id, *_instance_params(instance)),
+    )
+
+
+def update_instance_fast(conn: Connection, instance: Instance) -> None:
+    driver_execute(
+        conn,
+        "UPDATE instances SET address = ?, port = ?, labels = ?, locality = ?, healthy = ? "
+        "WHERE service = ? AND instance_id = ?",
+        (*_instance_params(instance), instance.service, instance.instance_id),
+    )
 
 
 # --- lookups that raise -----------------------------------------------------------------

@@ -1,12 +1,15 @@
-"""The store: model values in, model values out, one revisioned transaction per write."""
+"""The store: model values in, model values out, revisioned writes committed in groups."""
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
+from operator import attrgetter
 from types import TracebackType
 from typing import Any, Literal, cast
 
@@ -20,6 +23,7 @@ from interlock.model.resource import Resource, ResourceKey
 from interlock.model.service import Instance, Service
 from interlock.model.state import MeshState, StateChange
 from interlock.store import _resources, _sql
+from interlock.store._batch import Finish, GroupCommit, Operation, Write
 from interlock.store._engine import Database, normalize_url, unavailable
 from interlock.store._feed import PgListener, Subscribers
 from interlock.store._migrate import upgrade
@@ -35,8 +39,11 @@ from interlock.store.security import SecurityStore
 
 log = logging.getLogger(__name__)
 
-#: Past this many changes since the last load, reading everything is as cheap as reading them.
-INCREMENTAL_CHANGES = 500
+_instance_id = attrgetter("instance_id")
+
+#: Past this many changes since the last load, reading everything is as cheap as reading them
+#: (each changed instance is read by its key; a full read decodes every row).
+INCREMENTAL_CHANGES = 5000
 
 
 class Snapshot:
@@ -90,9 +97,9 @@ class Snapshot:
     def state_since(self, previous: MeshState | None) -> tuple[MeshState, StateChange]:
         """The state at this snapshot's revision, and what changed since ``previous``.
 
-        When only instances changed since ``previous`` (and not too many revisions passed),
-        only the instances of the services they belong to are read and everything else is
-        shared with ``previous``; otherwise everything is read.
+        When only instances changed since ``previous`` (and not too many changes were made),
+        only the changed instances are read and everything else is shared with ``previous``
+        (unchanged instances object for object); otherwise everything is read.
         """
         if previous is not None and previous.revision == self.revision:
             return previous, StateChange(instances_only=True)
@@ -103,27 +110,39 @@ class Snapshot:
             )
         if previous is None or changes is None or any(c.kind != "Instance" for c in changes):
             return self.state(), StateChange.everything()
-        touched = sorted({c.name.split("/", 1)[0] for c in changes})
-        reloaded = {name: _sql.fetch_instances(self._conn, name) for name in touched}
+        # Read only the instances that changed and merge them into the previous lists.
+        touched: dict[str, set[str]] = {}
+        for c in changes:
+            service, _, instance_id = c.name.partition("/")
+            touched.setdefault(service, set()).add(instance_id)
+        reloaded: dict[str, list[Instance]] = {}
+        for service, ids in touched.items():
+            # A state's instances are sorted by id: find each changed one by bisection.
+            merged = list(previous.instances_of(service))
+            for instance_id in ids:
+                at = bisect.bisect_left(merged, instance_id, key=_instance_id)
+                if at < len(merged) and merged[at].instance_id == instance_id:
+                    del merged[at]
+            for instance in _sql.fetch_instances_fast(self._conn, service, sorted(ids)):
+                bisect.insort(merged, instance, key=_instance_id)
+            reloaded[service] = merged
         return (
             previous.with_instances(self.revision, reloaded),
             StateChange(instances_only=True, instance_services=frozenset(touched)),
         )
 
 
-@dataclass
-class _Write:
-    conn: Connection
-    revision: int
-    changes: list[Change] = field(default_factory=list)
-
-
 class Store:
     """The mesh's storage on SQLite or PostgreSQL.
 
-    Every write is one transaction that also bumps the mesh revision and records what changed;
-    a write that changes nothing creates no revision. Committed revisions are numbered 1, 2, 3…
-    without gaps, even with concurrent writers in several processes. Every method raises only
+    Every write runs in a transaction that also bumps the mesh revision and records what
+    changed; a write that changes nothing creates no revision. Writes that arrive while another
+    is being committed are *grouped*: they share one transaction, one revision (recording all
+    their changes, in order) and one commit, each in its own savepoint, so each still gets its
+    own result or its own error and a failed write never affects the others (see
+    :mod:`interlock.store._batch`). A result's ``revision`` is the committed revision that
+    carries the write. Committed revisions are numbered 1, 2, 3… without gaps, even with
+    concurrent writers in several processes. Every method raises only
     :class:`interlock.model.errors.InterlockError` subclasses: :class:`NotFound`,
     :class:`Conflict`, :class:`InvalidInput` (a model value the rules in
     :mod:`interlock.model.names` reject) and :class:`Unavailable` (the database cannot be
@@ -137,8 +156,12 @@ class Store:
         self._channel = channel
         self._subscribers = Subscribers()
         self._listener: PgListener | None = None
+        # SQLite: the change feed is called by the writer right after each commit.
+        self._group = GroupCommit(
+            db, channel, self._subscribers.notify if channel is None else _ignore
+        )
         #: The CA, tokens and SVIDs (see :mod:`interlock.store.security`).
-        self.security = SecurityStore(db, self._writing)
+        self.security = SecurityStore(db, self._group.run)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -181,6 +204,7 @@ class Store:
 
     def close(self) -> None:
         """Stop the change feed and close every connection. Idempotent."""
+        self._group.close()
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.stop()
@@ -257,82 +281,53 @@ class Store:
         return info
 
     # --- writes -----------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[_Write]:
-        """A write transaction holding the write lock; ``revision`` is the new revision after
-        the block if it recorded changes, else the current one."""
-        with self._db.write() as conn:
-            write = _Write(conn, _sql.current_revision(conn, lock=True))
-            yield write
-            if write.changes:
-                write.revision = _sql.commit_revision(conn, write.changes, self._channel)
-        if write.changes and self._channel is None:
-            self._subscribers.notify(write.revision)
+    #
+    # Every write is an operation run by the group committer (see interlock.store._batch):
+    # concurrent writes share one transaction and one revision, each in its own savepoint.
 
     def put_service(self, service: Service) -> WriteResult[Service]:
         """Create or replace ``service``. An identical body changes nothing (``changed`` is
         false and ``revision`` is the current one)."""
         check_service(service)
-        with self._writing() as w:
-            existing = _sql.fetch_service(w.conn, service.name)
-            if existing is None:
-                _sql.insert_service(w.conn, service)
-            elif existing != service:
-                _sql.update_service(w.conn, service)
-            if existing != service:
-                w.changes.append(Change("Service", service.name, "upsert"))
-        return WriteResult(service, w.revision, created=existing is None, changed=bool(w.changes))
+        return self._group.run(_put_service(service))
+
+    async def put_service_async(self, service: Service) -> WriteResult[Service]:
+        """:meth:`put_service` for a caller on an event loop (it waits without a thread)."""
+        check_service(service)
+        return await asyncio.wrap_future(self._group.submit(_put_service(service)))
 
     def delete_service(self, name: str, *, cascade: bool = False) -> int:
         """Delete service ``name``; with ``cascade`` its instances too (in the same revision).
 
         :class:`NotFound` if it does not exist; :class:`Conflict` if it has instances and
-        ``cascade`` is false. Returns the new revision.
+        ``cascade`` is false. Returns the revision that carries the deletion.
         """
-        with self._writing() as w:
-            _sql.require_service(w.conn, name)
-            ids = [i.instance_id for i in _sql.fetch_instances(w.conn, name)]
-            if ids and not cascade:
-                raise Conflict(
-                    f"service {name!r} still has {len(ids)} instance(s); delete them first "
-                    "or delete the service with cascade"
-                )
-            _sql.delete_instance_rows(w.conn, name, ids)
-            _sql.delete_service_row(w.conn, name)
-            w.changes.extend(Change("Instance", f"{name}/{i}", "delete") for i in ids)
-            w.changes.append(Change("Service", name, "delete"))
-        return w.revision
+        return self._group.run(_delete_service(name, cascade))
 
     def put_instance(self, instance: Instance) -> WriteResult[Instance]:
         """Create or replace ``instance``; :class:`NotFound` if its service does not exist.
         An identical registration changes nothing."""
         check_instance(instance)
-        with self._writing() as w:
-            _sql.require_service(w.conn, instance.service)
-            existing = _sql.fetch_instance(w.conn, instance.service, instance.instance_id)
-            if existing is None:
-                _sql.insert_instance(w.conn, instance)
-            elif not existing.same_as(instance):
-                _sql.update_instance(w.conn, instance)
-            if existing is None or not existing.same_as(instance):
-                name = f"{instance.service}/{instance.instance_id}"
-                w.changes.append(Change("Instance", name, "upsert"))
-        return WriteResult(instance, w.revision, created=existing is None, changed=bool(w.changes))
+        return self._group.run(_put_instance(instance))
+
+    async def put_instance_async(self, instance: Instance) -> WriteResult[Instance]:
+        """:meth:`put_instance` for a caller on an event loop (it waits without a thread)."""
+        check_instance(instance)
+        return await asyncio.wrap_future(self._group.submit(_put_instance(instance)))
 
     def delete_instance(self, service: str, instance_id: str) -> int:
         """Delete one instance; :class:`NotFound` if it (or its service) does not exist.
-        Returns the new revision."""
-        with self._writing() as w:
-            _sql.require_instance(w.conn, service, instance_id)
-            _sql.delete_instance_rows(w.conn, service, [instance_id])
-            w.changes.append(Change("Instance", f"{service}/{instance_id}", "delete"))
-        return w.revision
+        Returns the revision that carries the deletion."""
+        return self._group.run(_delete_instance(service, instance_id))
+
+    async def delete_instance_async(self, service: str, instance_id: str) -> int:
+        """:meth:`delete_instance` for a caller on an event loop."""
+        return await asyncio.wrap_future(self._group.submit(_delete_instance(service, instance_id)))
 
     def apply_resources(
         self, resources: Sequence[Resource], *, dry_run: bool = False
     ) -> ApplyResult:
-        """Create or replace every resource in one transaction and one revision: all or none.
+        """Create or replace every resource in one revision: all or none.
 
         A resource identical to the stored one (same apiVersion, spec, labels, annotations) is
         ``unchanged``; if every one is, no revision is created. A changed resource gets the
@@ -352,7 +347,8 @@ class Store:
                 revision = _sql.current_revision(conn)
                 planned = _plan(conn, resources, revision + 1)
             return ApplyResult(revision, tuple(planned), dry_run=True)
-        with self._writing() as w:
+
+        def op(w: Write) -> Finish[ApplyResult]:
             planned = _plan(w.conn, resources, w.revision + 1)
             for applied in planned:
                 if applied.outcome == "created":
@@ -362,16 +358,21 @@ class Store:
                 else:
                     continue
                 w.changes.append(_change(applied.resource.key, "upsert"))
-        return ApplyResult(w.revision, tuple(planned))
+            return lambda revision: ApplyResult(revision, tuple(planned))
+
+        return self._group.run(op)
 
     def delete_resource(self, key: ResourceKey) -> int:
-        """Delete one policy resource; :class:`NotFound` if it does not exist. Returns the new
-        revision."""
-        with self._writing() as w:
+        """Delete one policy resource; :class:`NotFound` if it does not exist. Returns the
+        revision that carries the deletion."""
+
+        def op(w: Write) -> Finish[int]:
             _resources.require_resource(w.conn, key)
             _resources.delete_resource_row(w.conn, key)
             w.changes.append(_change(key, "delete"))
-        return w.revision
+            return _revision
+
+        return self._group.run(op)
 
     # --- change feed ------------------------------------------------------------------
 
@@ -385,6 +386,72 @@ class Store:
         exception is logged and ignored). Returns a function that unsubscribes.
         """
         return self._subscribers.add(callback)
+
+
+def _revision(revision: int) -> int:
+    return revision
+
+
+def _put_service(service: Service) -> Operation[WriteResult[Service]]:
+    def op(w: Write) -> Finish[WriteResult[Service]]:
+        existing = _sql.fetch_service(w.conn, service.name)
+        if existing is None:
+            _sql.insert_service(w.conn, service)
+        elif existing != service:
+            _sql.update_service(w.conn, service)
+        created, changed = existing is None, existing != service
+        if changed:
+            w.changes.append(Change("Service", service.name, "upsert"))
+        return lambda revision: WriteResult(service, revision, created=created, changed=changed)
+
+    return op
+
+
+def _delete_service(name: str, cascade: bool) -> Operation[int]:
+    def op(w: Write) -> Finish[int]:
+        _sql.require_service(w.conn, name)
+        ids = [i.instance_id for i in _sql.fetch_instances(w.conn, name)]
+        if ids and not cascade:
+            raise Conflict(
+                f"service {name!r} still has {len(ids)} instance(s); delete them first "
+                "or delete the service with cascade"
+            )
+        _sql.delete_instance_rows(w.conn, name, ids)
+        _sql.delete_service_row(w.conn, name)
+        w.changes.extend(Change("Instance", f"{name}/{i}", "delete") for i in ids)
+        w.changes.append(Change("Service", name, "delete"))
+        return _revision
+
+    return op
+
+
+def _put_instance(instance: Instance) -> Operation[WriteResult[Instance]]:
+    def op(w: Write) -> Finish[WriteResult[Instance]]:
+        found, existing = _sql.fetch_registration(w.conn, instance.service, instance.instance_id)
+        if not found:
+            raise _sql.service_not_found(instance.service)
+        if existing is None:
+            _sql.insert_instance_fast(w.conn, instance)
+        elif not existing.same_as(instance):
+            _sql.update_instance_fast(w.conn, instance)
+        created = existing is None
+        changed = existing is None or not existing.same_as(instance)
+        if changed:
+            name = f"{instance.service}/{instance.instance_id}"
+            w.changes.append(Change("Instance", name, "upsert"))
+        return lambda revision: WriteResult(instance, revision, created=created, changed=changed)
+
+    return op
+
+
+def _delete_instance(service: str, instance_id: str) -> Operation[int]:
+    def op(w: Write) -> Finish[int]:
+        _sql.require_instance(w.conn, service, instance_id)
+        _sql.delete_instance_rows(w.conn, service, [instance_id])
+        w.changes.append(Change("Instance", f"{service}/{instance_id}", "delete"))
+        return _revision
+
+    return op
 
 
 def _plan(
@@ -410,6 +477,10 @@ def _plan(
             )
             planned.append(AppliedResource(stored, "configured"))
     return planned
+
+
+def _ignore(_revision: int) -> None:
+    pass
 
 
 def _change(key: ResourceKey, op: Literal["upsert", "delete"]) -> Change:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
@@ -21,6 +20,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from interlock.model.errors import Conflict, FieldError, NotFound
 from interlock.model.identity import Token, TokenRole
 from interlock.store import _sql
+from interlock.store._batch import Write, WriteRunner
 from interlock.store._engine import Database
 from interlock.store._security_schema import ca_keys, ca_state, svids, tokens
 from interlock.store.records import Change
@@ -54,13 +54,8 @@ class StoredSvid:
     renew_at: float
 
 
-class _Writing(Protocol):
-    conn: Connection
-    revision: int
-    changes: list[Change]
-
-
-WriteTransaction = Callable[[], AbstractContextManager[_Writing]]
+def _same(revision: int) -> int:
+    return revision
 
 
 def _token(row: RowMapping) -> Token:
@@ -79,10 +74,10 @@ class SecurityStore:
     """See the module docstring. Safe to share between threads; raises only
     :class:`~interlock.model.errors.InterlockError` subclasses."""
 
-    def __init__(self, db: Database, writing: WriteTransaction) -> None:
-        """Built by :class:`~interlock.store.Store`; ``writing`` is its revisioned write."""
+    def __init__(self, db: Database, run: WriteRunner) -> None:
+        """Built by :class:`~interlock.store.Store`; ``run`` runs its revisioned writes."""
         self._db = db
-        self._writing = writing
+        self._run = run
 
     # --- the CA --------------------------------------------------------------------------
 
@@ -136,7 +131,8 @@ class SecurityStore:
         """Replace the stored rotation state by ``state`` (at ``step``) if the stored one is
         still at ``expected_step``; store ``keys`` (sealed) with it. Returns the new mesh
         revision. :class:`Conflict` when another writer moved the rotation first."""
-        with self._writing() as w:
+
+        def op(w: Write) -> Callable[[int], int]:
             row = w.conn.execute(sa.select(ca_state)).mappings().first()
             if row is None:
                 raise NotFound("no CA is stored yet")
@@ -148,12 +144,15 @@ class SecurityStore:
                 )
             self._put_keys(w.conn, keys or {})
             w.changes.append(Change(CA_CHANGE, row["trust_domain"], "upsert"))
+            # The revision that will carry this write (the batch's one new revision).
             w.conn.execute(
                 sa.update(ca_state)
                 .where(ca_state.c.id == 1)
                 .values(state=state, step=step, revision=w.revision + 1, updated_at=time.time())
             )
-        return w.revision
+            return _same
+
+        return self._run(op)
 
     @staticmethod
     def _put_keys(conn: Connection, keys: Mapping[str, bytes]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Path, Response, status
 
 from interlock.api.routing import StoreDep, api_router, at_revision, errors_at
@@ -17,6 +18,8 @@ from interlock.api.schemas import (
     RevisionResponse,
     ServiceName,
 )
+from interlock.model.service import Instance
+from interlock.store import WriteResult
 
 router = api_router(prefix="/v1/services/{name}/instances", tags=["instances"])
 
@@ -43,7 +46,7 @@ def list_instances(name: NamePath, store: StoreDep, response: Response) -> Insta
     status_code=status.HTTP_200_OK,
     responses={201: {"description": "Created", "model": InstanceWritten}},
 )
-def put_instance(
+async def put_instance(
     name: NamePath,
     instance_id: IdPath,
     spec: InstanceSpec,
@@ -51,16 +54,30 @@ def put_instance(
     response: Response,
 ) -> InstanceWritten:
     """Create or replace an instance of an existing service (404 if it does not exist).
-    Idempotent like ``PUT /v1/services/{name}``."""
+    Idempotent like ``PUT /v1/services/{name}``. Concurrent registrations are committed
+    together and may share a revision."""
     with errors_at(**AT_PATH):
-        result = store.put_instance(spec.to_model(name, instance_id))
+        result = await store.put_instance_async(spec.to_model(name, instance_id))
     if result.created:
         response.status_code = status.HTTP_201_CREATED
+    at_revision(response, result.revision)
+    return written(result)
+
+
+def written(result: WriteResult[Instance]) -> InstanceWritten:
+    """The body answering a registration (also built by :mod:`interlock.api.fast_path`)."""
+    instance = result.value
     return InstanceWritten(
-        revision=at_revision(response, result.revision),
+        service=instance.service,
+        instance_id=instance.instance_id,
+        address=instance.address,
+        port=instance.port,
+        labels=dict(instance.labels),
+        locality=instance.locality,
+        healthy=instance.healthy,
+        revision=result.revision,
         created=result.created,
         changed=result.changed,
-        **InstanceView.of(result.value).model_dump(),
     )
 
 
@@ -75,12 +92,12 @@ def get_instance(
 
 
 @router.delete("/{instance_id}")
-def delete_instance(
+async def delete_instance(
     name: NamePath, instance_id: IdPath, store: StoreDep, response: Response
 ) -> RevisionResponse:
     """Deregister an instance; its proxy tokens are revoked (its xDS streams close within the
     server's token re-check interval)."""
     with errors_at(**AT_PATH):
-        revision = store.delete_instance(name, instance_id)
-    store.security.revoke_instance(name, [instance_id])
+        revision = await store.delete_instance_async(name, instance_id)
+    await anyio.to_thread.run_sync(store.security.revoke_instance, name, [instance_id])
     return RevisionResponse(revision=at_revision(response, revision))

@@ -41,13 +41,13 @@ def list_services(store: StoreDep, response: Response) -> ServiceList:
     status_code=status.HTTP_200_OK,
     responses={201: {"description": "Created", "model": ServiceWritten}},
 )
-def put_service(
+async def put_service(
     name: NamePath, spec: ServiceSpec, store: StoreDep, response: Response
 ) -> ServiceWritten:
     """Create or replace a service. Idempotent: the same body again changes nothing and
     returns the same revision (200); the first creation answers 201."""
     with errors_at(**AT_PATH):
-        result = store.put_service(spec.to_model(name))
+        result = await store.put_service_async(spec.to_model(name))
     if result.created:
         response.status_code = status.HTTP_201_CREATED
     return ServiceWritten(
