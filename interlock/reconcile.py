@@ -224,8 +224,11 @@ class Reconciler:
 
     async def _run(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands
+            # as the event is set, and stop() would then wait forever.
             try:
-                await asyncio.wait_for(self._wake.wait(), self.debounce.resync_interval)
+                async with asyncio.timeout(self.debounce.resync_interval):
+                    await self._wake.wait()
             except TimeoutError:
                 stored = await asyncio.to_thread(self.store.revision)
                 if self.state is not None and stored == self.state.revision:
@@ -249,7 +252,8 @@ class Reconciler:
             if remaining <= 0:
                 return
             try:
-                await asyncio.wait_for(self._wake.wait(), min(self.debounce.quiet, remaining))
+                async with asyncio.timeout(min(self.debounce.quiet, remaining)):
+                    await self._wake.wait()
             except TimeoutError:
                 return
 

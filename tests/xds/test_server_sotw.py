@@ -523,11 +523,12 @@ async def test_a_listener_gets_only_the_kinds_it_asked_for(harness: Harness) -> 
         await client.start()
         await client.subscribe(rt.CLUSTER)
         await client.subscribe(rt.ROUTE, ["r"])
-        await asyncio.wait_for(harness.status.wait_for_revision(1), 10)
+        await harness.barrier(client)  # both served and ACKed at revision 1
         routes = {"r": ("v2", None)}
         harness.cache.set_snapshot("p0", mesh_resources(routes=routes), revision=2)
         # CDS reaches revision 2 by a sync nobody listens to, RDS by an ACK
         await asyncio.wait_for(harness.status.wait_for_revision(2), 10)
+        await harness.barrier(client)
         assert [p.synced_revision for p in harness.status.proxies()] == [2]
         assert not harness.status.wants("synced") and harness.status.wants("ack")
         assert {e.kind for e in acks} == {"ack"}
