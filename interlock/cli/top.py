@@ -10,11 +10,14 @@ an upper bound of the service's).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
+import signal
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -223,11 +226,27 @@ def _print(graph: Mapping[str, Any], output: OutputFormat, control_plane: str) -
         console.print(render(graph, control_plane))
 
 
-def _wait_until(due: float, interval: float) -> float:
-    """Sleep until ``due`` (monotonic); the next refresh is due ``interval`` later, or now if
-    the last one overran."""
-    time.sleep(max(0.0, due - time.monotonic()))
+def _wait_until(due: float, interval: float, stop: threading.Event) -> float:
+    """Sleep until ``due`` (monotonic) or Ctrl-C; the next refresh is due ``interval`` later,
+    or now if the last one overran."""
+    stop.wait(max(0.0, due - time.monotonic()))
     return max(due + interval, time.monotonic())
+
+
+@contextlib.contextmanager
+def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
+    """While inside, Ctrl-C (SIGINT) sets ``stop`` instead of raising KeyboardInterrupt
+    wherever the program happens to be: raised inside the HTTP client's connection pool, it
+    could leave a lock held and hang the exit."""
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    except ValueError:  # not the main thread (e.g. an embedding test runner): leave it
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def top(
@@ -249,8 +268,9 @@ def top(
     Piped, or with -o json|yaml, each refresh is printed after the last.
     """
     params = {"window": f"{window:g}"}
+    stop = threading.Event()
     try:
-        with InterlockClient(control_plane) as client:
+        with InterlockClient(control_plane) as client, _ctrl_c_sets(stop):
 
             def fetch() -> Mapping[str, Any]:
                 graph: Mapping[str, Any] = client.request("GET", "/v1/graph", params=params)
@@ -265,12 +285,16 @@ def top(
                 with Live(
                     render(graph, control_plane), console=console, auto_refresh=False
                 ) as live:
-                    while True:
-                        due = _wait_until(due, interval)
-                        live.update(render(fetch(), control_plane), refresh=True)
+                    while not stop.is_set():
+                        due = _wait_until(due, interval, stop)
+                        if not stop.is_set():
+                            live.update(render(fetch(), control_plane), refresh=True)
+                return
             while True:
                 _print(graph, output, control_plane)
-                due = _wait_until(due, interval)
+                due = _wait_until(due, interval, stop)
+                if stop.is_set():
+                    return
                 graph = fetch()
                 if output is OutputFormat.YAML:
                     typer.echo("---")
