@@ -2,14 +2,8 @@
 
 Contract, per type on one stream:
 
-- a response's ``version_info`` is the hash of everything of the type the proxy should hold,
-  and its nonce is new to the stream; for LDS and CDS it carries every subscribed resource
-  that exists (all of them for a wildcard): absence means deletion;
-- for the other types (EDS, RDS, SDS) a response updates the resources it carries and leaves
-  the rest as the proxy has them (the xDS protocol groups them as in delta): the first
-  response of the type, and any after one the proxy has not ACKed or has NACKed, carries
-  every subscribed resource; after an ACK, only the new and changed ones (one service's
-  endpoints, not the thousand a sidecar subscribes to);
+- a response carries every subscribed resource that exists (all of them for a wildcard), its
+  ``version_info`` is the hash of exactly that content, and its nonce is new to the stream;
 - a request whose nonce is stale (a newer response of the type was sent since) is ignored whole:
   the proxy will send its current subscription again with the newer nonce;
 - a NACK is a request with ``error_detail``; it is recorded and nothing more of the type is sent
@@ -27,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from interlock.xds import resource_types as rt
 from interlock.xds import wire
 from interlock.xds.content import Content
 from interlock.xds.session import TypeState
@@ -69,10 +62,4 @@ class SotwStream(XdsStream):
         return bool(desired.entries) and (have is None or not desired.within(have))
 
     def body(self, state: TypeState, desired: Content) -> bytes:
-        have = state.have
-        if have is None or state.type_url in rt.WILDCARD_TYPES or not state.acked or state.nacked:
-            return desired.sotw_body()
-        # EDS, RDS, SDS: a response updates the resources it carries and leaves the others
-        # as they are, so a proxy that ACKed ``have`` needs only what changed (one cluster's
-        # endpoints, not the thousand it subscribes to).
-        return desired.sotw_update_body(have)
+        return desired.sotw_body()
