@@ -223,7 +223,7 @@ def _run_one(db: str, db_url: str | None, seconds: float, sweep: list[int]) -> F
         f"REST registrations sustained {seconds:.0f} s ({db})",
         ">= 1,000/s, API p99 <= 20 ms",
         f"{rate:,.0f}/s, p99 {ms(p99)}",
-        rate >= 1000 and p99 <= P99_GOAL_S and errors == 0 and seconds >= 60,
+        (rate >= 1000 and p99 <= P99_GOAL_S and errors == 0) if seconds >= 60 else None,
         {
             "per_second": rate,
             "p50": p50,
@@ -247,11 +247,15 @@ def _run_one(db: str, db_url: str | None, seconds: float, sweep: list[int]) -> F
 
 
 def _pick(tried: dict[int, tuple[float, float]]) -> int:
-    """The number of clients with the best rate among those whose p99 meets the goal (the
-    figure needs both); if none does, the one with the best rate."""
-    meeting = {c: rate for c, (rate, p99) in tried.items() if p99 <= P99_GOAL_S}
-    pool = meeting or {c: rate for c, (rate, _) in tried.items()}
-    return max(pool, key=lambda c: pool[c])
+    """The number of clients with the best rate among those whose p99 in the short sweep is
+    at most half the goal: the stored state grows over the minute and p99 with it (a sweep
+    p99 of 15 ms became 21 ms over 60 s). Failing that, among those meeting the goal; if none
+    does, the one with the best rate."""
+    for limit in (P99_GOAL_S / 2, P99_GOAL_S):
+        pool = {c: rate for c, (rate, p99) in tried.items() if p99 <= limit}
+        if pool:
+            return max(pool, key=lambda c: pool[c])
+    return max(tried, key=lambda c: tried[c][0])
 
 
 def b8(quick: bool) -> list[Figure]:
@@ -260,7 +264,6 @@ def b8(quick: bool) -> list[Figure]:
     figures = [_run_one("SQLite", None, seconds, sweep)]
     if quick:
         return figures
-    chosen = [int(figures[0].numbers["clients"])]
     why = _pg_available(PG_URL)
     if why is not None:
         figures.append(
@@ -275,5 +278,5 @@ def b8(quick: bool) -> list[Figure]:
         )
         return figures
     with _pg_schema(PG_URL) as url:
-        figures.append(_run_one("PostgreSQL", url, seconds, chosen))
+        figures.append(_run_one("PostgreSQL", url, seconds, sweep))
     return figures

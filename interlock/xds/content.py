@@ -224,6 +224,37 @@ class Content:
             self._pool.stats.sotw_bodies_encoded += 1
         return self._sotw_body
 
+    def sotw_update_body(self, held: Content) -> bytes:
+        """A ``DiscoveryResponse`` (no nonce) carrying only the entries whose version differs
+        from ``held`` — for the types whose SotW responses are not the state of the world
+        (all but LDS and CDS: a resource absent from the response is left as the proxy has
+        it). ``version_info`` is still this whole content's version."""
+        key = "sotw\0" + held.version
+        body = self._delta_bodies.get(key)
+        if body is None:
+            old = held.entries
+            entries = self.entries
+            changed = [
+                name
+                for name in sorted(entries)
+                if (had := old.get(name)) is None or had.version != entries[name].version
+            ]
+            if len(changed) == len(entries):
+                return self.sotw_body()  # everything: the one full body, encoded once
+            parts = [wire.text_field(wire.SOTW_VERSION_INFO, self.version)]
+            for name in changed:
+                field = entries[name].sotw_field
+                if field is None:
+                    raise ValueError(f"placeholder entry {name!r} cannot be sent")
+                parts.append(field)
+            parts.append(wire.text_field(wire.SOTW_TYPE_URL, self.type_url))
+            body = b"".join(parts)
+            if len(self._delta_bodies) >= _BODY_CACHE_LIMIT:
+                self._delta_bodies.clear()
+            self._delta_bodies[key] = body
+            self._pool.stats.sotw_bodies_encoded += 1
+        return body
+
     def delta_body(self, held: Content | None) -> bytes:
         """A ``DeltaDiscoveryResponse`` (no nonce) taking a proxy from ``held`` to this content.
 

@@ -49,6 +49,7 @@ class TypeState:
         "sent_revision",
         "sub",
         "type_url",
+        "whole_next",
     )
 
     def __init__(self, type_url: str) -> None:
@@ -70,6 +71,9 @@ class TypeState:
         #: The last evaluation found nothing to send, ACKed, not retaining.
         self.in_sync = False
         self.sent_revision: int | None = None
+        #: SotW update types (EDS, RDS, SDS): the next response carries every subscribed
+        #: resource, not only what changed (``sotw.SotwStream.body``).
+        self.whole_next = True
 
     def narrow(self) -> None:
         """Forget held resources the subscription no longer covers (the proxy dropped them)."""

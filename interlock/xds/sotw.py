@@ -2,8 +2,18 @@
 
 Contract, per type on one stream:
 
-- a response carries every subscribed resource that exists (all of them for a wildcard), its
-  ``version_info`` is the hash of exactly that content, and its nonce is new to the stream;
+- a response's ``version_info`` is the hash of everything of the type the proxy should hold,
+  and its nonce is new to the stream; for LDS and CDS it carries every subscribed resource
+  that exists (all of them for a wildcard): absence means deletion;
+- for the other types (EDS, RDS, SDS) a response updates the resources it carries and leaves
+  the rest as the proxy has them (the xDS protocol groups them as in delta). On an aggregated
+  stream, once the proxy ACKed what it holds, a response carries only the new and changed ones
+  (one service's endpoints, not the thousand a sidecar subscribes to). It carries every
+  subscribed resource when it is the first of its type, when the last was not ACKed or was
+  NACKed, on a per-type stream, and after any CDS or LDS response: Envoy replaces a changed
+  cluster or listener by a new one whose subscriptions start empty and, if the names did not
+  change, it does not ask again - the new one warms until a response names its resource (an
+  EDS cluster waits ``initial_fetch_timeout``, 15 s, before using its cached endpoints);
 - a request whose nonce is stale (a newer response of the type was sent since) is ignored whole:
   the proxy will send its current subscription again with the newer nonce;
 - a NACK is a request with ``error_detail``; it is recorded and nothing more of the type is sent
@@ -21,11 +31,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from interlock.xds import resource_types as rt
 from interlock.xds import wire
 from interlock.xds.content import Content
 from interlock.xds.session import TypeState
 from interlock.xds.status import Variant
 from interlock.xds.stream import XdsStream
+
+#: The types whose SotW responses may carry only what changed (not the state of the world).
+_UPDATE_TYPES = frozenset({rt.ENDPOINT, rt.ROUTE, rt.SECRET})
 
 
 class SotwStream(XdsStream):
@@ -62,4 +76,20 @@ class SotwStream(XdsStream):
         return bool(desired.entries) and (have is None or not desired.within(have))
 
     def body(self, state: TypeState, desired: Content) -> bytes:
-        return desired.sotw_body()
+        if state.type_url not in _UPDATE_TYPES:
+            # CDS or LDS: Envoy may replace clusters and listeners, whose new subscriptions
+            # wait for a response naming their resources.
+            for other in self._ordered:
+                other.whole_next = True
+            return desired.sotw_body()
+        have = state.have
+        if (
+            have is None
+            or state.whole_next
+            or self.fixed_type is not None
+            or not state.acked
+            or state.nacked
+        ):
+            state.whole_next = False
+            return desired.sotw_body()
+        return desired.sotw_update_body(have)

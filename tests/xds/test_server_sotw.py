@@ -130,8 +130,91 @@ async def test_a_request_with_a_stale_nonce_gets_no_response(
         version_info=second.version,
     )
     await client.send(current)
-    both = await client.recv()
-    assert both.names == ["a", "b"]
+    newly = await client.recv()
+    assert newly.names == ["b"]  # "a" is ACKed and unchanged: EDS responses are not SotW
+    assert newly.version != second.version
+
+
+async def test_after_an_ack_eds_carries_only_what_changed_and_cds_everything(
+    harness: Harness, client: XdsClient
+) -> None:
+    """Over SotW, LDS and CDS responses are the state of the world; EDS (and RDS, SDS) update
+    the resources they carry. So one cluster's new endpoints go out alone, while a proxy
+    that has not ACKed, or NACKed, or just got CDS, gets everything it subscribes to."""
+    clusters = {"a": 1, "b": 2, "c": 3}
+    harness.cache.set_snapshot("proxy-1", mesh_resources(clusters), revision=1)
+    await client.subscribe(rt.CLUSTER)
+    cds = await client.recv()
+    await client.ack(cds)
+    await client.subscribe(rt.ENDPOINT, ["a", "b", "c"])
+    eds = await client.recv()
+    assert eds.names == ["a", "b", "c"]
+    await client.ack(eds)
+    await harness.barrier(client)
+
+    harness.cache.set_snapshot("proxy-1", mesh_resources({**clusters, "b": 22}), revision=2)
+    changed = await client.recv()
+    assert (changed.type_url, changed.names) == (rt.ENDPOINT, ["b"])
+    whole = harness.cache.get("proxy-1")
+    assert whole is not None and changed.version == whole.version(rt.ENDPOINT)
+    await client.nack(changed)
+    await harness.barrier(client)
+
+    harness.cache.set_snapshot("proxy-1", mesh_resources({**clusters, "c": 33}), revision=3)
+    after_nack = await client.recv()
+    assert after_nack.names == ["a", "b", "c"]  # it may hold neither b nor c as sent
+    await client.ack(after_nack)
+    await harness.barrier(client)
+
+    more = {**clusters, "b": 22, "c": 33, "d": 4}
+    harness.cache.set_snapshot("proxy-1", mesh_resources(more), revision=4)
+    cds_again = await client.recv()
+    assert cds_again.type_url == rt.CLUSTER and cds_again.names == ["a", "b", "c", "d"]
+    # Only b's endpoints changed, but after a CDS response Envoy may have replaced clusters,
+    # whose new EDS watches wait for a response naming them: this EDS response is whole.
+    after_cds = await client.recv()
+    assert (after_cds.type_url, after_cds.names) == (rt.ENDPOINT, ["a", "b", "c"])
+    await client.ack(cds_again)
+    await client.ack(after_cds)
+    await harness.barrier(client)
+
+    await client.subscribe(rt.ENDPOINT, ["a", "b", "c", "d"])
+    only_d = await client.recv()
+    assert (only_d.type_url, only_d.names) == (rt.ENDPOINT, ["d"])
+
+
+async def test_after_lds_the_next_rds_response_carries_every_route(
+    harness: Harness, client: XdsClient
+) -> None:
+    """A changed listener is a new listener to Envoy: RDS after LDS is whole again."""
+    listeners = {"l": (10000, "r1"), "m": (10001, "r2")}
+    routes = {"r1": ("v1", None), "r2": ("v1", None)}
+    resources = mesh_resources(routes=routes, listeners=listeners)
+    harness.cache.set_snapshot("proxy-1", resources, revision=1)
+    await client.subscribe(rt.LISTENER)
+    await client.ack(await client.recv())
+    await client.subscribe(rt.ROUTE, ["r1", "r2"])
+    rds = await client.recv()
+    assert rds.names == ["r1", "r2"]
+    await client.ack(rds)
+    await harness.barrier(client)
+
+    routes = {**routes, "r1": ("v2", None)}
+    resources = mesh_resources(routes=routes, listeners=listeners)
+    harness.cache.set_snapshot("proxy-1", resources, revision=2)
+    changed = await client.recv()
+    assert (changed.type_url, changed.names) == (rt.ROUTE, ["r1"])
+    await client.ack(changed)
+    await harness.barrier(client)
+
+    listeners = {**listeners, "l": (10002, "r1")}
+    routes = {**routes, "r2": ("v2", None)}
+    resources = mesh_resources(routes=routes, listeners=listeners)
+    harness.cache.set_snapshot("proxy-1", resources, revision=3)
+    lds = await client.recv()
+    assert lds.type_url == rt.LISTENER
+    after_lds = await client.recv()
+    assert (after_lds.type_url, after_lds.names) == (rt.ROUTE, ["r1", "r2"])
 
 
 async def test_eds_sends_only_requested_names_and_an_empty_list_unsubscribes(
@@ -316,7 +399,7 @@ async def test_a_changed_cluster_gets_its_endpoints_again(
     # Envoy warms the new version of a until it gets a's endpoints, and does not ask again
     endpoints = await client.recv()
     assert (endpoints.type_url, endpoints.names) == (rt.ENDPOINT, ["a", "b"])
-    assert endpoints.version == before.version  # same content, sent again
+    assert endpoints.version == before.version  # same content, sent again (whole: after CDS)
     await client.ack(clusters)
     await client.ack(endpoints)
     assert await harness.barrier(client) == []
