@@ -38,6 +38,7 @@ PG_URL = os.environ.get(
 )
 SERVICES = 50
 P99_GOAL_S = 0.020
+RATE_GOAL = 1000.0  # registrations per second
 
 
 async def _client(
@@ -223,7 +224,7 @@ def _run_one(db: str, db_url: str | None, seconds: float, sweep: list[int]) -> F
         f"REST registrations sustained {seconds:.0f} s ({db})",
         ">= 1,000/s, API p99 <= 20 ms",
         f"{rate:,.0f}/s, p99 {ms(p99)}",
-        (rate >= 1000 and p99 <= P99_GOAL_S and errors == 0) if seconds >= 60 else None,
+        (rate >= RATE_GOAL and p99 <= P99_GOAL_S and errors == 0) if seconds >= 60 else None,
         {
             "per_second": rate,
             "p50": p50,
@@ -247,14 +248,17 @@ def _run_one(db: str, db_url: str | None, seconds: float, sweep: list[int]) -> F
 
 
 def _pick(tried: dict[int, tuple[float, float]]) -> int:
-    """The number of clients with the best rate among those whose p99 in the short sweep is
-    at most half the goal: the stored state grows over the minute and p99 with it (a sweep
-    p99 of 15 ms became 21 ms over 60 s). Failing that, among those meeting the goal; if none
-    does, the one with the best rate."""
-    for limit in (P99_GOAL_S / 2, P99_GOAL_S):
-        pool = {c: rate for c, (rate, p99) in tried.items() if p99 <= limit}
-        if pool:
-            return max(pool, key=lambda c: pool[c])
+    """The number of clients for the minute: the figure asks for a rate *and* a p99 at that
+    rate, and the stored state (so p99) grows over the minute - a sweep p99 of 15 ms became
+    21 ms over 60 s. Among the loads that reached the goal's rate with a fifth to spare: the
+    best rate whose p99 is at most half the goal, else the lowest p99; if none reached it, the
+    best rate."""
+    enough = {c: (rate, p99) for c, (rate, p99) in tried.items() if rate >= RATE_GOAL * 1.2}
+    roomy = {c: rate for c, (rate, p99) in enough.items() if p99 <= P99_GOAL_S / 2}
+    if roomy:
+        return max(roomy, key=lambda c: roomy[c])
+    if enough:
+        return min(enough, key=lambda c: enough[c][1])
     return max(tried, key=lambda c: tried[c][0])
 
 

@@ -55,3 +55,16 @@ def test_unknown_figures_are_a_clean_error() -> None:
     assert done.returncode == 2
     assert "unknown figure(s) ['B99']" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_b8_runs_the_minute_at_a_load_that_reaches_the_rate_with_room_in_p99() -> None:
+    from bench.api_load import _pick
+
+    # SQLite-like: many loads reach the rate; the best one with p99 at most half the goal.
+    sqlite = {2: (1652.0, 0.003), 8: (3645.0, 0.0065), 16: (4961.0, 0.0098), 32: (6048.0, 0.016)}
+    assert _pick(sqlite) == 16
+    # PostgreSQL-like: the loads that reach the rate all have p99 above half the goal.
+    pg = {2: (631.0, 0.0064), 4: (949.0, 0.0097), 8: (1431.0, 0.012), 16: (1857.0, 0.018)}
+    assert _pick(pg) == 8
+    # Nothing reaches the rate: the best rate.
+    assert _pick({2: (300.0, 0.002), 4: (500.0, 0.03)}) == 4
