@@ -10,7 +10,7 @@ read or written at: one resource is its fields plus ``revision``; a list is
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -135,6 +135,19 @@ class InstanceSpec(_Body):
         )
 
 
+def instance_fields(instance: Instance) -> dict[str, Any]:
+    """An instance's fields as :class:`InstanceView` and its subclasses show them."""
+    return {
+        "service": instance.service,
+        "instance_id": instance.instance_id,
+        "address": instance.address,
+        "port": instance.port,
+        "labels": dict(instance.labels),
+        "locality": instance.locality,
+        "healthy": instance.healthy,
+    }
+
+
 class InstanceView(_Out):
     """An instance as the API shows it (one item of a list)."""
 
@@ -148,15 +161,7 @@ class InstanceView(_Out):
 
     @classmethod
     def of(cls, instance: Instance) -> InstanceView:
-        return cls(
-            service=instance.service,
-            instance_id=instance.instance_id,
-            address=instance.address,
-            port=instance.port,
-            labels=dict(instance.labels),
-            locality=instance.locality,
-            healthy=instance.healthy,
-        )
+        return cls(**instance_fields(instance))
 
 
 class InstanceResponse(InstanceView):
@@ -166,7 +171,7 @@ class InstanceResponse(InstanceView):
 
     @classmethod
     def at(cls, instance: Instance, revision: int) -> InstanceResponse:
-        return cls(revision=revision, **InstanceView.of(instance).model_dump())
+        return cls(revision=revision, **instance_fields(instance))
 
 
 class InstanceWritten(InstanceResponse):

@@ -17,6 +17,7 @@ from interlock.api.schemas import (
     InstanceWritten,
     RevisionResponse,
     ServiceName,
+    instance_fields,
 )
 from interlock.model.service import Instance
 from interlock.store import WriteResult
@@ -66,15 +67,8 @@ async def put_instance(
 
 def written(result: WriteResult[Instance]) -> InstanceWritten:
     """The body answering a registration (also built by :mod:`interlock.api.fast_path`)."""
-    instance = result.value
     return InstanceWritten(
-        service=instance.service,
-        instance_id=instance.instance_id,
-        address=instance.address,
-        port=instance.port,
-        labels=dict(instance.labels),
-        locality=instance.locality,
-        healthy=instance.healthy,
+        **instance_fields(result.value),
         revision=result.revision,
         created=result.created,
         changed=result.changed,
