@@ -248,10 +248,7 @@ class Content:
                     raise ValueError(f"placeholder entry {name!r} cannot be sent")
                 parts.append(field)
             parts.append(wire.text_field(wire.SOTW_TYPE_URL, self.type_url))
-            body = b"".join(parts)
-            if len(self._delta_bodies) >= _BODY_CACHE_LIMIT:
-                self._delta_bodies.clear()
-            self._delta_bodies[key] = body
+            body = self._keep_body(key, b"".join(parts))
             self._pool.stats.sotw_bodies_encoded += 1
         return body
 
@@ -275,11 +272,15 @@ class Content:
             for name in sorted(old):
                 if name not in self.entries:
                     parts.append(wire.text_field(wire.DELTA_REMOVED_RESOURCES, name))
-            body = b"".join(parts)
-            if len(self._delta_bodies) >= _BODY_CACHE_LIMIT:
-                self._delta_bodies.clear()
-            self._delta_bodies[key] = body
+            body = self._keep_body(key, b"".join(parts))
             self._pool.stats.delta_bodies_encoded += 1
+        return body
+
+    def _keep_body(self, key: str, body: bytes) -> bytes:
+        """Remember a body encoded against some held content (bounded: cleared when full)."""
+        if len(self._delta_bodies) >= _BODY_CACHE_LIMIT:
+            self._delta_bodies.clear()
+        self._delta_bodies[key] = body
         return body
 
 
