@@ -4,10 +4,19 @@ would use the API: over HTTP, with problem+json errors turned into :class:`ApiEr
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
+
+from interlock.trust import (
+    BUNDLE_PATH,
+    Trust,
+    TrustError,
+    client_context,
+    verification_failure,
+)
 
 DEFAULT_CONTROL_PLANE = "http://127.0.0.1:8080"
 
@@ -19,6 +28,19 @@ class ClientError(Exception):
 class ControlPlaneUnreachable(ClientError):
     def __init__(self, url: str, cause: Exception) -> None:
         super().__init__(f"cannot reach the control plane at {url}: {cause}")
+        self.url = url
+
+
+class ControlPlaneUntrusted(ClientError):
+    """The control plane's certificate did not verify against the trusted bundle (or the
+    trust options could not be used)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            f"the control plane at {url} is not trusted: {reason}. Give --ca-file FILE (the "
+            "server writes its CA bundle beside its database: <db>.ca.pem) or "
+            "--ca-fingerprint sha256:HEX (the server prints it at start)"
+        )
         self.url = url
 
 
@@ -41,7 +63,11 @@ class ApiError(ClientError):
 
 
 class InterlockClient:
-    """Typed calls for the endpoints the CLI and the sidecar use. Raises :class:`ClientError`."""
+    """Typed calls for the endpoints the CLI and the sidecar use. Raises :class:`ClientError`.
+
+    An ``https://`` control plane is verified against ``trust`` (see :mod:`interlock.trust`);
+    ``http://`` is only for a server run with ``--plaintext`` on loopback, and refuses trust
+    options, which would suggest a protection it does not have."""
 
     def __init__(
         self,
@@ -49,12 +75,46 @@ class InterlockClient:
         *,
         token: str | None = None,
         timeout: float = 5.0,
+        trust: Trust | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        trust = trust or Trust()
+        scheme = self.base_url.partition("://")[0].lower()
+        if scheme not in ("http", "https"):
+            raise ClientError(
+                f"--control-plane must be an https:// (or http://) URL, got {base_url!r}"
+            )
+        self.context: ssl.SSLContext | None = None
+        if scheme == "https":
+            try:
+                bundle = trust.bundle(self.base_url, timeout)
+            except TrustError as exc:
+                raise ClientError(str(exc)) from None
+            self.context = (
+                client_context(bundle)
+                if bundle is not None
+                else ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+            )
+        elif trust.given:
+            raise ClientError(
+                f"--ca-file/--ca-fingerprint verify an https:// control plane; {base_url} "
+                "is plain text"
+            )
         token = token if token is not None else os.environ.get("INTERLOCK_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout = timeout
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            headers=headers,
+            verify=self.context if self.context is not None else True,
+        )
+
+    def trust_more(self, bundle_pem: bytes) -> None:
+        """Also trust the roots of ``bundle_pem`` from now on (a root rotation published a new
+        one: the server's next certificate may come from it)."""
+        if self.context is not None:
+            self.context.load_verify_locations(cadata=bundle_pem.decode("ascii"))
 
     def __enter__(self) -> InterlockClient:
         return self
@@ -75,6 +135,9 @@ class InterlockClient:
         try:
             response = self._http.request(method, path, json=json, params=params, timeout=timeout)
         except httpx.HTTPError as exc:
+            reason = verification_failure(exc)
+            if reason is not None:
+                raise ControlPlaneUntrusted(self.base_url, reason) from None
             raise ControlPlaneUnreachable(self.base_url, exc) from None
         if response.status_code >= 400:
             try:
@@ -143,6 +206,12 @@ class InterlockClient:
 
     def get_ca(self) -> Any:
         return self.request("GET", "/v1/ca")
+
+    def ca_bundle(self, *, wait: float = 0.0, known: str = "") -> Any:
+        """The CA bundle (public); with ``wait`` and ``known`` (a ``version`` seen before),
+        held until the bundle is another one or ``wait`` seconds pass."""
+        params = {k: v for k, v in (("wait", f"{wait:g}" if wait > 0 else ""), ("known", known))}
+        return self.request("GET", BUNDLE_PATH, params={k: v for k, v in params.items() if v})
 
     def rotate_ca(
         self, action: str, *, wait: float = 0.0, pem: Mapping[str, str] | None = None

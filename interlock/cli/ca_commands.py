@@ -15,16 +15,19 @@ from typing import Annotated, Any
 
 import typer
 
+from interlock.cli.options import (
+    DEFAULT_CONTROL_PLANE,
+    Api,
+    CaFile,
+    CaFingerprint,
+    ControlPlane,
+    Output,
+)
 from interlock.cli.output import OutputFormat, emit, err_console, fail
 from interlock.client import ApiError, ClientError, InterlockClient
 
 ca_app = typer.Typer(help="The mesh's certificate authority.", no_args_is_help=True)
 
-ControlPlane = Annotated[
-    str,
-    typer.Option("--control-plane", envvar="INTERLOCK_CONTROL_PLANE", help="REST API base URL."),
-]
-Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="table, json or yaml.")]
 
 STEP_WAIT = 10.0
 """Seconds one request waits for the current step's ACKs before checking again."""
@@ -60,11 +63,14 @@ COLUMNS = [
 
 @ca_app.command("status")
 def status(
-    output: Output = OutputFormat.TABLE, control_plane: ControlPlane = "http://127.0.0.1:8080"
+    output: Output = OutputFormat.TABLE,
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
 ) -> None:
     """The CA: phase, signing key, bundle, and the current step's rollout."""
     try:
-        with InterlockClient(control_plane) as client:
+        with Api(control_plane, ca_file, ca_fingerprint).client() as client:
             ca = client.get_ca()
     except ClientError as exc:
         raise fail(str(exc)) from None
@@ -96,7 +102,9 @@ def rotate(
     timeout: Annotated[
         float, typer.Option(min=1.0, help="Give up when one step is not ACKed in this time.")
     ] = 600.0,
-    control_plane: ControlPlane = "http://127.0.0.1:8080",
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
 ) -> None:
     """Rotate the root CA in three steps, each once the previous one is ACKed everywhere."""
     if (ca_cert is None) != (ca_key is None):
@@ -109,7 +117,7 @@ def rotate(
     except OSError as exc:
         raise fail(f"cannot read {exc.filename}: {exc.strerror}", 2) from None
     try:
-        with InterlockClient(control_plane, timeout=30.0) as client:
+        with Api(control_plane, ca_file, ca_fingerprint).client(timeout=30.0) as client:
             _drive(client, pem, abort, timeout)
     except ClientError as exc:
         raise fail(str(exc)) from None

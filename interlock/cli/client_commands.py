@@ -9,23 +9,25 @@ from typing import Annotated, Any
 
 import typer
 
+from interlock.cli.options import (
+    DEFAULT_CONTROL_PLANE,
+    Api,
+    CaFile,
+    CaFingerprint,
+    ControlPlane,
+    Output,
+)
 from interlock.cli.output import OutputFormat, emit, fail
 from interlock.cli.resource_commands import get_resources, resolve_kind
-from interlock.client import ClientError, InterlockClient
-
-ControlPlane = Annotated[
-    str,
-    typer.Option("--control-plane", envvar="INTERLOCK_CONTROL_PLANE", help="REST API base URL."),
-]
-Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="table, json or yaml.")]
+from interlock.client import ClientError
 
 SERVICES = frozenset({"service", "services", "svc"})
 INSTANCES = frozenset({"instance", "instances", "inst"})
 
 
-def _call(control_plane: str, fn: Any) -> Any:
+def _call(api: Api, fn: Any) -> Any:
     try:
-        with InterlockClient(control_plane) as client:
+        with api.client() as client:
             return fn(client)
     except ClientError as exc:
         raise fail(str(exc)) from None
@@ -53,29 +55,30 @@ def get(
         ),
     ] = None,
     output: Output = OutputFormat.TABLE,
-    control_plane: ControlPlane = "http://127.0.0.1:8080",
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
 ) -> None:
     """Show services, instances or policy resources."""
+    api = Api(control_plane, ca_file, ca_fingerprint)
     word = kind.lower()
     if word in SERVICES:
-        get_services(name, namespace, output, control_plane)
+        get_services(name, namespace, output, api)
     elif word in INSTANCES:
         if not name:
             raise fail("get instances needs the service: interlock get instances SERVICE", 2)
-        get_instances(name, output, control_plane)
+        get_instances(name, output, api)
     else:
-        get_resources(resolve_kind(kind), name, namespace, output, control_plane)
+        get_resources(resolve_kind(kind), name, namespace, output, api)
 
 
-def get_services(
-    name: str | None, namespace: str | None, output: OutputFormat, control_plane: str
-) -> None:
+def get_services(name: str | None, namespace: str | None, output: OutputFormat, api: Api) -> None:
     """List services (or show one)."""
     if name:
-        data = _call(control_plane, lambda c: c.get_service(name))
+        data = _call(api, lambda c: c.get_service(name))
         rows = [data]
     else:
-        data = _call(control_plane, lambda c: c.list_services())
+        data = _call(api, lambda c: c.list_services())
         rows = list(data.get("items", [])) if isinstance(data, dict) else list(data)
         if namespace:
             rows = [r for r in rows if r.get("namespace") == namespace]
@@ -88,9 +91,9 @@ def get_services(
     )
 
 
-def get_instances(service: str, output: OutputFormat, control_plane: str) -> None:
+def get_instances(service: str, output: OutputFormat, api: Api) -> None:
     """List a service's instances."""
-    data = _call(control_plane, lambda c: c.list_instances(service))
+    data = _call(api, lambda c: c.list_instances(service))
     rows = list(data.get("items", [])) if isinstance(data, dict) else list(data)
     emit(
         data,

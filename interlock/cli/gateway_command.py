@@ -7,17 +7,11 @@ from typing import Annotated
 
 import typer
 
+from interlock.cli.options import DEFAULT_CONTROL_PLANE, ControlPlane, host_port
 from interlock.cli.output import fail
 from interlock.cli.write_commands import parse_labels
 from interlock.sidecar import EnvoyNotFound, SidecarError, SidecarOptions, XdsProtocol
 from interlock.sidecar.gateway import GatewaySpec, parse_port, run_gateway
-
-
-def _host_port(value: str, option: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise typer.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint=option)
-    return host.strip("[]"), int(port)
 
 
 def gateway(
@@ -48,12 +42,7 @@ def gateway(
         ),
     ] = "",
     locality: Annotated[str, typer.Option(help="region/zone/subzone of this gateway.")] = "",
-    control_plane: Annotated[
-        str,
-        typer.Option(
-            "--control-plane", envvar="INTERLOCK_CONTROL_PLANE", help="REST API base URL."
-        ),
-    ] = "http://127.0.0.1:8080",
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
     xds: Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")] = "127.0.0.1:18000",
     xds_protocol: Annotated[
         str, typer.Option(help="delta (incremental) or sotw (state of the world).")
@@ -83,7 +72,7 @@ def gateway(
         protocol = XdsProtocol(xds_protocol)
     except ValueError:
         raise typer.BadParameter("must be 'delta' or 'sotw'", param_hint="--xds-protocol") from None
-    xds_host, xds_port = _host_port(xds, "--xds")
+    xds_host, xds_port = host_port(xds, "--xds")
     spec = GatewaySpec(
         name=name,
         ports=ports,

@@ -12,6 +12,7 @@ import typer
 from interlock.cli.ca_commands import ca_app
 from interlock.cli.client_commands import get
 from interlock.cli.gateway_command import gateway
+from interlock.cli.options import DEFAULT_CONTROL_PLANE, ControlPlane, host_port
 from interlock.cli.output import fail
 from interlock.cli.resource_commands import apply
 from interlock.cli.status_commands import proxy_config, proxy_status
@@ -44,18 +45,6 @@ app.command("proxy-config")(proxy_config)
 app.command("top")(top)
 app.add_typer(ca_app, name="ca")
 app.command("gateway")(gateway)
-
-ControlPlane = Annotated[
-    str,
-    typer.Option("--control-plane", envvar="INTERLOCK_CONTROL_PLANE", help="REST API base URL."),
-]
-
-
-def split_host_port(value: str, option: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise typer.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint=option)
-    return host.strip("[]"), int(port)
 
 
 @app.command()
@@ -188,7 +177,7 @@ def _sidecar_spec(
     stats_port: int | None = None,
     token_file: str = DEFAULT_TOKEN_FILE,
 ) -> SidecarSpec:
-    xds_host, xds_port = split_host_port(xds, "--xds")
+    xds_host, xds_port = host_port(xds, "--xds")
     try:
         protocol = XdsProtocol(xds_protocol)
     except ValueError:
@@ -247,7 +236,7 @@ def sidecar(
         ),
     ] = "127.0.0.1",
     locality: Annotated[str, typer.Option(help="region/zone/subzone of this instance.")] = "",
-    control_plane: ControlPlane = "http://127.0.0.1:8080",
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
     xds: Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")] = "127.0.0.1:18000",
     xds_protocol: Annotated[
         str, typer.Option(help="delta (incremental) or sotw (state of the world).")

@@ -10,24 +10,25 @@ from typing import Annotated, Any
 import typer
 
 from interlock.cli.manifests import Manifest, ManifestError, load_manifests, with_namespace
+from interlock.cli.options import (
+    DEFAULT_CONTROL_PLANE,
+    Api,
+    CaFile,
+    CaFingerprint,
+    ControlPlane,
+    Output,
+    Timeout,
+    Wait,
+)
 from interlock.cli.output import OutputFormat, console, emit, err_console, fail
 from interlock.cli.status_commands import wait_for_rollout
-from interlock.client import ApiError, ClientError, InterlockClient
+from interlock.client import ApiError, ClientError
 from interlock.model.policy.registry import KindInfo, known_kinds_text, lookup_kind
 
-ControlPlane = Annotated[
-    str,
-    typer.Option("--control-plane", envvar="INTERLOCK_CONTROL_PLANE", help="REST API base URL."),
-]
 Files = Annotated[
     list[str],
     typer.Option("--filename", "-f", help="A YAML/JSON file, a directory of them, or - (stdin)."),
 ]
-Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="table, json or yaml.")]
-Wait = Annotated[
-    bool, typer.Option("--wait", help="Block until every connected proxy ACKed the change.")
-]
-Timeout = Annotated[float, typer.Option("--timeout", min=0.0, help="Seconds --wait waits.")]
 Namespace = Annotated[
     str | None,
     typer.Option("--namespace", "-n", help="The namespace (for documents that name none)."),
@@ -101,14 +102,16 @@ def apply(
     wait: Wait = False,
     timeout: Timeout = 30.0,
     output: Output = OutputFormat.TABLE,
-    control_plane: ControlPlane = "http://127.0.0.1:8080",
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
 ) -> None:
     """Create or update policy resources from files (all of them, or none, in one revision).
 
     --wait has no effect with --dry-run (nothing is written)."""
     manifests = _loaded(filename, namespace)
     try:
-        with InterlockClient(control_plane) as client:
+        with Api(control_plane, ca_file, ca_fingerprint).client() as client:
             try:
                 result = client.apply_resources([m.document for m in manifests], dry_run=dry_run)
             except ApiError as exc:
@@ -217,11 +220,11 @@ def get_resources(
     name: str | None,
     namespace: str | None,
     output: OutputFormat,
-    control_plane: str,
+    api: Api,
 ) -> None:
     """``get KIND [NAME]``: a table (one row per resource, then its problems) or JSON/YAML."""
     try:
-        with InterlockClient(control_plane) as client:
+        with api.client() as client:
             if name:
                 data = client.get_resource(info.kind, namespace or DEFAULT_NAMESPACE, name)
                 items = [data]
@@ -271,14 +274,14 @@ def delete_resources(
     ignore_not_found: bool,
     wait: bool,
     timeout: float,
-    control_plane: str,
+    api: Api,
 ) -> None:
     """Delete each ``(label, kind, namespace, name)``; like kubectl, go on after a failure
     and exit 1 at the end if any failed."""
     failed = 0
     revision: int | None = None
     try:
-        with InterlockClient(control_plane) as client:
+        with api.client() as client:
             for label, kind, namespace, name in targets:
                 try:
                     revision = int(client.delete_resource(kind, namespace, name)["revision"])

@@ -9,14 +9,17 @@ from typing import Annotated, Any
 import typer
 from rich.status import Status
 
+from interlock.cli.options import (
+    DEFAULT_CONTROL_PLANE,
+    Api,
+    CaFile,
+    CaFingerprint,
+    ControlPlane,
+    Output,
+)
 from interlock.cli.output import OutputFormat, console, emit, err_console, fail
 from interlock.client import ClientError, InterlockClient
 
-ControlPlane = Annotated[
-    str,
-    typer.Option("--control-plane", envvar="INTERLOCK_CONTROL_PLANE", help="REST API base URL."),
-]
-Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="table, json or yaml.")]
 TYPES = ("clusters", "endpoints", "listeners", "routes", "secrets")
 SHORT = {
     "clusters": "CDS",
@@ -28,11 +31,14 @@ SHORT = {
 
 
 def proxy_status(
-    output: Output = OutputFormat.TABLE, control_plane: ControlPlane = "http://127.0.0.1:8080"
+    output: Output = OutputFormat.TABLE,
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
 ) -> None:
     """Every connected proxy and, per xDS type, SYNCED / STALE / NACKED / NOT SENT."""
     try:
-        with InterlockClient(control_plane) as client:
+        with Api(control_plane, ca_file, ca_fingerprint).client() as client:
             data = client.list_proxies()
     except ClientError as exc:
         raise fail(str(exc)) from None
@@ -90,14 +96,16 @@ def proxy_config(
         typer.Option("--type", "-t", help="clusters, endpoints, listeners, routes or secrets."),
     ] = None,
     output: Output = OutputFormat.TABLE,
-    control_plane: ControlPlane = "http://127.0.0.1:8080",
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
 ) -> None:
     """What the control plane serves one proxy (secrets redacted)."""
     for t in type_ or []:
         if t not in TYPES:
             raise typer.BadParameter(f"{t!r} is not one of {', '.join(TYPES)}", param_hint="--type")
     try:
-        with InterlockClient(control_plane) as client:
+        with Api(control_plane, ca_file, ca_fingerprint).client() as client:
             data = client.proxy_config(proxy, type_)
     except ClientError as exc:
         raise fail(str(exc)) from None

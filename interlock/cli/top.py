@@ -27,13 +27,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from interlock.cli.options import DEFAULT_CONTROL_PLANE, Api, CaFile, CaFingerprint, ControlPlane
 from interlock.cli.output import OutputFormat, console, fail
-from interlock.client import ClientError, InterlockClient
+from interlock.client import ClientError
 
-ControlPlane = Annotated[
-    str,
-    typer.Option("--control-plane", envvar="INTERLOCK_CONTROL_PLANE", help="REST API base URL."),
-]
 EXTERNAL = "external"
 DASH = "-"
 
@@ -250,7 +247,9 @@ def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
 
 
 def top(
-    control_plane: ControlPlane = "http://127.0.0.1:8080",
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
     window: Annotated[
         float, typer.Option(min=1.0, max=3600.0, help="Seconds of traffic to look back on.")
     ] = 60.0,
@@ -270,7 +269,7 @@ def top(
     params = {"window": f"{window:g}"}
     stop = threading.Event()
     try:
-        with InterlockClient(control_plane) as client, _ctrl_c_sets(stop):
+        with Api(control_plane, ca_file, ca_fingerprint).client() as client, _ctrl_c_sets(stop):
 
             def fetch() -> Mapping[str, Any]:
                 graph: Mapping[str, Any] = client.request("GET", "/v1/graph", params=params)

@@ -7,6 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
+from interlock.cli.options import (
+    DEFAULT_CONTROL_PLANE,
+    Api,
+    CaFile,
+    CaFingerprint,
+    ControlPlane,
+    Output,
+    Timeout,
+    Wait,
+)
 from interlock.cli.output import OutputFormat, console, emit, fail
 from interlock.cli.resource_commands import (
     DEFAULT_NAMESPACE,
@@ -15,24 +25,14 @@ from interlock.cli.resource_commands import (
     targets_from_files,
 )
 from interlock.cli.status_commands import wait_for_rollout
-from interlock.client import ClientError, InterlockClient
+from interlock.client import ClientError
 
 put_app = typer.Typer(help="Register or update services and instances.", no_args_is_help=True)
 
-ControlPlane = Annotated[
-    str,
-    typer.Option("--control-plane", envvar="INTERLOCK_CONTROL_PLANE", help="REST API base URL."),
-]
-Wait = Annotated[
-    bool, typer.Option("--wait", help="Block until every connected proxy ACKed the change.")
-]
-Timeout = Annotated[float, typer.Option("--timeout", min=0.0, help="Seconds --wait waits.")]
-Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="table, json or yaml.")]
 
-
-def _write(control_plane: str, call: Any, wait: bool, timeout: float) -> dict[str, Any]:
+def _write(api: Api, call: Any, wait: bool, timeout: float) -> dict[str, Any]:
     try:
-        with InterlockClient(control_plane) as client:
+        with api.client() as client:
             result: dict[str, Any] = call(client)
             if wait:
                 wait_for_rollout(client, int(result["revision"]), timeout)
@@ -71,11 +71,13 @@ def put_service(
     wait: Wait = False,
     timeout: Timeout = 30.0,
     output: Output = OutputFormat.TABLE,
-    control_plane: ControlPlane = "http://127.0.0.1:8080",
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
 ) -> None:
     """Register a service, or update it (idempotent)."""
     result = _write(
-        control_plane,
+        Api(control_plane, ca_file, ca_fingerprint),
         lambda c: c.put_service(name, namespace=namespace, protocol=protocol, port=port),
         wait,
         timeout,
@@ -98,11 +100,13 @@ def put_instance(
     wait: Wait = False,
     timeout: Timeout = 30.0,
     output: Output = OutputFormat.TABLE,
-    control_plane: ControlPlane = "http://127.0.0.1:8080",
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
 ) -> None:
     """Register an instance, or update it (idempotent)."""
     result = _write(
-        control_plane,
+        Api(control_plane, ca_file, ca_fingerprint),
         lambda c: c.put_instance(
             service,
             instance_id,
@@ -151,10 +155,13 @@ def delete(
     ] = False,
     wait: Wait = False,
     timeout: Timeout = 30.0,
-    control_plane: ControlPlane = "http://127.0.0.1:8080",
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
 ) -> None:
     """Delete a service, an instance, or policy resources (by kind and name, or -f FILE)."""
     names = names or []
+    api = Api(control_plane, ca_file, ca_fingerprint)
     if filename:
         if kind or names:
             raise fail("give either -f FILE or KIND NAME, not both", 2)
@@ -164,7 +171,7 @@ def delete(
             ignore_not_found=ignore_not_found,
             wait=wait,
             timeout=timeout,
-            control_plane=control_plane,
+            api=api,
         )
         return
     if not kind or not names:
@@ -173,11 +180,11 @@ def delete(
     if word in ("service", "services", "svc"):
         if len(names) != 1:
             raise fail("usage: interlock delete service NAME [--cascade]", 2)
-        delete_service(names[0], cascade, wait, timeout, control_plane)
+        delete_service(names[0], cascade, wait, timeout, api)
     elif word in ("instance", "instances", "inst"):
         if len(names) != 2:
             raise fail("usage: interlock delete instance SERVICE INSTANCE_ID", 2)
-        delete_instance(names[0], names[1], wait, timeout, control_plane)
+        delete_instance(names[0], names[1], wait, timeout, api)
     else:
         info = resolve_kind(kind)
         ns = namespace or DEFAULT_NAMESPACE
@@ -187,23 +194,19 @@ def delete(
             ignore_not_found=ignore_not_found,
             wait=wait,
             timeout=timeout,
-            control_plane=control_plane,
+            api=api,
         )
 
 
-def delete_service(
-    name: str, cascade: bool, wait: bool, timeout: float, control_plane: str
-) -> None:
+def delete_service(name: str, cascade: bool, wait: bool, timeout: float, api: Api) -> None:
     """Delete a service (refused while it has instances, unless --cascade)."""
-    result = _write(control_plane, lambda c: c.delete_service(name, cascade=cascade), wait, timeout)
+    result = _write(api, lambda c: c.delete_service(name, cascade=cascade), wait, timeout)
     console.print(f"service/{name} deleted (revision {result['revision']})", highlight=False)
 
 
-def delete_instance(
-    service: str, instance_id: str, wait: bool, timeout: float, control_plane: str
-) -> None:
+def delete_instance(service: str, instance_id: str, wait: bool, timeout: float, api: Api) -> None:
     """Deregister an instance."""
-    result = _write(control_plane, lambda c: c.delete_instance(service, instance_id), wait, timeout)
+    result = _write(api, lambda c: c.delete_instance(service, instance_id), wait, timeout)
     console.print(
         f"instance/{service}/{instance_id} deleted (revision {result['revision']})", highlight=False
     )

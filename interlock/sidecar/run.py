@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
-from interlock.client import ApiError, ClientError, InterlockClient
+from interlock.client import DEFAULT_CONTROL_PLANE, ApiError, ClientError, InterlockClient
 from interlock.sidecar.bootstrap import SidecarSpec, render_sidecar_bootstrap
 from interlock.sidecar.envoy import EnvoyProcess, find_envoy
 
@@ -31,7 +31,7 @@ class SidecarError(Exception):
 
 @dataclass(frozen=True)
 class SidecarOptions:
-    control_plane: str = "http://127.0.0.1:8080"
+    control_plane: str = DEFAULT_CONTROL_PLANE
     envoy: str | None = None
     protocol: str = "http"
     service_port: int | None = None
