@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -22,6 +23,7 @@ from interlock.api import create_app
 from interlock.api.auth import ApiAuth
 from interlock.api.routers.ca import CaAdmin
 from interlock.model import InterlockError
+from interlock.model.addresses import HostPort
 from interlock.model.identity import DEFAULT_ROOT_NAMESPACE, DEFAULT_TRUST_DOMAIN, MeshIdentity
 from interlock.reconcile import DebounceSettings, Reconciler
 from interlock.security.admin import ensure_admin_token
@@ -50,20 +52,23 @@ class SettingsError(ValueError):
     """A server setting a user gave is wrong; the message names it."""
 
 
-def parse_host_port(value: str, option: str) -> tuple[str, int]:
-    """``HOST:PORT`` (or ``[v6]:PORT``) → (host, port); port 0 means "any free port"."""
-    host, sep, port_text = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise SettingsError(f"{option} must be HOST:PORT with a port 0-65535, got {value!r}")
-    return host, int(port_text)
+def parse_address(value: str, option: str) -> HostPort:
+    """``HOST:PORT`` (or ``[v6]:PORT``) of a listener; port 0 means "any free port"."""
+    try:
+        return HostPort.parse(value, allow_any_port=True)
+    except ValueError as exc:
+        raise SettingsError(f"{option}: {exc}") from None
+
+
+DEFAULT_API = HostPort("127.0.0.1", 8080)
+DEFAULT_XDS = HostPort("127.0.0.1", 18000)
 
 
 @dataclass(frozen=True)
 class ServerSettings:
     db_url: str = "sqlite:///interlock.db"
-    api: str = "127.0.0.1:8080"
-    xds: str = "127.0.0.1:18000"
+    api: HostPort = DEFAULT_API
+    xds: HostPort = DEFAULT_XDS
     debounce_quiet: float = 0.05
     debounce_max: float = 0.5
     ready_file: Path | None = None
@@ -190,19 +195,14 @@ async def serve(
     KEK are); they never contain a secret.
     """
     tell = say or log.info
-    api_host, api_port = parse_host_port(settings.api, "--api")
-    xds_host, xds_port = parse_host_port(settings.xds, "--xds")
     operator_ca = _security_settings(settings)
-    api_sock = listen_socket(api_host, api_port, "the REST API (--api)")
-    store: Store | None = None
-    reconciler: Reconciler | None = None
-    xds: XdsServer | None = None
-    security: ProxySecurity | None = None
-    revocations: Revocations | None = None
-    api_server: _EmbeddedUvicorn | None = None
-    api_task: asyncio.Task[None] | None = None
-    try:
+    async with contextlib.AsyncExitStack() as parts:
+        # Each part registers its own shutdown as it starts; they run in reverse order (the
+        # API first, the store last), also when a later part fails to start.
+        api_sock = listen_socket(settings.api.host, settings.api.port, "the REST API (--api)")
+        parts.callback(api_sock.close)
         store = await asyncio.to_thread(Store.open, settings.db_url)
+        parts.push_async_callback(asyncio.to_thread, store.close)
         try:
             kek, generated = resolve_kek(
                 settings.db_url, settings.ca_kek_file, os.environ.get(KEK_ENV)
@@ -250,19 +250,20 @@ async def serve(
         reconciler = Reconciler(store, cache, debounce, metrics, security, identity)
         # Load before serving: a proxy must never receive an empty config at start.
         await reconciler.start()
+        parts.push_async_callback(reconciler.stop)
         security.start()
+        parts.push_async_callback(security.stop)
         graph = TrafficGraph()
         access_logs = AccessLogReceiver(graph, counter=metrics.access_log_entries)
         xds = XdsServer(cache, status, reconciler.open_stream, [access_logs.handler()])
         try:
-            bound_xds = await xds.start(f"{xds_host}:{xds_port}")
+            bound_xds = await xds.start(str(settings.xds))
         except (OSError, RuntimeError) as exc:
-            xds = None
-            raise SettingsError(
-                f"cannot listen on {xds_host}:{xds_port} for xDS (--xds): {exc}"
-            ) from None
+            raise SettingsError(f"cannot listen on {settings.xds} for xDS (--xds): {exc}") from None
+        parts.push_async_callback(xds.stop, 0.5)
         revocations = Revocations(store.security, xds, settings.token_recheck, security_metrics)
         revocations.start()
+        parts.push_async_callback(revocations.stop)
         api = create_app(
             store,
             status=status,
@@ -273,18 +274,11 @@ async def serve(
             ca_admin=CaAdmin(kek, settings.trust_domain, utc_now, settings.leaf_lifetime),
             root_namespace=settings.root_namespace,
         )
-        config = uvicorn.Config(api, log_level="warning", access_log=False, lifespan="off")
-        api_server = _EmbeddedUvicorn(config)
-        api_task = asyncio.create_task(api_server.serve(sockets=[api_sock]), name="interlock-api")
-        while not api_server.started:
-            if api_task.done():
-                await api_task
-                raise SettingsError(f"the REST API could not start on {settings.api}")
-            await asyncio.sleep(0.01)
+        api_task = await _start_api(api, api_sock, parts)
         bound_api = int(api_sock.getsockname()[1])
         info = ServerInfo(
-            api_url=f"http://{api_host}:{bound_api}",
-            xds_address=f"{xds_host}:{bound_xds}",
+            api_url=f"http://{_url_host(settings.api.host)}:{bound_api}",
+            xds_address=str(HostPort(settings.xds.host, bound_xds)),
             api_port=bound_api,
             xds_port=bound_xds,
             db_url=_redact(settings.db_url),
@@ -315,23 +309,33 @@ async def serve(
         stop_wait = asyncio.create_task(stop.wait())
         await asyncio.wait({stop_wait, api_task}, return_when=asyncio.FIRST_COMPLETED)
         stop_wait.cancel()
-    finally:
-        if api_server is not None:
-            api_server.should_exit = True
-        if api_task is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await api_task
-        api_sock.close()
-        if revocations is not None:
-            await revocations.stop()
-        if xds is not None:
-            await xds.stop(grace=0.5)
-        if security is not None:
-            await security.stop()
-        if reconciler is not None:
-            await reconciler.stop()
-        if store is not None:
-            await asyncio.to_thread(store.close)
+
+
+async def _start_api(
+    api: Any, sock: socket.socket, parts: contextlib.AsyncExitStack
+) -> asyncio.Task[None]:
+    """Serve ``api`` on ``sock`` (uvicorn, embedded); its shutdown joins ``parts``."""
+    config = uvicorn.Config(api, log_level="warning", access_log=False, lifespan="off")
+    server = _EmbeddedUvicorn(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="interlock-api")
+
+    async def stop() -> None:
+        server.should_exit = True
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await task
+
+    parts.push_async_callback(stop)
+    while not server.started:
+        if task.done():
+            await task
+            host, port = sock.getsockname()[:2]
+            raise SettingsError(f"the REST API could not start on {host}:{port}")
+        await asyncio.sleep(0.01)
+    return task
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _redact(url: str) -> str:

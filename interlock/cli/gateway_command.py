@@ -72,7 +72,7 @@ def gateway(
         protocol = XdsProtocol(xds_protocol)
     except ValueError:
         raise typer.BadParameter("must be 'delta' or 'sotw'", param_hint="--xds-protocol") from None
-    xds_host, xds_port = host_port(xds, "--xds")
+    xds_address = host_port(xds, "--xds")
     spec = GatewaySpec(
         name=name,
         ports=ports,
@@ -82,8 +82,8 @@ def gateway(
         address=address,
         labels=parse_labels(labels),
         locality=locality,
-        xds_host=xds_host,
-        xds_port=xds_port,
+        xds_host=xds_address.host,
+        xds_port=xds_address.port,
         xds_protocol=protocol,
     )
     opts = SidecarOptions(

@@ -115,8 +115,8 @@ def server(
 
     settings = ServerSettings(
         db_url=db,
-        api=api,
-        xds=xds,
+        api=host_port(api, "--api", allow_any_port=True),
+        xds=host_port(xds, "--xds", allow_any_port=True),
         debounce_quiet=debounce_quiet,
         debounce_max=debounce_max,
         ready_file=ready_file,
@@ -177,7 +177,7 @@ def _sidecar_spec(
     stats_port: int | None = None,
     token_file: str = DEFAULT_TOKEN_FILE,
 ) -> SidecarSpec:
-    xds_host, xds_port = host_port(xds, "--xds")
+    xds_address = host_port(xds, "--xds")
     try:
         protocol = XdsProtocol(xds_protocol)
     except ValueError:
@@ -194,8 +194,8 @@ def _sidecar_spec(
         outbound_address=outbound_address,
         labels=parse_labels(labels),
         locality=locality,
-        xds_host=xds_host,
-        xds_port=xds_port,
+        xds_host=xds_address.host,
+        xds_port=xds_address.port,
         xds_protocol=protocol,
         xds_api=xds_api,
         stats_port=stats_port,

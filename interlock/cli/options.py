@@ -17,6 +17,7 @@ import typer
 
 from interlock.cli.output import OutputFormat, fail
 from interlock.client import DEFAULT_CONTROL_PLANE, ClientError, InterlockClient
+from interlock.model.addresses import HostPort
 from interlock.trust import Trust
 
 ControlPlane = Annotated[
@@ -96,10 +97,10 @@ class Api:
             raise fail(str(exc)) from None
 
 
-def host_port(value: str, option: str) -> tuple[str, int]:
-    """``HOST:PORT`` (or ``[v6]:PORT``) with a port 1-65535, or a usage error naming
-    ``option``."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise typer.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint=option)
-    return host.strip("[]"), int(port)
+def host_port(value: str, option: str, *, allow_any_port: bool = False) -> HostPort:
+    """``HOST:PORT`` (or ``[v6]:PORT``), or a usage error naming ``option``; port 0 ("any
+    free port") only with ``allow_any_port`` (a listener)."""
+    try:
+        return HostPort.parse(value, allow_any_port=allow_any_port)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None

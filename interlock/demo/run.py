@@ -23,7 +23,8 @@ from typing import IO
 
 import httpx
 
-from interlock.app import ServerInfo, ServerSettings, SettingsError, parse_host_port, serve
+from interlock.app import ServerInfo, ServerSettings, SettingsError, parse_address, serve
+from interlock.model.addresses import HostPort
 from interlock.sidecar import EnvoyNotFound, find_envoy
 
 
@@ -66,15 +67,15 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _address_or_any(value: str, option: str, say: _Say) -> str:
+def _address_or_any(value: str, option: str, say: _Say) -> HostPort:
     try:
-        host, port = parse_host_port(value, option)
+        address = parse_address(value, option)
     except SettingsError as exc:
         raise DemoError(str(exc)) from None
-    if _port_free(host, port):
-        return value
-    say(f"  {host}:{port} is busy; the demo's {option[2:]} takes a free port instead")
-    return f"{host}:0"
+    if _port_free(address.host, address.port):
+        return address
+    say(f"  {address} is busy; the demo's {option[2:]} takes a free port instead")
+    return HostPort(address.host, 0)
 
 
 class _Say:
@@ -279,13 +280,13 @@ def run_demo(*, api: str, xds: str, requests: int, exit_after: float | None = No
         envoy = find_envoy()
     except EnvoyNotFound as exc:
         raise DemoError(str(exc)) from None
-    api = _address_or_any(api, "--api", say)
-    xds = _address_or_any(xds, "--xds", say)
+    api_address = _address_or_any(api, "--api", say)
+    xds_address = _address_or_any(xds, "--xds", say)
     workdir = Path(tempfile.mkdtemp(prefix="interlock-demo-"))
     settings = ServerSettings(
         db_url=f"sqlite:///{workdir / 'demo.db'}",
-        api=api,
-        xds=xds,
+        api=api_address,
+        xds=xds_address,
         debounce_quiet=0.02,
         debounce_max=0.2,
         log_level="warning",

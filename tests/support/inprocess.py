@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import httpx
 
 from interlock.app import Components, ServerInfo, ServerSettings, serve
+from interlock.model.addresses import HostPort
 
 T = TypeVar("T")
 
@@ -25,8 +26,8 @@ class InProcessServer:
     ) -> None:
         self.settings = ServerSettings(
             db_url=db_url or f"sqlite:///{workdir / 'interlock.db'}",
-            api="127.0.0.1:0",
-            xds="127.0.0.1:0",
+            api=HostPort("127.0.0.1", 0),
+            xds=HostPort("127.0.0.1", 0),
             debounce_quiet=0.02,
             debounce_max=0.2,
             log_level="warning",
