@@ -313,8 +313,11 @@ class CertificateAuthority:
         lifetime: timedelta = DEFAULT_LEAF_LIFETIME,
         *,
         key_algorithm: KeyAlgorithm = KeyAlgorithm.ECDSA_P256,
+        dns_names: Sequence[str] = (),
+        ip_addresses: Sequence[profile.IPAddress] = (),
     ) -> Svid:
-        """Sign a leaf X.509-SVID for ``spiffe_id`` (see :mod:`interlock.ca.profile`).
+        """Sign a leaf X.509-SVID for ``spiffe_id`` (see :mod:`interlock.ca.profile`), with
+        ``dns_names`` and ``ip_addresses`` as further SANs (a server's names).
 
         Without ``public_key`` a key of ``key_algorithm`` is generated and returned in the
         SVID. ``not_before`` is backdated by :data:`CLOCK_SKEW`; ``not_after`` is
@@ -349,6 +352,8 @@ class CertificateAuthority:
             issuer_key=self._key,
             not_before=max(now - CLOCK_SKEW, self._certificate.not_valid_before_utc),
             not_after=min(now + lifetime, ca_not_after),
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
         )
         return Svid(
             spiffe_id=spiffe_id,

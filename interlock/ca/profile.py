@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -30,6 +31,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from interlock.ca.keys import PrivateKey, PublicKey, check_supported
 from interlock.ca.spiffe import SpiffeId
+
+IPAddress = IPv4Address | IPv6Address
 
 
 def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
@@ -89,11 +92,19 @@ def build_leaf(
     issuer_key: PrivateKey,
     not_before: datetime,
     not_after: datetime,
+    dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[IPAddress] = (),
 ) -> x509.Certificate:
     """A leaf X.509-SVID for ``spiffe_id`` and ``public_key``, signed by ``issuer``.
 
+    ``dns_names`` and ``ip_addresses`` add DNS and IP SANs beside the one URI SAN (the
+    X509-SVID standard allows other SAN types): a server that plain TLS clients reach by name
+    or address (the control plane) needs them for host-name verification.
     The caller has checked that ``spiffe_id`` has a path and that the times are in order.
     """
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(str(spiffe_id))]
+    names += [x509.DNSName(n) for n in dns_names]
+    names += [x509.IPAddress(ip) for ip in ip_addresses]
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([]))
@@ -110,10 +121,7 @@ def build_leaf(
             ),
             critical=False,
         )
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(spiffe_id))]),
-            critical=True,
-        )
+        .add_extension(x509.SubjectAlternativeName(names), critical=True)
         .add_extension(subject_key_identifier(public_key), critical=False)
         .add_extension(authority_key_identifier(issuer), critical=False)
     )
