@@ -37,6 +37,9 @@ class DeltaStream(XdsStream):
             state.have = self.cache.pool.held(
                 state.type_url, dict(request.initial_resource_versions)
             )
+            # What it holds may be exactly what it would be sent: then nothing is, and the
+            # status must still say it holds it (see XdsStream._push).
+            state.initial_version = state.have.version
         subscribe = self.permitted(state.type_url, request.resource_names_subscribe)
         changed, dropped = state.sub.apply_delta(
             first, subscribe, request.resource_names_unsubscribe

@@ -242,7 +242,13 @@ class XdsStream:
             desired, mode = self.session.desired(state, snapshot)
             retaining = state.retaining = mode != "base"
             if state.initial_version is not None:
-                if state.have is None and state.initial_version == desired.version:
+                # A reconnecting proxy that already holds what this revision asks for (its
+                # SotW version_info, or its delta initial_resource_versions) is sent nothing:
+                # record it as holding it, or its status would stay "not sent" for good and
+                # every rollout would wait for it.
+                if (
+                    state.have is None or state.have.version == state.initial_version
+                ) and state.initial_version == desired.version:
                     state.have = desired
                     state.acked = True
                     state.sent_revision = snapshot.revision

@@ -95,6 +95,12 @@ async def test_a_reconnect_with_initial_versions_gets_only_what_changed(harness:
         now = {n: e.version for n, e in harness.cache.get("proxy-1").resources(rt.CLUSTER).items()}  # type: ignore[union-attr]
         await current.subscribe(rt.CLUSTER, None, initial_versions=now)
         assert await harness.barrier(current) == []
+        # Nothing was sent, yet its status says it holds revision 3's clusters (a rollout
+        # must not wait for a proxy that reconnected up to date, e.g. after a restart).
+        (status,) = [p for p in harness.status.proxies() if rt.CLUSTER in p.types]
+        clusters = status.types[rt.CLUSTER]
+        assert (clusters.revision_acked, clusters.pending) == (3, False)
+        assert clusters.version_acked == harness.cache.get("proxy-1").version(rt.CLUSTER)  # type: ignore[union-attr]
 
 
 async def test_a_changed_cluster_gets_its_endpoints_again(
