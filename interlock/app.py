@@ -11,8 +11,9 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,13 @@ from interlock.security.files import (
     KEK_ENV,
     SecretFileError,
     default_admin_token_path,
+    default_ca_bundle_path,
     resolve_kek,
 )
 from interlock.security.metrics import SecurityMetrics
 from interlock.security.proxies import ProxySecurity
 from interlock.security.revocation import DEFAULT_RECHECK_SECONDS, Revocations
+from interlock.security.serving import ServerNames, ServingIdentity, server_name_error
 from interlock.store import Store
 from interlock.telemetry.als import AccessLogReceiver
 from interlock.telemetry.graph import TrafficGraph
@@ -92,6 +95,12 @@ class ServerSettings:
     admin_token_file: Path | None = None
     #: Revoke the admin token(s) and write a new one.
     new_admin_token: bool = False
+    #: Further DNS names / IP addresses clients reach the server by (``--server-name``).
+    server_names: tuple[str, ...] = ()
+    #: Serve the API and xDS without TLS: only when both listen on loopback.
+    plaintext: bool = False
+    #: Where the CA bundle clients trust is written (default: ``<db>.ca.pem``).
+    ca_bundle_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,10 @@ class ServerInfo:
     db_url: str
     pid: int
     admin_token_file: str = ""
+    #: The CA bundle clients verify the server with, and its roots' SHA-256 fingerprints.
+    ca_file: str = ""
+    ca_fingerprints: list[str] = field(default_factory=list)
+    tls: bool = True
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -166,6 +179,21 @@ def _security_settings(settings: ServerSettings) -> OperatorCa | None:
         raise SettingsError("--leaf-lifetime must be at least 10 seconds")
     if settings.token_recheck <= 0:
         raise SettingsError("--token-recheck must be positive")
+    for name in settings.server_names:
+        if err := server_name_error(name):
+            raise SettingsError(f"--server-name: {err}")
+    if settings.plaintext:
+        exposed = [
+            f"{option} {address}"
+            for option, address in (("--api", settings.api), ("--xds", settings.xds))
+            if not address.is_loopback
+        ]
+        if exposed:
+            raise SettingsError(
+                "--plaintext would send private keys and tokens across the network in clear; "
+                "it is allowed only when --api and --xds listen on loopback "
+                f"(got {', '.join(exposed)}). Drop --plaintext: TLS is the default"
+            )
     if (settings.ca_cert is None) != (settings.ca_key is None):
         raise SettingsError("give --ca-cert and --ca-key together")
     if settings.ca_chain is not None and settings.ca_cert is None:
@@ -245,6 +273,25 @@ async def serve(
             quiet=settings.debounce_quiet,
             max_wait=max(settings.debounce_max, settings.debounce_quiet),
         )
+        bundle_file = settings.ca_bundle_file or default_ca_bundle_path(settings.db_url)
+        serving = ServingIdentity(
+            ca,
+            settings.root_namespace,
+            ServerNames.of(settings.server_names, (settings.api, settings.xds)),
+            lifetime=timedelta(seconds=settings.leaf_lifetime),
+            bundle_file=bundle_file,
+            metrics=security_metrics,
+        )
+        try:
+            serving.start()
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot write the CA bundle to {bundle_file} (--ca-bundle-file): "
+                f"{exc.strerror or exc}"
+            ) from None
+        parts.push_async_callback(serving.stop)
+        for line in _trust_lines(serving, bundle_file, settings.plaintext):
+            tell(line)
         security = ProxySecurity(store.security, ca, cache, kek, security_metrics)
         identity = MeshIdentity(settings.trust_domain, settings.root_namespace)
         reconciler = Reconciler(store, cache, debounce, metrics, security, identity)
@@ -257,7 +304,9 @@ async def serve(
         access_logs = AccessLogReceiver(graph, counter=metrics.access_log_entries)
         xds = XdsServer(cache, status, reconciler.open_stream, [access_logs.handler()])
         try:
-            bound_xds = await xds.start(str(settings.xds))
+            bound_xds = await xds.start(
+                str(settings.xds), None if settings.plaintext else serving.grpc_credentials()
+            )
         except (OSError, RuntimeError) as exc:
             raise SettingsError(f"cannot listen on {settings.xds} for xDS (--xds): {exc}") from None
         parts.push_async_callback(xds.stop, 0.5)
@@ -273,17 +322,28 @@ async def serve(
             auth=ApiAuth(store.security.find_token, open_reads=settings.open_reads),
             ca_admin=CaAdmin(kek, settings.trust_domain, utc_now, settings.leaf_lifetime),
             root_namespace=settings.root_namespace,
+            bundle=serving,
         )
-        api_task = await _start_api(api, api_sock, parts)
+        api_task = await _start_api(
+            api,
+            api_sock,
+            parts,
+            None if settings.plaintext else serving.api_context(),
+            on_stop=serving.release,
+        )
         bound_api = int(api_sock.getsockname()[1])
+        scheme = "http" if settings.plaintext else "https"
         info = ServerInfo(
-            api_url=f"http://{_url_host(settings.api.host)}:{bound_api}",
+            api_url=f"{scheme}://{_url_host(settings.api.host)}:{bound_api}",
             xds_address=str(HostPort(settings.xds.host, bound_xds)),
             api_port=bound_api,
             xds_port=bound_xds,
             db_url=_redact(settings.db_url),
             pid=os.getpid(),
             admin_token_file=str(token_file),
+            ca_file=str(bundle_file),
+            ca_fingerprints=list(serving.bundle.fingerprints),
+            tls=not settings.plaintext,
         )
         log.info("REST API on %s, xDS on %s, store %s", info.api_url, info.xds_address, info.db_url)
         if settings.ready_file is not None:
@@ -312,14 +372,32 @@ async def serve(
 
 
 async def _start_api(
-    api: Any, sock: socket.socket, parts: contextlib.AsyncExitStack
+    api: Any,
+    sock: socket.socket,
+    parts: contextlib.AsyncExitStack,
+    context: ssl.SSLContext | None,
+    *,
+    on_stop: Callable[[], None] | None = None,
 ) -> asyncio.Task[None]:
-    """Serve ``api`` on ``sock`` (uvicorn, embedded); its shutdown joins ``parts``."""
-    config = uvicorn.Config(api, log_level="warning", access_log=False, lifespan="off")
+    """Serve ``api`` on ``sock`` (uvicorn, embedded; TLS with ``context``, which the serving
+    identity keeps current); its shutdown joins ``parts``. ``on_stop`` is called first when
+    it stops, to answer held requests (uvicorn waits for every request to finish, up to
+    :data:`API_SHUTDOWN_GRACE` seconds)."""
+    config = uvicorn.Config(
+        api,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=API_SHUTDOWN_GRACE,
+    )
+    config.load()
+    config.ssl = context  # uvicorn builds a context only from files; this one is in memory
     server = _EmbeddedUvicorn(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="interlock-api")
 
     async def stop() -> None:
+        if on_stop is not None:
+            on_stop()
         server.should_exit = True
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await task
@@ -332,6 +410,22 @@ async def _start_api(
             raise SettingsError(f"the REST API could not start on {host}:{port}")
         await asyncio.sleep(0.01)
     return task
+
+
+API_SHUTDOWN_GRACE = 2
+"""Seconds a stopping server lets requests in flight finish before it cancels them."""
+
+
+def _trust_lines(serving: ServingIdentity, bundle_file: Path, plaintext: bool) -> list[str]:
+    """What an operator needs to point clients at this server (no secret)."""
+    roots = ", ".join(f"sha256:{f}" for f in serving.bundle.fingerprints)
+    if plaintext:
+        return [f"serving PLAIN TEXT on loopback (--plaintext); CA bundle in {bundle_file}"]
+    return [
+        f"serving TLS as {serving.spiffe_id}; CA bundle in {bundle_file}, root {roots}",
+        f"clients: --ca-file {bundle_file} (a copy of it), or --ca-fingerprint "
+        f"sha256:{serving.anchor_fingerprint}",
+    ]
 
 
 def _url_host(host: str) -> str:

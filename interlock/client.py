@@ -12,13 +12,14 @@ import httpx
 
 from interlock.trust import (
     BUNDLE_PATH,
+    BundleUnreachable,
     Trust,
     TrustError,
     client_context,
     verification_failure,
 )
 
-DEFAULT_CONTROL_PLANE = "http://127.0.0.1:8080"
+DEFAULT_CONTROL_PLANE = "https://127.0.0.1:8080"
 
 
 class ClientError(Exception):
@@ -66,8 +67,8 @@ class InterlockClient:
     """Typed calls for the endpoints the CLI and the sidecar use. Raises :class:`ClientError`.
 
     An ``https://`` control plane is verified against ``trust`` (see :mod:`interlock.trust`);
-    ``http://`` is only for a server run with ``--plaintext`` on loopback, and refuses trust
-    options, which would suggest a protection it does not have."""
+    ``http://`` is only for a server run with ``--plaintext`` on loopback (``trust`` does not
+    apply to it)."""
 
     def __init__(
         self,
@@ -88,17 +89,14 @@ class InterlockClient:
         if scheme == "https":
             try:
                 bundle = trust.bundle(self.base_url, timeout)
+            except BundleUnreachable as exc:
+                raise ControlPlaneUnreachable(self.base_url, exc) from None
             except TrustError as exc:
                 raise ClientError(str(exc)) from None
             self.context = (
                 client_context(bundle)
                 if bundle is not None
                 else ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-            )
-        elif trust.given:
-            raise ClientError(
-                f"--ca-file/--ca-fingerprint verify an https:// control plane; {base_url} "
-                "is plain text"
             )
         token = token if token is not None else os.environ.get("INTERLOCK_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}

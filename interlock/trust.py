@@ -39,6 +39,10 @@ class TrustError(Exception):
     """The control plane cannot be trusted as asked; the message says why and what to do."""
 
 
+class BundleUnreachable(TrustError):
+    """The bundle could not be fetched at all (the server is down or not there yet)."""
+
+
 def control_plane_identity(trust_domain: str, root_namespace: str) -> str:
     """The SPIFFE ID in the control plane's certificate: like a workload's, in the root
     namespace, with the service account ``interlock`` (reserved: no service may take it)."""
@@ -144,6 +148,8 @@ def pinned_bundle(base_url: str, pinned: str, timeout: float = 5.0) -> bytes:
     shown = f"sha256:{pinned}"
     try:
         offered = fetch_bundle(base_url, False, timeout)
+    except httpx.TransportError as exc:
+        raise BundleUnreachable(f"cannot fetch the CA bundle from {base_url}: {exc}") from None
     except (httpx.HTTPError, ValueError) as exc:
         raise TrustError(f"cannot fetch the CA bundle from {base_url}: {exc}") from None
     roots = {fingerprint(c): c for c in certificates(str(offered.get("pem", "")).encode())}
@@ -194,6 +200,7 @@ def verification_failure(exc: BaseException) -> str | None:
 __all__ = [
     "BUNDLE_PATH",
     "CONTROL_PLANE_SERVICE",
+    "BundleUnreachable",
     "Trust",
     "TrustError",
     "certificates",

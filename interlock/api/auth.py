@@ -9,8 +9,10 @@
   their proxy tokens (see :func:`registration_allows`).
 - Credentials in the URL (``?token=``, ``?access_token=``) are refused with 400 on every path:
   URLs end up in logs, histories and Referer headers.
-- Always open: ``/healthz`` (liveness probes), the OpenAPI document and the dashboard's static
-  files (``/ui``), which hold no data: the page reads the API like any client.
+- Always open: ``/healthz`` (liveness probes), the OpenAPI document, the CA bundle
+  (``/v1/ca/bundle``: public certificates, which clients need before they can verify
+  anything) and the dashboard's static files (``/ui``), which hold no data: the page reads
+  the API like any client.
 
 Tokens are looked up by their SHA-256; a lookup is remembered for ``cache_seconds`` so that a
 busy client does not cost a database read per request (a revoked admin token stops working
@@ -34,7 +36,9 @@ from interlock.model.identity import Token, TokenRole, token_hash
 TokenLookup = Callable[[str], Token | None]
 """token hash → the stored token (revoked or not), or None."""
 
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/v1/ca/bundle"}
+)
 PUBLIC_PREFIXES = ("/ui",)
 URL_CREDENTIALS = frozenset({"token", "access_token", "api_key", "apikey"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

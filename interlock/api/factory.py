@@ -15,7 +15,7 @@ from interlock.api.auth import ApiAuth, BearerAuth
 from interlock.api.body import BodyLimit
 from interlock.api.fast_path import RegistrationFastPath
 from interlock.api.routers import ROUTERS
-from interlock.api.routers.ca import CaAdmin
+from interlock.api.routers.ca import BundleSource, CaAdmin
 from interlock.model.identity import DEFAULT_ROOT_NAMESPACE
 from interlock.store import Store
 from interlock.telemetry.graph import Graph
@@ -44,6 +44,7 @@ def create_app(
     auth: ApiAuth | None = None,
     ca_admin: CaAdmin | None = None,
     root_namespace: str = DEFAULT_ROOT_NAMESPACE,
+    bundle: BundleSource | None = None,
 ) -> FastAPI:
     """An ASGI app serving API v1 from ``store`` (OpenAPI at ``/openapi.json``).
 
@@ -61,6 +62,8 @@ def create_app(
     bearer token (reads too, unless ``auth.open_reads``); the server always passes one, and
     only in-process tests of other behaviour leave it out. ``ca_admin`` enables
     ``/v1/ca/rotation``. ``root_namespace`` is the mesh's (policy problems depend on it).
+    ``bundle`` (the server's TLS identity) serves ``/v1/ca/bundle`` and its long-poll;
+    without it the bundle is read from the store.
     """
     app = FastAPI(
         title="Interlock",
@@ -77,6 +80,7 @@ def create_app(
     app.state.commit_times = {}
     app.state.ca_admin = ca_admin
     app.state.root_namespace = root_namespace
+    app.state.bundle = bundle
     problems.install(app)
     app.add_middleware(RegistrationFastPath, store=store)  # innermost: after auth and limits
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)

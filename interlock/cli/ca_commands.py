@@ -9,6 +9,7 @@ published the new root.
 
 from __future__ import annotations
 
+import enum
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -160,3 +161,91 @@ def _drive(client: InterlockClient, pem: dict[str, str], abort: bool, timeout: f
         ca = client.get_ca()
     say(f"done: {_progress(ca)}")
     emit(ca, OutputFormat.TABLE, COLUMNS, _rows(ca))
+
+
+class BundleFormat(enum.StrEnum):
+    PEM = "pem"
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+BUNDLE_COLUMNS = [("sha256", "SHA256"), ("subject", "SUBJECT"), ("not_after", "NOT AFTER")]
+
+
+@ca_app.command("bundle")
+def bundle(
+    output: Annotated[
+        BundleFormat, typer.Option("--output", "-o", help="pem, table, json or yaml.")
+    ] = BundleFormat.PEM,
+    write: Annotated[
+        Path | None,
+        typer.Option(help="Write the bundle (PEM) to this file, replacing it at once."),
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="With --write: keep the file current (a root rotation changes the bundle) "
+            "until Ctrl-C.",
+        ),
+    ] = False,
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
+) -> None:
+    """The CA bundle that clients verify the control plane (and proxies their peers) with.
+
+    Fetched over TLS verified with --ca-file or --ca-fingerprint; e.g. on a new host:
+    interlock ca bundle --ca-fingerprint sha256:HEX --write /etc/interlock/ca.pem
+    """
+    if follow and write is None:
+        raise fail("--follow keeps a file current: give --write FILE too", 2)
+    with Api(control_plane, ca_file, ca_fingerprint).client() as client:
+        try:
+            data = client.ca_bundle()
+        except ClientError as exc:
+            raise fail(str(exc)) from None
+        if write is not None:
+            _write_bundle(write, data)
+            err_console.print(
+                f"wrote the CA bundle ({len(data['roots'])} root(s)) to {write}", highlight=False
+            )
+        elif output is BundleFormat.PEM:
+            typer.echo(str(data["pem"]), nl=False)
+        else:
+            emit(data, OutputFormat(output.value), BUNDLE_COLUMNS, data["roots"])
+        if follow and write is not None:
+            _follow(client, write, str(data["version"]))
+
+
+def _write_bundle(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(str(data["pem"]))
+        tmp.chmod(0o644)
+        tmp.replace(path)
+    except OSError as exc:
+        raise fail(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _follow(client: InterlockClient, path: Path, version: str) -> None:
+    """Hold ``GET /v1/ca/bundle?wait=`` open and rewrite ``path`` on every change."""
+    try:
+        while True:
+            try:
+                data = client.ca_bundle(wait=30.0, known=version)
+            except ClientError as exc:
+                err_console.print(f"cannot follow the CA bundle: {exc}; retrying", highlight=False)
+                time.sleep(2.0)
+                continue
+            if data["version"] != version:
+                version = str(data["version"])
+                client.trust_more(str(data["pem"]).encode("ascii"))
+                _write_bundle(path, data)
+                err_console.print(
+                    f"the CA bundle changed: wrote {len(data['roots'])} root(s) to {path}",
+                    highlight=False,
+                )
+    except KeyboardInterrupt:
+        return

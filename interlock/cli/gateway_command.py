@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from interlock.cli.options import DEFAULT_CONTROL_PLANE, ControlPlane, host_port
+from interlock.cli.options import (
+    DEFAULT_CONTROL_PLANE,
+    CaFile,
+    CaFingerprint,
+    ControlPlane,
+    host_port,
+    trust_of,
+)
 from interlock.cli.output import fail
 from interlock.cli.write_commands import parse_labels
 from interlock.sidecar import EnvoyNotFound, SidecarError, SidecarOptions, XdsProtocol
@@ -43,6 +50,8 @@ def gateway(
     ] = "",
     locality: Annotated[str, typer.Option(help="region/zone/subzone of this gateway.")] = "",
     control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
     xds: Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")] = "127.0.0.1:18000",
     xds_protocol: Annotated[
         str, typer.Option(help="delta (incremental) or sotw (state of the world).")
@@ -88,6 +97,7 @@ def gateway(
     )
     opts = SidecarOptions(
         control_plane=control_plane,
+        trust=trust_of(ca_file, ca_fingerprint),
         envoy=envoy,
         drain_seconds=drain_seconds,
         register_timeout=register_timeout,

@@ -11,23 +11,15 @@ import typer
 
 from interlock.cli.ca_commands import ca_app
 from interlock.cli.client_commands import get
+from interlock.cli.credentials_command import credentials
 from interlock.cli.gateway_command import gateway
-from interlock.cli.options import DEFAULT_CONTROL_PLANE, ControlPlane, host_port
+from interlock.cli.options import host_port
 from interlock.cli.output import fail
 from interlock.cli.resource_commands import apply
+from interlock.cli.sidecar_commands import bootstrap, sidecar
 from interlock.cli.status_commands import proxy_config, proxy_status
 from interlock.cli.top import top
-from interlock.cli.write_commands import delete, parse_labels, put_app
-from interlock.sidecar import (
-    DEFAULT_TOKEN_FILE,
-    EnvoyNotFound,
-    SidecarError,
-    SidecarOptions,
-    SidecarSpec,
-    XdsProtocol,
-    render_sidecar_bootstrap,
-    run_sidecar,
-)
+from interlock.cli.write_commands import delete, put_app
 
 app = typer.Typer(
     name="interlock",
@@ -45,6 +37,9 @@ app.command("proxy-config")(proxy_config)
 app.command("top")(top)
 app.add_typer(ca_app, name="ca")
 app.command("gateway")(gateway)
+app.command("sidecar")(sidecar)
+app.command("bootstrap")(bootstrap)
+app.command("credentials")(credentials)
 
 
 @app.command()
@@ -109,6 +104,28 @@ def server(
         bool,
         typer.Option("--new-admin-token", help="Revoke the admin token and write a new one."),
     ] = False,
+    server_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A DNS name or IP address clients reach this server by (repeatable): a SAN of "
+            "its certificate, beside localhost, the loopback and listen addresses and the "
+            "host name."
+        ),
+    ] = None,
+    plaintext: Annotated[
+        bool,
+        typer.Option(
+            "--plaintext",
+            help="Serve the API and xDS without TLS (only when both listen on loopback).",
+        ),
+    ] = False,
+    ca_bundle_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the CA bundle clients trust is written (default: beside a SQLite "
+            "database, <db>.ca.pem; else ./interlock-ca.pem)."
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane: xDS server, REST API, CA and store in one process."""
     from interlock.app import ServerSettings, run_server
@@ -132,6 +149,9 @@ def server(
         open_reads=open_reads,
         admin_token_file=admin_token_file,
         new_admin_token=new_admin_token,
+        server_names=tuple(server_name or ()),
+        plaintext=plaintext,
+        ca_bundle_file=ca_bundle_file,
     )
     raise typer.Exit(run_server(settings))
 
@@ -157,216 +177,6 @@ def parse_duration(value: str, option: str) -> float:
     if seconds <= 0:
         raise typer.BadParameter("must be positive", param_hint=option)
     return seconds
-
-
-def _sidecar_spec(
-    service: str,
-    instance_id: str,
-    app_port: int,
-    inbound_port: int,
-    outbound_port: int,
-    admin_port: int,
-    namespace: str,
-    address: str,
-    outbound_address: str,
-    labels: str,
-    locality: str,
-    xds: str,
-    xds_protocol: str,
-    xds_api: str = "ads",
-    stats_port: int | None = None,
-    token_file: str = DEFAULT_TOKEN_FILE,
-) -> SidecarSpec:
-    xds_address = host_port(xds, "--xds")
-    try:
-        protocol = XdsProtocol(xds_protocol)
-    except ValueError:
-        raise typer.BadParameter("must be 'delta' or 'sotw'", param_hint="--xds-protocol") from None
-    return SidecarSpec(
-        service=service,
-        instance_id=instance_id,
-        app_port=app_port,
-        inbound_port=inbound_port,
-        outbound_port=outbound_port,
-        admin_port=admin_port,
-        namespace=namespace,
-        address=address,
-        outbound_address=outbound_address,
-        labels=parse_labels(labels),
-        locality=locality,
-        xds_host=xds_address.host,
-        xds_port=xds_address.port,
-        xds_protocol=protocol,
-        xds_api=xds_api,
-        stats_port=stats_port,
-        token_file=token_file,
-    )
-
-
-@app.command()
-def sidecar(
-    service: Annotated[str, typer.Option(help="The service this instance belongs to.")],
-    instance_id: Annotated[str, typer.Option(help="This instance's id (Envoy's node.id).")],
-    app_port: Annotated[
-        int, typer.Option(min=1, max=65535, help="Where the app listens on 127.0.0.1.")
-    ],
-    inbound_port: Annotated[
-        int, typer.Option(min=1, max=65535, help="Where mesh traffic enters this instance.")
-    ],
-    outbound_port: Annotated[
-        int,
-        typer.Option(
-            min=1, max=65535, help="The HTTP listener the app calls other services through."
-        ),
-    ],
-    admin_port: Annotated[
-        int, typer.Option(min=1, max=65535, help="Envoy's admin API port (127.0.0.1).")
-    ],
-    labels: Annotated[str, typer.Option(help="Instance labels, k=v,k2=v2.")] = "",
-    namespace: Annotated[str, typer.Option(help="The service's namespace.")] = "default",
-    address: Annotated[
-        str,
-        typer.Option(help="The address other proxies reach this instance at (IP or host name)."),
-    ] = "127.0.0.1",
-    outbound_address: Annotated[
-        str,
-        typer.Option(
-            help="The address outbound listeners bind (give each co-located sidecar "
-            "its own 127.0.0.x for tcp services)."
-        ),
-    ] = "127.0.0.1",
-    locality: Annotated[str, typer.Option(help="region/zone/subzone of this instance.")] = "",
-    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
-    xds: Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")] = "127.0.0.1:18000",
-    xds_protocol: Annotated[
-        str, typer.Option(help="delta (incremental) or sotw (state of the world).")
-    ] = "delta",
-    xds_api: Annotated[
-        str, typer.Option(help="ads (one aggregated stream) or per-type (a stream per type).")
-    ] = "ads",
-    stats_port: Annotated[
-        int | None,
-        typer.Option(
-            min=1, max=65535, help="Serve only /stats/prometheus on --address:PORT for scrapers."
-        ),
-    ] = None,
-    protocol: Annotated[
-        str,
-        typer.Option(
-            help="Protocol used if the service must be created: http, http2, grpc or tcp."
-        ),
-    ] = "http",
-    service_port: Annotated[
-        int | None,
-        typer.Option(
-            min=1, max=65535, help="Port used if the service must be created (default: --app-port)."
-        ),
-    ] = None,
-    drain_seconds: Annotated[
-        float,
-        typer.Option(min=0.0, help="On SIGTERM, seconds between deregistering and stopping Envoy."),
-    ] = 1.0,
-    register_timeout: Annotated[
-        float, typer.Option(min=0.0, help="How long to wait for the control plane at start.")
-    ] = 30.0,
-    envoy: Annotated[
-        str | None, typer.Option(help="The Envoy binary (default: envoy on PATH).")
-    ] = None,
-    log_level: Annotated[str, typer.Option(help="Envoy's log level.")] = "warning",
-    token_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="A file holding the API token to register with (else INTERLOCK_TOKEN). "
-            "The sidecar then fetches its own proxy token."
-        ),
-    ] = None,
-) -> None:
-    """Register an instance, fetch its proxy token, run its Envoy sidecar, and deregister
-    (revoking the token) on exit."""
-    if protocol not in ("http", "http2", "grpc", "tcp"):
-        raise typer.BadParameter("must be http, http2, grpc or tcp", param_hint="--protocol")
-    spec = _sidecar_spec(
-        service,
-        instance_id,
-        app_port,
-        inbound_port,
-        outbound_port,
-        admin_port,
-        namespace,
-        address,
-        outbound_address,
-        labels,
-        locality,
-        xds,
-        xds_protocol,
-        xds_api,
-        stats_port,
-    )
-    opts = SidecarOptions(
-        control_plane=control_plane,
-        envoy=envoy,
-        protocol=protocol,
-        service_port=service_port,
-        drain_seconds=drain_seconds,
-        register_timeout=register_timeout,
-        log_level=log_level,
-        api_token_file=token_file,
-    )
-    try:
-        code = run_sidecar(spec, opts, say=lambda m: typer.echo(f"sidecar: {m}", err=True))
-    except (SidecarError, EnvoyNotFound, ValueError) as exc:
-        raise fail(str(exc)) from None
-    raise typer.Exit(code)
-
-
-@app.command()
-def bootstrap(
-    service: Annotated[str, typer.Option(help="The service this proxy belongs to.")],
-    instance_id: Annotated[str, typer.Option(help="The instance id (node.id).")],
-    app_port: Annotated[int, typer.Option(min=1, max=65535)],
-    inbound_port: Annotated[int, typer.Option(min=1, max=65535)],
-    outbound_port: Annotated[int, typer.Option(min=1, max=65535)],
-    admin_port: Annotated[int, typer.Option(min=1, max=65535)] = 15000,
-    namespace: Annotated[str, typer.Option()] = "default",
-    address: Annotated[
-        str, typer.Option(help="IP other proxies reach this instance at.")
-    ] = "127.0.0.1",
-    outbound_address: Annotated[str, typer.Option()] = "127.0.0.1",
-    xds: Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")] = "127.0.0.1:18000",
-    xds_protocol: Annotated[str, typer.Option(help="delta or sotw.")] = "delta",
-    xds_api: Annotated[str, typer.Option(help="ads or per-type.")] = "ads",
-    stats_port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
-    token_file: Annotated[
-        str,
-        typer.Option(
-            help="The file (mode 0600) holding the proxy token from "
-            "POST /v1/services/{name}/instances/{id}/token; Envoy must be able to read it."
-        ),
-    ] = DEFAULT_TOKEN_FILE,
-) -> None:
-    """Print the Envoy bootstrap for one sidecar (to run Envoy yourself)."""
-    spec = _sidecar_spec(
-        service,
-        instance_id,
-        app_port,
-        inbound_port,
-        outbound_port,
-        admin_port,
-        namespace,
-        address,
-        outbound_address,
-        "",
-        "",
-        xds,
-        xds_protocol,
-        xds_api,
-        stats_port,
-        token_file,
-    )
-    try:
-        typer.echo(render_sidecar_bootstrap(spec), nl=False)
-    except ValueError as exc:
-        raise fail(str(exc), 2) from None
 
 
 @app.command()

@@ -13,6 +13,7 @@ import contextlib
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -114,10 +115,18 @@ class Demo:
     def token_file(self) -> Path:
         return Path(self.info.admin_token_file)
 
+    @property
+    def ca_file(self) -> Path:
+        """The CA bundle the server wrote: what every client here verifies it with."""
+        return Path(self.info.ca_file)
+
     def start(self) -> None:
         token = self.token_file.read_text().strip()
         headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=self.info.api_url, timeout=5, headers=headers) as api:
+        verify = ssl.create_default_context(cafile=str(self.ca_file))
+        with httpx.Client(
+            base_url=self.info.api_url, timeout=5, headers=headers, verify=verify
+        ) as api:
             for name in ("frontend", "backend"):
                 r = api.put(
                     f"/v1/services/{name}",
@@ -172,6 +181,8 @@ class Demo:
                     "0.5",
                     "--token-file",
                     str(self.token_file),
+                    "--ca-file",
+                    str(self.ca_file),
                 ],
             )
 
@@ -241,14 +252,16 @@ class Demo:
             "  # the backend, from the frontend's side (curl reads lower-case http_proxy only):",
             f"  curl -H 'Host: backend' http://127.0.0.1:{f.outbound_port}/",
             f"  http_proxy=http://127.0.0.1:{f.outbound_port} curl http://backend/",
-            "  # the registry (reads are open in the demo; writes need the admin token):",
+            "  # the registry, over TLS verified with the CA bundle the server wrote (reads",
+            "  # are open in the demo; writes need the admin token):",
+            f"  export INTERLOCK_CA_FILE={self.ca_file}",
             f"  interlock get instances backend --control-plane {api}",
             f"  export INTERLOCK_TOKEN=$(cat {self.token_file})",
             "  # take backend-v2 out, then curl the frontend again:",
-            f'  curl -X DELETE -H "Authorization: Bearer $INTERLOCK_TOKEN" '
-            f"{api}/v1/services/backend/instances/backend-v2",
+            f'  curl --cacert "$INTERLOCK_CA_FILE" -X DELETE -H "Authorization: Bearer '
+            f'$INTERLOCK_TOKEN" {api}/v1/services/backend/instances/backend-v2',
             "  # the certificates each sidecar holds (mTLS between sidecars, PERMISSIVE):",
-            f"  curl {api}/v1/ca",
+            f'  curl --cacert "$INTERLOCK_CA_FILE" {api}/v1/ca',
         ]
         for inst in self.instances:
             lines.append(

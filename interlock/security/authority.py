@@ -82,6 +82,12 @@ class CaRuntime:
         self._state: RotationState | None = None
         self._authority: CertificateAuthority | None = None
         self._stored: StoredCa | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_load(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (from whichever thread loaded it) each time a stored state is
+        loaded: at start and after every rotation step."""
+        self._listeners.append(listener)
 
     # -- start and refresh (blocking: call from a thread) ------------------------------------
     def start(self, operator: OperatorCa | None, say: Callable[[str], None]) -> None:
@@ -146,6 +152,8 @@ class CaRuntime:
             self._state = state
             self._authority = authority
             self._stored = stored
+        for listener in tuple(self._listeners):
+            listener()
         log.info(
             "CA: phase %s (step %d), signing key %s, %d root(s) in the bundle",
             state.phase.value,

@@ -64,6 +64,13 @@ def default_admin_token_path(db_url: str) -> Path:
     return Path("interlock-admin-token") if db is None else db.with_name(db.name + ".admin-token")
 
 
+def default_ca_bundle_path(db_url: str) -> Path:
+    """Where the CA bundle clients trust is written: ``<db>.ca.pem`` beside a SQLite
+    database, ``./interlock-ca.pem`` otherwise (like the admin token)."""
+    db = sqlite_file(db_url)
+    return Path("interlock-ca.pem") if db is None else db.with_name(db.name + ".ca.pem")
+
+
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` with mode 0600 (replacing it atomically if it exists)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")

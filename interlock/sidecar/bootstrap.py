@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from interlock.model.names import instance_id_error, namespace_error, service_name_error
+from interlock.sidecar.xds_trust import XdsTls, transport_socket
 
 
 class XdsProtocol(enum.StrEnum):
@@ -60,6 +61,8 @@ class SidecarSpec:
     #: The file holding this proxy's token (mode 0600): the bootstrap names the file, never
     #: the token, and Envoy sends it on every stream to the control plane.
     token_file: str = DEFAULT_TOKEN_FILE
+    #: TLS to the control plane (None: a --plaintext control plane on loopback).
+    xds_tls: XdsTls | None = None
 
 
 def _template(name: str) -> string.Template:
@@ -151,6 +154,7 @@ def render_sidecar_bootstrap(spec: SidecarSpec) -> str:
         XDS_HOST=_quoted(spec.xds_host),
         XDS_PORT=str(int(spec.xds_port)),
         XDS_TOKEN_FILE=_quoted(spec.token_file),
+        XDS_TRANSPORT_SOCKET=transport_socket(spec.xds_tls, 4),
         **locality_fields(spec.locality),
         STATS_LISTENERS=(
             "\n"

@@ -9,18 +9,12 @@ deregisters, drains and stops it — like the sidecar.
 from __future__ import annotations
 
 import ipaddress
-import signal
-import tempfile
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from types import FrameType
 
 import yaml
 
-from interlock.client import ApiError, ClientError, InterlockClient
+from interlock.client import ApiError, InterlockClient
 from interlock.model.names import instance_id_error, namespace_error, service_name_error
 from interlock.sidecar.bootstrap import (
     DEFAULT_TOKEN_FILE,
@@ -30,16 +24,16 @@ from interlock.sidecar.bootstrap import (
     locality_error,
     locality_fields,
 )
-from interlock.sidecar.envoy import EnvoyProcess, find_envoy
+from interlock.sidecar.envoy import EnvoyProcess
 from interlock.sidecar.run import (
+    Proxy,
     Say,
-    SidecarError,
     SidecarOptions,
-    read_api_token,
     resolve_address,
-    serve_until_stopped,
-    write_private,
+    retrying,
+    run_proxy,
 )
+from interlock.sidecar.xds_trust import XdsTls, transport_socket
 
 GATEWAY_LABEL = "gateway"
 ISTIO_LABEL = "istio"
@@ -64,6 +58,7 @@ class GatewaySpec:
     xds_port: int = 18000
     xds_protocol: XdsProtocol = XdsProtocol.DELTA
     token_file: str = DEFAULT_TOKEN_FILE
+    xds_tls: XdsTls | None = None
 
     @property
     def node_id(self) -> str:
@@ -131,6 +126,7 @@ def render_gateway_bootstrap(spec: GatewaySpec) -> str:
         XDS_HOST=_quoted(spec.xds_host),
         XDS_PORT=str(int(spec.xds_port)),
         XDS_TOKEN_FILE=_quoted(spec.token_file),
+        XDS_TRANSPORT_SOCKET=transport_socket(spec.xds_tls, 4),
         **locality_fields(spec.locality),
     )
     yaml.safe_load(text)  # a template or value mistake fails here, not inside Envoy
@@ -145,104 +141,51 @@ def _registered_address(address: str) -> str:
 def register_gateway(client: InterlockClient, spec: GatewaySpec, timeout: float, say: Say) -> None:
     """Create the gateway's service if needed and register its instance (retrying while the
     control plane is unreachable)."""
-    deadline = time.monotonic() + timeout
-    waited = False
     port, listen = spec.ports[0]
-    while True:
+
+    def call() -> None:
         try:
-            try:
-                client.get_service(spec.name)
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
-                client.put_service(spec.name, namespace=spec.namespace, protocol="http", port=port)
-            client.put_instance(
-                spec.name,
-                spec.node_id,
-                address=_registered_address(spec.address),
-                port=listen,
-                labels=spec.all_labels,
-                locality=spec.locality,
-            )
-            say(f"registered gateway {spec.name}/{spec.node_id}")
-            return
+            client.get_service(spec.name)
         except ApiError as exc:
-            raise SidecarError(f"the control plane refused the registration: {exc}") from None
-        except ClientError as exc:
-            if time.monotonic() > deadline:
-                raise SidecarError(str(exc)) from None
-            if not waited:
-                say("waiting for the control plane ...")
-                waited = True
-            time.sleep(0.5)
+            if exc.status != 404:
+                raise
+            client.put_service(spec.name, namespace=spec.namespace, protocol="http", port=port)
+        client.put_instance(
+            spec.name,
+            spec.node_id,
+            address=_registered_address(spec.address),
+            port=listen,
+            labels=spec.all_labels,
+            locality=spec.locality,
+        )
+        say(f"registered gateway {spec.name}/{spec.node_id}")
 
-
-def _deregister(client: InterlockClient, spec: GatewaySpec, say: Say) -> None:
-    try:
-        client.delete_instance(spec.name, spec.node_id)
-        say(f"deregistered gateway {spec.name}/{spec.node_id}")
-    except ApiError as exc:
-        if exc.status != 404:
-            say(f"could not deregister: {exc}")
-    except ClientError as exc:
-        say(f"could not deregister: {exc}")
+    retrying(call, timeout, "waiting for the control plane ...", say)
 
 
 def run_gateway(spec: GatewaySpec, opts: SidecarOptions, say: Say = print) -> int:
     """Run until Envoy exits or a signal arrives; returns the exit code for the CLI."""
-    binary = find_envoy(opts.envoy)
     spec = replace(spec, address=resolve_address(spec.address))
     render_gateway_bootstrap(spec)  # fail on bad flags before registering anything
-    stop_requested = threading.Event()
-    envoy: EnvoyProcess | None = None
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if stop_requested.is_set() and envoy is not None:
-            envoy.signal(signum)
-        stop_requested.set()
+    def describe(envoy: EnvoyProcess) -> str:
+        ports = ", ".join(f"{p}->{spec.address}:{listen}" for p, listen in spec.ports)
+        return f"envoy pid {envoy.pid}: gateway ports {ports}, admin {envoy.admin_url}"
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    registered = False
-    api_token = read_api_token(opts, say)
-    with (
-        InterlockClient(opts.control_plane, token=api_token) as client,
-        tempfile.TemporaryDirectory(prefix="interlock-gateway-") as tmp,
-    ):
-        try:
-            register_gateway(client, spec, opts.register_timeout, say)
-            registered = True
-            if stop_requested.is_set():
-                return 0
-            try:
-                issued = client.issue_proxy_token(spec.name, spec.node_id)
-            except ClientError as exc:
-                raise SidecarError(f"the control plane refused a proxy token: {exc}") from None
-            token_file = Path(tmp) / "xds-token"
-            write_private(token_file, str(issued["token"]))
-            path = Path(tmp) / "bootstrap.yaml"
-            write_private(path, render_gateway_bootstrap(replace(spec, token_file=str(token_file))))
-            envoy = EnvoyProcess(
-                binary,
-                path,
-                admin_address=spec.admin_address,
-                admin_port=spec.admin_port,
-                log_level=opts.log_level,
-                drain_seconds=opts.drain_seconds,
-            )
-            envoy.start()
-            ports = ", ".join(f"{p}->{spec.address}:{listen}" for p, listen in spec.ports)
-            say(f"envoy pid {envoy.pid}: gateway ports {ports}, admin {envoy.admin_url}")
-
-            def leave() -> None:
-                nonlocal registered
-                _deregister(client, spec, say)
-                registered = False
-
-            return serve_until_stopped(envoy, stop_requested, leave, opts.drain_seconds, say)
-        finally:
-            if envoy is not None:
-                envoy.stop()
-            if registered:
-                _deregister(client, spec, say)
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+    return run_proxy(
+        Proxy(
+            kind="gateway",
+            service=spec.name,
+            node_id=spec.node_id,
+            xds_host=spec.xds_host,
+            admin_address=spec.admin_address,
+            admin_port=spec.admin_port,
+            register=lambda client: register_gateway(client, spec, opts.register_timeout, say),
+            bootstrap=lambda token, tls: render_gateway_bootstrap(
+                replace(spec, token_file=token, xds_tls=tls)
+            ),
+            describe=describe,
+        ),
+        opts,
+        say,
+    )

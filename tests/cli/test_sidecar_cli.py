@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.support.mesh import ServerProcess
 from tests.support.net import free_port
 
 CLI = [sys.executable, "-m", "interlock.cli"]
@@ -30,12 +32,21 @@ def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path_factory.mktemp("server"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
 @pytest.mark.parametrize(("protocol", "api_type"), [("delta", "DELTA_GRPC"), ("sotw", "GRPC")])
 def test_bootstrap_identifies_the_node_and_passes_envoy_validation(
-    tmp_path: Path, protocol: str, api_type: str
+    tmp_path: Path, server: ServerProcess, protocol: str, api_type: str
 ) -> None:
     token_file = tmp_path / "xds-token"
     token_file.write_text("ilp_example")
+    ca_dir = tmp_path / "interlock"
     out = run(
         "bootstrap",
         *BASE,
@@ -49,9 +60,27 @@ def test_bootstrap_identifies_the_node_and_passes_envoy_validation(
         protocol,
         "--token-file",
         str(token_file),
+        "--ca-dir",
+        str(ca_dir),
+        "--control-plane",
+        server.api_url,
+        "--ca-file",
+        str(server.ca_file),
     )
     assert out.returncode == 0, out.stderr
     boot = yaml.safe_load(out.stdout)
+    # TLS to the control plane: its SPIFFE ID, against the bundle written beside the bootstrap.
+    tls = boot["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]
+    assert tls["sni"] == "cp.example"
+    combined = tls["common_tls_context"]["combined_validation_context"]
+    (san,) = combined["default_validation_context"]["match_typed_subject_alt_names"]
+    assert san == {
+        "san_type": "URI",
+        "matcher": {"exact": "spiffe://interlock.local/ns/interlock-system/sa/interlock"},
+    }
+    sds = combined["validation_context_sds_secret_config"]["sds_config"]["path_config_source"]
+    assert sds["path"] == str(ca_dir / "xds-ca.yaml")
+    assert (ca_dir / "ca.pem").read_bytes() == server.ca_file.read_bytes()
     assert boot["node"]["id"] == "b-1"
     assert boot["node"]["cluster"] == "b"
     assert boot["node"]["metadata"]["namespace"] == "shop"
@@ -108,7 +137,7 @@ def test_sidecar_reports_an_unreachable_control_plane(tmp_path: Path) -> None:
         "--admin-port",
         str(free_port()),
         "--control-plane",
-        f"http://127.0.0.1:{port}",
+        f"https://127.0.0.1:{port}",
         "--register-timeout",
         "0.5",
     )

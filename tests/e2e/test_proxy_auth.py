@@ -54,7 +54,7 @@ def node_metadata(port: int) -> dict[str, Any]:
 
 @pytest.fixture
 async def channel(server: ServerProcess) -> AsyncIterator[Any]:
-    async with grpc.aio.insecure_channel(server.xds_address) as ch:
+    async with server.xds_channel() as ch:
         yield ch
 
 
@@ -183,6 +183,10 @@ def test_a_real_envoy_with_a_bad_token_receives_nothing(mesh: Mesh, tmp_path: Pa
             mesh.xds_protocol,
             "--token-file",
             str(token_file),
+            "--control-plane",
+            mesh.server.api_url,
+            "--ca-dir",
+            str(tmp_path / "ca"),
         ],
         capture_output=True,
         text=True,
@@ -206,12 +210,14 @@ def test_a_real_envoy_with_a_bad_token_receives_nothing(mesh: Mesh, tmp_path: Pa
         )
         dump = httpx.get(f"http://127.0.0.1:{admin}/config_dump", timeout=2).json()
         dynamic = [
-            key
+            item.get("name")
             for config in dump["configs"]
             for key in config
-            if key.startswith("dynamic_") and config[key]
+            if key.startswith("dynamic_")
+            for item in config[key]
         ]
-        assert dynamic == []
+        # Only the bundle it verifies the control plane with, which it reads from a file.
+        assert dynamic == ["interlock_ca"]
         assert "ilp_forged" not in httpx.get(f"http://127.0.0.1:{admin}/config_dump").text
     finally:
         envoy.terminate()
@@ -288,6 +294,7 @@ def test_no_key_or_token_appears_anywhere(mesh: Mesh, tmp_path: Path) -> None:
             "/v1/proxies/a-1/config",
             "/v1/proxies/b-1/config",
             "/v1/ca",
+            "/v1/ca/bundle",
             "/v1/tokens",
             "/v1/revision",
             "/v1/revisions/1",
@@ -307,7 +314,11 @@ def test_no_key_or_token_appears_anywhere(mesh: Mesh, tmp_path: Path) -> None:
         for s in served
         if s["name"] == "default"
     )
-    env = {"INTERLOCK_TOKEN": mesh.server.admin_token, "PATH": "/usr/bin:/bin"}
+    env = {
+        "INTERLOCK_TOKEN": mesh.server.admin_token,
+        "INTERLOCK_CA_FILE": str(mesh.server.ca_file),
+        "PATH": "/usr/bin:/bin",
+    }
     for node in ("a-1", "b-1"):
         out = subprocess.run(
             [

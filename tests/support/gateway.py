@@ -21,6 +21,8 @@ class ControlPlane(Protocol):
     def xds_address(self) -> str: ...
     @property
     def admin_token_file(self) -> Path: ...
+    @property
+    def ca_file(self) -> Path: ...
 
 
 @dataclass
@@ -65,6 +67,8 @@ class GatewayProcess:
                 "0.3",
                 "--token-file",
                 str(self.server.admin_token_file),
+                "--ca-file",
+                str(self.server.ca_file),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ import httpx
 
 from interlock.app import Components, ServerInfo, ServerSettings, serve
 from interlock.model.addresses import HostPort
+from tests.support.mesh import CLIENT_ENV, restore_env
 
 T = TypeVar("T")
 
@@ -33,6 +35,7 @@ class InProcessServer:
             log_level="warning",
             admin_token_file=workdir / "admin-token",
             open_reads=open_reads,
+            ca_bundle_file=workdir / "interlock-ca.pem",
         )
         self.info: ServerInfo | None = None
         self.components: Components | None = None
@@ -66,18 +69,16 @@ class InProcessServer:
         self._thread.start()
         if not self._ready.wait(timeout) or self._error is not None or self.info is None:
             raise AssertionError(f"in-process server did not start: {self._error!r}")
-        # Like ServerProcess: CLI commands a test runs carry the admin token.
-        self._previous_token = os.environ.get("INTERLOCK_TOKEN")
+        # Like ServerProcess: CLI commands a test runs carry the admin token and the bundle.
+        self._previous_env = {k: os.environ.get(k) for k in CLIENT_ENV}
         os.environ["INTERLOCK_TOKEN"] = self.admin_token
+        os.environ["INTERLOCK_CA_FILE"] = str(self.ca_file)
         return self
 
     def stop(self) -> None:
-        if hasattr(self, "_previous_token"):
-            if self._previous_token is None:
-                os.environ.pop("INTERLOCK_TOKEN", None)
-            else:
-                os.environ["INTERLOCK_TOKEN"] = self._previous_token
-            del self._previous_token
+        if hasattr(self, "_previous_env"):
+            restore_env(self._previous_env)
+            del self._previous_env
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(15)
@@ -120,10 +121,20 @@ class InProcessServer:
     def admin_token(self) -> str:
         return self.admin_token_file.read_text().strip()
 
+    @property
+    def ca_file(self) -> Path:
+        path = self.settings.ca_bundle_file
+        assert path is not None
+        return path
+
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
     def api(self) -> httpx.Client:
         """A client of the REST API with the admin token."""
         return httpx.Client(
             base_url=self.api_url,
             timeout=5,
             headers={"Authorization": f"Bearer {self.admin_token}"},
+            verify=self.tls(),
         )

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 
 from tests.support.net import free_ports
@@ -64,9 +66,11 @@ class ServerProcess:
 
     The admin token (written by the server on first start) is read from ``admin_token_file``;
     replicas of one database share that file and the KEK (``kek_file``, made here for
-    PostgreSQL, which needs one given). While the server runs, ``INTERLOCK_TOKEN`` holds its
-    admin token in this process's environment, so the CLI commands a test runs are
-    authenticated as in a user's shell (``stop`` puts the previous value back)."""
+    PostgreSQL, which needs one given). The server serves TLS (the default) and writes its CA
+    bundle to ``ca_file``. While the server runs, ``INTERLOCK_TOKEN`` holds its admin token and
+    ``INTERLOCK_CA_FILE`` its bundle in this process's environment, so the CLI commands a test
+    runs are authenticated and verify the server as in a user's shell (``stop`` puts the
+    previous values back)."""
 
     def __init__(
         self,
@@ -85,8 +89,9 @@ class ServerProcess:
         self.log_path = workdir / "server.log"
         self.starts = 0
         self.admin_token_file = admin_token_file or workdir / "admin-token"
+        self.ca_file = workdir / "interlock-ca.pem"
         self._env_set = False
-        self._previous_token: str | None = None
+        self._previous_env: dict[str, str | None] = {}
         self.kek_file = kek_file
         if self.kek_file is None and not self.db_url.startswith("sqlite"):
             self.kek_file = workdir / "ca.kek"
@@ -102,7 +107,19 @@ class ServerProcess:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"https://127.0.0.1:{self.api_port}"
+
+    def tls(self) -> ssl.SSLContext:
+        """A client context trusting this server's CA bundle (as `--ca-file` does)."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def xds_channel(self, **options: Any) -> Any:
+        """A grpc.aio channel to the xDS port, over TLS verified like a proxy's."""
+        return grpc.aio.secure_channel(
+            self.xds_address,
+            grpc.ssl_channel_credentials(self.ca_file.read_bytes()),
+            options=list(options.items()),
+        )
 
     @property
     def xds_address(self) -> str:
@@ -130,6 +147,8 @@ class ServerProcess:
                 "0.2",
                 "--admin-token-file",
                 str(self.admin_token_file),
+                "--ca-bundle-file",
+                str(self.ca_file),
                 *(["--ca-kek-file", str(self.kek_file)] if self.kek_file else []),
                 *self.extra,
             ],
@@ -149,9 +168,10 @@ class ServerProcess:
                 raise AssertionError(f"interlock server not ready in {timeout}s:\n{self.log()}")
             time.sleep(0.05)
         if not self._env_set:
-            self._previous_token = os.environ.get("INTERLOCK_TOKEN")
+            self._previous_env = {k: os.environ.get(k) for k in CLIENT_ENV}
             self._env_set = True
         os.environ["INTERLOCK_TOKEN"] = self.admin_token
+        os.environ["INTERLOCK_CA_FILE"] = str(self.ca_file)
 
     def kill(self) -> None:
         """SIGKILL: a crash, not a clean stop."""
@@ -162,10 +182,7 @@ class ServerProcess:
     def stop(self) -> int | None:
         if self._env_set:
             self._env_set = False
-            if self._previous_token is None:
-                os.environ.pop("INTERLOCK_TOKEN", None)
-            else:
-                os.environ["INTERLOCK_TOKEN"] = self._previous_token
+            restore_env(self._previous_env)
         if self.proc is None:
             return None
         _stop_process_group(self.proc)
@@ -180,7 +197,20 @@ class ServerProcess:
             base_url=self.api_url,
             timeout=5,
             headers={"Authorization": f"Bearer {self.admin_token}"},
+            verify=self.tls(),
         )
+
+
+CLIENT_ENV = ("INTERLOCK_TOKEN", "INTERLOCK_CA_FILE")
+"""What a user's shell sets for the CLI, and the test servers set while they run."""
+
+
+def restore_env(previous: dict[str, str | None]) -> None:
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 class UpstreamApp:
@@ -306,6 +336,8 @@ class Sidecar:
                 "8080",
                 "--token-file",
                 str(self.server.admin_token_file),
+                "--ca-file",
+                str(self.server.ca_file),
                 *self.extra,
             ],
             stdout=log,

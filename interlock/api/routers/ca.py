@@ -12,32 +12,60 @@ of the current one (``?wait=SECONDS`` waits for that first):
 
 ``abort`` abandons a rotation that has only published the bundle. "Every proxy" means the
 proxies connected to the replica that answers; see docs/security.md for several replicas.
+
+``GET /v1/ca/bundle`` (open: a bundle holds no secret) is what clients trust the control
+plane's own certificate with; ``?wait=S&known=VERSION`` holds the answer until the bundle is
+another than ``VERSION`` (a root rotation moved it) or ``S`` seconds pass, which is how
+sidecars keep the bundle their Envoy reads current.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from fastapi import Query, Request
+from fastapi import Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from interlock.api.routers.proxies import current_views, status_of
-from interlock.api.routing import StoreDep, api_router
+from interlock.api.routing import RootNamespaceDep, StoreDep, api_router
 from interlock.api.status_views import RevisionRollout, rollout
 from interlock.ca import CaCertificates, CertificateAuthority, Clock, RotationState
 from interlock.ca import rotation as steps
+from interlock.ca.profile import to_pem as profile_pem
 from interlock.ca.storage import seal_ca_key
 from interlock.model.errors import Conflict, FieldError, InvalidInput, Unavailable
 from interlock.store import Store
+from interlock.trust import control_plane_identity
 
 router = api_router(tags=["ca"])
 
 MAX_WAIT = 300.0
+MAX_BUNDLE_WAIT = 60.0
+
+
+class ServedBundle(Protocol):
+    """One state of the trust bundle (see :class:`BundleSource`)."""
+
+    @property
+    def pem(self) -> bytes: ...
+    @property
+    def version(self) -> str: ...
+
+
+class BundleSource(Protocol):
+    """Where the API reads the bundle the server's certificate verifies with, and waits for
+    it to change (the server's TLS identity)."""
+
+    @property
+    def bundle(self) -> ServedBundle: ...
+
+    async def bundle_changed(self, known: str, hold: float) -> ServedBundle: ...
 
 
 @dataclass(frozen=True)
@@ -82,6 +110,17 @@ class CaView(BaseModel):
     leaf_lifetime_seconds: float
     rollout: RevisionRollout
     next: str
+
+
+class BundleView(BaseModel):
+    """The trust bundle: what clients verify the control plane (and peers) with."""
+
+    model_config = ConfigDict(frozen=True)
+    trust_domain: str
+    control_plane_identity: str
+    version: str
+    roots: list[CertificateView]
+    pem: str
 
 
 class RotationRequest(BaseModel):
@@ -156,6 +195,42 @@ async def get_ca(request: Request, store: StoreDep) -> CaView:
     """The CA: rotation phase and step, the signing CA, the trust bundle, and how far the
     revision that published the current step has rolled out."""
     return await _view(request, store, _admin(request))
+
+
+@router.get("/v1/ca/bundle")
+async def get_bundle(
+    request: Request,
+    store: StoreDep,
+    root_namespace: RootNamespaceDep,
+    response: Response,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=MAX_BUNDLE_WAIT, description="seconds to hold the answer (with known)"),
+    ] = 0.0,
+    known: Annotated[
+        str,
+        Query(max_length=64, pattern="^[0-9a-f]*$", description="a bundle version seen before"),
+    ] = "",
+) -> BundleView:
+    """The CA bundle (PEM and its roots) and the control plane's SPIFFE ID. Open to anyone:
+    where a client gets it from is what makes it trustworthy (docs/security.md)."""
+    source: BundleSource | None = getattr(request.app.state, "bundle", None)
+    if source is not None:
+        served = await source.bundle_changed(known, wait) if known else source.bundle
+        pem, version = served.pem, served.version
+    state, _ = await run_in_threadpool(_load, store)
+    if source is None:
+        pem = profile_pem(state.bundle())
+        version = hashlib.sha256(pem).hexdigest()
+    response.headers["ETag"] = f'"{version}"'
+    response.headers["Cache-Control"] = "no-cache"
+    return BundleView(
+        trust_domain=state.trust_domain,
+        control_plane_identity=control_plane_identity(state.trust_domain, root_namespace),
+        version=version,
+        roots=[_cert(c) for c in x509.load_pem_x509_certificates(pem)] if pem else [],
+        pem=pem.decode("ascii"),
+    )
 
 
 def _new_ca(body: RotationRequest, admin: CaAdmin) -> CertificateAuthority:

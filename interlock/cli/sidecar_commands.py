@@ -1,0 +1,233 @@
+"""`interlock sidecar` and `interlock bootstrap`: a sidecar run by Interlock, or the bootstrap
+to run Envoy yourself. Both trust the control plane through the CA bundle (--ca-file or
+--ca-fingerprint) and hand Envoy a bundle file it reloads when a root rotation changes it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from interlock.cli.options import (
+    DEFAULT_CONTROL_PLANE,
+    Api,
+    CaFile,
+    CaFingerprint,
+    ControlPlane,
+    host_port,
+    trust_of,
+)
+from interlock.cli.output import fail
+from interlock.cli.write_commands import parse_labels
+from interlock.sidecar import (
+    DEFAULT_TOKEN_FILE,
+    EnvoyNotFound,
+    SidecarError,
+    SidecarOptions,
+    SidecarSpec,
+    XdsProtocol,
+    render_sidecar_bootstrap,
+    run_sidecar,
+)
+from interlock.sidecar.run import control_plane_tls
+
+DEFAULT_CA_DIR = Path("/etc/interlock")
+
+
+def xds_protocol_of(value: str) -> XdsProtocol:
+    """``--xds-protocol``: delta or sotw."""
+    try:
+        return XdsProtocol(value)
+    except ValueError:
+        raise typer.BadParameter("must be 'delta' or 'sotw'", param_hint="--xds-protocol") from None
+
+
+def sidecar(
+    service: Annotated[str, typer.Option(help="The service this instance belongs to.")],
+    instance_id: Annotated[str, typer.Option(help="This instance's id (Envoy's node.id).")],
+    app_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Where the app listens on 127.0.0.1.")
+    ],
+    inbound_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Where mesh traffic enters this instance.")
+    ],
+    outbound_port: Annotated[
+        int,
+        typer.Option(
+            min=1, max=65535, help="The HTTP listener the app calls other services through."
+        ),
+    ],
+    admin_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Envoy's admin API port (127.0.0.1).")
+    ],
+    labels: Annotated[str, typer.Option(help="Instance labels, k=v,k2=v2.")] = "",
+    namespace: Annotated[str, typer.Option(help="The service's namespace.")] = "default",
+    address: Annotated[
+        str,
+        typer.Option(help="The address other proxies reach this instance at (IP or host name)."),
+    ] = "127.0.0.1",
+    outbound_address: Annotated[
+        str,
+        typer.Option(
+            help="The address outbound listeners bind (give each co-located sidecar "
+            "its own 127.0.0.x for tcp services)."
+        ),
+    ] = "127.0.0.1",
+    locality: Annotated[str, typer.Option(help="region/zone/subzone of this instance.")] = "",
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
+    xds: Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")] = "127.0.0.1:18000",
+    xds_protocol: Annotated[
+        str, typer.Option(help="delta (incremental) or sotw (state of the world).")
+    ] = "delta",
+    xds_api: Annotated[
+        str, typer.Option(help="ads (one aggregated stream) or per-type (a stream per type).")
+    ] = "ads",
+    stats_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Serve only /stats/prometheus on --address:PORT for scrapers."
+        ),
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="Protocol used if the service must be created: http, http2, grpc or tcp."
+        ),
+    ] = "http",
+    service_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Port used if the service must be created (default: --app-port)."
+        ),
+    ] = None,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(min=0.0, help="On SIGTERM, seconds between deregistering and stopping Envoy."),
+    ] = 1.0,
+    register_timeout: Annotated[
+        float, typer.Option(min=0.0, help="How long to wait for the control plane at start.")
+    ] = 30.0,
+    envoy: Annotated[
+        str | None, typer.Option(help="The Envoy binary (default: envoy on PATH).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Envoy's log level.")] = "warning",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A file holding the API token to register with (else INTERLOCK_TOKEN). "
+            "The sidecar then fetches its own proxy token."
+        ),
+    ] = None,
+) -> None:
+    """Register an instance, fetch its proxy token, run its Envoy sidecar, and deregister
+    (revoking the token) on exit."""
+    if protocol not in ("http", "http2", "grpc", "tcp"):
+        raise typer.BadParameter("must be http, http2, grpc or tcp", param_hint="--protocol")
+    xds_address = host_port(xds, "--xds")
+    spec = SidecarSpec(
+        service=service,
+        instance_id=instance_id,
+        app_port=app_port,
+        inbound_port=inbound_port,
+        outbound_port=outbound_port,
+        admin_port=admin_port,
+        namespace=namespace,
+        address=address,
+        outbound_address=outbound_address,
+        labels=parse_labels(labels),
+        locality=locality,
+        xds_host=xds_address.host,
+        xds_port=xds_address.port,
+        xds_protocol=xds_protocol_of(xds_protocol),
+        xds_api=xds_api,
+        stats_port=stats_port,
+    )
+    opts = SidecarOptions(
+        control_plane=control_plane,
+        trust=trust_of(ca_file, ca_fingerprint),
+        envoy=envoy,
+        protocol=protocol,
+        service_port=service_port,
+        drain_seconds=drain_seconds,
+        register_timeout=register_timeout,
+        log_level=log_level,
+        api_token_file=token_file,
+    )
+    try:
+        code = run_sidecar(spec, opts, say=lambda m: typer.echo(f"sidecar: {m}", err=True))
+    except (SidecarError, EnvoyNotFound, ValueError) as exc:
+        raise fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+def bootstrap(
+    service: Annotated[str, typer.Option(help="The service this proxy belongs to.")],
+    instance_id: Annotated[str, typer.Option(help="The instance id (node.id).")],
+    app_port: Annotated[int, typer.Option(min=1, max=65535)],
+    inbound_port: Annotated[int, typer.Option(min=1, max=65535)],
+    outbound_port: Annotated[int, typer.Option(min=1, max=65535)],
+    admin_port: Annotated[int, typer.Option(min=1, max=65535)] = 15000,
+    namespace: Annotated[str, typer.Option()] = "default",
+    address: Annotated[
+        str, typer.Option(help="IP other proxies reach this instance at.")
+    ] = "127.0.0.1",
+    outbound_address: Annotated[str, typer.Option()] = "127.0.0.1",
+    xds: Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")] = "127.0.0.1:18000",
+    xds_protocol: Annotated[str, typer.Option(help="delta or sotw.")] = "delta",
+    xds_api: Annotated[str, typer.Option(help="ads or per-type.")] = "ads",
+    stats_port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
+    token_file: Annotated[
+        str,
+        typer.Option(
+            help="The file (mode 0600) holding the proxy token from "
+            "POST /v1/services/{name}/instances/{id}/token; Envoy must be able to read it."
+        ),
+    ] = DEFAULT_TOKEN_FILE,
+    ca_dir: Annotated[
+        Path,
+        typer.Option(
+            help="Where Envoy finds the CA bundle it verifies the control plane with: this "
+            "command writes ca.pem and xds-ca.yaml there (keep ca.pem current with "
+            "`interlock ca bundle --follow DIR/ca.pem`)."
+        ),
+    ] = DEFAULT_CA_DIR,
+    control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
+    ca_file: CaFile = None,
+    ca_fingerprint: CaFingerprint = None,
+) -> None:
+    """Print the Envoy bootstrap for one sidecar (to run Envoy yourself), after writing the
+    CA bundle it trusts the control plane with into --ca-dir."""
+    xds_address = host_port(xds, "--xds")
+    spec = SidecarSpec(
+        service=service,
+        instance_id=instance_id,
+        app_port=app_port,
+        inbound_port=inbound_port,
+        outbound_port=outbound_port,
+        admin_port=admin_port,
+        namespace=namespace,
+        address=address,
+        outbound_address=outbound_address,
+        xds_host=xds_address.host,
+        xds_port=xds_address.port,
+        xds_protocol=xds_protocol_of(xds_protocol),
+        xds_api=xds_api,
+        stats_port=stats_port,
+        token_file=token_file,
+    )
+    try:
+        render_sidecar_bootstrap(spec)  # bad flags fail before anything is fetched or written
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    with Api(control_plane, ca_file, ca_fingerprint).client() as client:
+        try:
+            tls, _ = control_plane_tls(client, spec.xds_host, ca_dir)
+        except SidecarError as exc:
+            raise fail(str(exc)) from None
+        except OSError as exc:
+            raise fail(f"cannot write the CA bundle into --ca-dir {ca_dir}: {exc}") from None
+    typer.echo(render_sidecar_bootstrap(replace(spec, xds_tls=tls)), nl=False)
