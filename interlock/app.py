@@ -252,7 +252,12 @@ async def serve(
         await reconciler.start()
         security.start()
         graph = TrafficGraph()
-        access_logs = AccessLogReceiver(graph, counter=metrics.access_log_entries)
+        access_logs = AccessLogReceiver(
+            graph,
+            security.access_log_principal,
+            counter=metrics.access_log_entries,
+            dropped=metrics.access_log_dropped,
+        )
         xds = XdsServer(cache, status, reconciler.open_stream, [access_logs.handler()])
         try:
             bound_xds = await xds.start(f"{xds_host}:{xds_port}")
