@@ -301,7 +301,12 @@ async def serve(
         security.start()
         parts.push_async_callback(security.stop)
         graph = TrafficGraph()
-        access_logs = AccessLogReceiver(graph, counter=metrics.access_log_entries)
+        access_logs = AccessLogReceiver(
+            graph,
+            security.access_log_principal,
+            counter=metrics.access_log_entries,
+            dropped=metrics.access_log_dropped,
+        )
         xds = XdsServer(cache, status, reconciler.open_stream, [access_logs.handler()])
         try:
             bound_xds = await xds.start(

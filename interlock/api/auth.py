@@ -4,9 +4,12 @@
   Without one the answer is 401 (with ``WWW-Authenticate: Bearer``); with a token that is not
   an active admin token (unknown, revoked, or a proxy token), 403.
 - Reads need one too, unless the server runs with ``--open-reads``.
-- A *registration* token (bound to one service) may do what a sidecar does for that service
-  and nothing else: read and PUT the service, read, PUT and DELETE its instances, and POST
-  their proxy tokens (see :func:`registration_allows`).
+- A *registration* token (bound to one service of one namespace) may do what a sidecar does
+  for that service and nothing else: read and PUT the service, read, PUT and DELETE its
+  instances, and POST their proxy tokens (see :func:`registration_allows`) — and only in its
+  namespace: the routes confine its writes with :func:`confined_to`, so it can neither move
+  the service to another namespace nor act on a service of that name registered in another
+  (403, nothing changed). Otherwise it could mint SVIDs of any namespace.
 - Credentials in the URL (``?token=``, ``?access_token=``) are refused with 400 on every path:
   URLs end up in logs, histories and Referer headers.
 - Always open: ``/healthz`` (liveness probes), the OpenAPI document, the CA bundle
@@ -21,16 +24,19 @@ within that time).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Annotated
 
 import anyio.to_thread
+from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from interlock.api.problems import problem_response
-from interlock.model.errors import FieldError
+from interlock.model.errors import FieldError, Forbidden
 from interlock.model.identity import Token, TokenRole, token_hash
 
 TokenLookup = Callable[[str], Token | None]
@@ -87,6 +93,47 @@ def registration_allows(service: str, method: str, path: str) -> bool:
         if match is not None:
             return method in methods and match.group("name") == service
     return False
+
+
+def registration_token(scope: Scope) -> Token | None:
+    """The registration token a request was let in with (by :class:`BearerAuth`), or None (an
+    admin token, or an app without authentication)."""
+    token = scope.get("state", {}).get("token")
+    if isinstance(token, Token) and token.role is TokenRole.REGISTRATION:
+        return token
+    return None
+
+
+async def _registration_token(request: Request) -> Token | None:
+    return registration_token(request.scope)
+
+
+RegistrationTokenDep = Annotated[Token | None, Depends(_registration_token)]
+"""A route's :func:`registration_token` (async: resolved on the event loop)."""
+
+
+def refused(
+    token: Token, action: str, reason: str, field: str = "header.authorization"
+) -> Forbidden:
+    """The 403 for a registration ``token`` that may not ``action`` because of ``reason``;
+    ``errors`` names ``field``."""
+    message = (
+        f"a registration token for {token.namespace}/{token.service} cannot {action}: {reason}"
+    )
+    return Forbidden(message, errors=(FieldError(field, message),))
+
+
+@contextlib.contextmanager
+def confined_to(token: Token | None, action: str) -> Iterator[str | None]:
+    """The namespace a store write must stay in (``in_namespace``): the registration
+    ``token``'s, or None (any) for other callers. The store's :class:`Forbidden` raised inside
+    becomes :func:`refused` for ``action``."""
+    try:
+        yield None if token is None else token.namespace
+    except Forbidden as e:
+        if token is None:
+            raise
+        raise refused(token, action, e.message) from None
 
 
 class BearerAuth:

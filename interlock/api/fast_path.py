@@ -8,8 +8,11 @@ routing layers: measured under load (B8), more than half of the event loop's CPU
 registration.
 :class:`RegistrationFastPath` (innermost of the app's middleware: authentication, body limit
 and request metrics have already run) answers a registration itself, with the route's own
-pieces: the same pydantic types for the path and the body, the same store call, the same
-response body (:func:`interlock.api.routers.instances.written`), status (201 or 200) and
+pieces: the same pydantic types for the path and the body, the same store call
+(:func:`interlock.api.routers.instances.register`, which confines a registration token's
+write to its namespace: the token :class:`~interlock.api.auth.BearerAuth` let the request in
+with is in ``scope["state"]``), the same response body
+(:func:`interlock.api.routers.instances.written`), status (201 or 200) and
 ``Interlock-Revision`` header, and the same problem documents for the store's errors.
 
 Anything it would not accept as is — another path or method, a body that is not JSON or not
@@ -25,12 +28,13 @@ import re
 from pydantic import TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from interlock.api.auth import registration_token
 from interlock.api.body import is_json
 from interlock.api.problems import interlock_problem
-from interlock.api.routers.instances import AT_PATH, written
+from interlock.api.routers.instances import register, written
 from interlock.api.routing import REVISION_HEADER
 from interlock.api.schemas import InstanceId, InstanceSpec, ServiceName
-from interlock.model.errors import FieldError, InterlockError
+from interlock.model.errors import InterlockError
 from interlock.store import Store
 
 TEMPLATE = "/v1/services/{name}/instances/{instance_id}"
@@ -61,9 +65,9 @@ class RegistrationFastPath:
         scope["route"] = _ROUTE  # what the request metrics are labelled with
         name, instance_id = match.group(1), match.group(2)
         try:
-            result = await self.store.put_instance_async(spec.to_model(name, instance_id))
+            instance = spec.to_model(name, instance_id)
+            result = await register(self.store, instance, registration_token(scope))
         except InterlockError as e:
-            e.errors = tuple(FieldError(AT_PATH.get(f.field, f.field), f.message) for f in e.errors)
             await interlock_problem(e, scope["path"])(scope, receive, send)
             return
         content = written(result).model_dump_json().encode()

@@ -3,6 +3,7 @@
 from interlock.model.errors import (
     Conflict,
     FieldError,
+    Forbidden,
     InterlockError,
     InvalidInput,
     NotFound,
@@ -17,6 +18,7 @@ from interlock.model.state import MeshState, StateChange
 __all__ = [
     "Conflict",
     "FieldError",
+    "Forbidden",
     "Instance",
     "InterlockError",
     "InvalidInput",

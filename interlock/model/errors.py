@@ -39,6 +39,15 @@ class InvalidInput(InterlockError):
     slug = "invalid-input"
 
 
+class Forbidden(InterlockError):
+    """The caller may not do this, whatever the input: e.g. a registration token acting on a
+    service outside its namespace. ``errors`` names what limits it."""
+
+    status = 403
+    title = "Forbidden"
+    slug = "forbidden"
+
+
 class NotFound(InterlockError):
     """The named thing does not exist."""
 

@@ -2,7 +2,7 @@
 
 - ``interlock_xds_streams_rejected_total{code}``: streams refused before anything was sent
   (``unauthenticated``: no or a bad token; ``permission_denied``: the node claims another
-  identity than its token's).
+  identity than its token's); access-log (ALS) streams on the xDS port are counted too.
 - ``interlock_sds_denied_total``: secret names a stream asked for and may not have.
 - ``interlock_svids_issued_total{reason}``: ``new``, ``renewal`` or ``rotation``.
 - ``interlock_xds_streams_revoked_total``: streams closed because their token was revoked.

@@ -1,7 +1,8 @@
 """Who a stream speaks for, and the secrets it gets: authentication, X.509-SVIDs and renewal.
 
 A stream is authenticated by the proxy token in its ``authorization: Bearer …`` metadata (no
-token, an unknown or a revoked one: UNAUTHENTICATED). The token is bound to one instance of one
+token, an unknown or a revoked one: UNAUTHENTICATED); access-log (ALS) streams too
+(:meth:`ProxySecurity.access_log_principal`). The token is bound to one instance of one
 service; a node claiming another service, namespace or instance is refused (PERMISSION_DENIED).
 Node metadata is otherwise trusted only for what it cannot abuse: the proxy's own ports.
 
@@ -38,6 +39,7 @@ from interlock.model.identity import PROXY_SECRETS, Token, TokenRole, token_hash
 from interlock.security.authority import CaRuntime
 from interlock.security.metrics import SecurityMetrics
 from interlock.store.security import SecurityStore, StoredSvid
+from interlock.telemetry.als import Principal, StreamRefused
 from interlock.xds import resource_types as rt
 from interlock.xds.cache import SnapshotCache
 from interlock.xds.server import OnDenied, StreamRejected
@@ -135,9 +137,24 @@ class ProxySecurity:
             )
         return record
 
+    async def access_log_principal(
+        self, metadata: Sequence[tuple[str, str | bytes]], claimed: Principal
+    ) -> Principal:
+        """:meth:`authenticate` and :meth:`authorize` for an access-log stream whose node
+        claims ``claimed`` (:data:`interlock.telemetry.als.Authenticate`): the token's
+        instance, or :class:`~interlock.telemetry.als.StreamRefused` (counted alike)."""
+        try:
+            token = await self.authenticate(metadata)
+            self._authorize(token, (claimed.namespace, claimed.service, claimed.instance_id))
+        except StreamRejected as exc:
+            raise StreamRefused(exc.code, exc.message) from None
+        return Principal(token.namespace, token.service, token.instance_id)
+
     def authorize(self, token: Token, proxy: Proxy) -> None:
         """Refuse (PERMISSION_DENIED) a node that claims another identity than ``token``'s."""
-        claimed = (proxy.namespace, proxy.service, proxy.node_id)
+        self._authorize(token, (proxy.namespace, proxy.service, proxy.node_id))
+
+    def _authorize(self, token: Token, claimed: Instance) -> None:
         bound = (token.namespace, token.service, token.instance_id)
         if claimed != bound:
             self._reject("permission_denied")

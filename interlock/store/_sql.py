@@ -249,19 +249,19 @@ def _row_instance(row: Sequence[Any]) -> Instance:
 
 def fetch_registration(
     conn: Connection, service: str, instance_id: str
-) -> tuple[bool, Instance | None]:
-    """Whether ``service`` exists and its instance ``instance_id`` (None if there is none),
-    in one statement."""
+) -> tuple[str | None, Instance | None]:
+    """The namespace of ``service`` (None if it does not exist) and its instance
+    ``instance_id`` (None if there is none), in one statement."""
     row = driver_execute(
         conn,
-        "SELECT s.name, i.service, i.instance_id, i.address, i.port, i.labels, i.locality, "
-        "i.healthy FROM services s LEFT JOIN instances i "
+        "SELECT s.namespace, i.service, i.instance_id, i.address, i.port, i.labels, "
+        "i.locality, i.healthy FROM services s LEFT JOIN instances i "
         "ON i.service = s.name AND i.instance_id = ? WHERE s.name = ?",
         (instance_id, service),
     ).fetchone()
     if row is None:
-        return False, None
-    return True, None if row[1] is None else _row_instance(row[1:])
+        return None, None
+    return str(row[0]), None if row[1] is None else _row_instance(row[1:])
 
 
 def fetch_instances_fast(

@@ -17,7 +17,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from interlock.model.errors import Conflict, FieldError, InvalidInput, NotFound
+from interlock.model.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from interlock.model.policy.registry import ResourceKind
 from interlock.model.resource import Resource, ResourceKey
 from interlock.model.service import Instance, Service
@@ -145,9 +145,14 @@ class Store:
     concurrent writers in several processes. Every method raises only
     :class:`interlock.model.errors.InterlockError` subclasses: :class:`NotFound`,
     :class:`Conflict`, :class:`InvalidInput` (a model value the rules in
-    :mod:`interlock.model.names` reject) and :class:`Unavailable` (the database cannot be
-    used; nothing was changed — or, if the connection dropped during the commit, the write may
-    have committed). Safe to share between threads.
+    :mod:`interlock.model.names` reject), :class:`Forbidden` (a write confined to one namespace,
+    ``in_namespace``, that would touch a service of another; nothing was changed) and
+    :class:`Unavailable` (the database cannot be used; nothing was changed — or, if the
+    connection dropped during the commit, the write may have committed). Safe to share between
+    threads.
+
+    ``in_namespace`` (service and instance writes) confines a write to one namespace, checked in
+    the write's own transaction: for a caller that may act only there (a registration token).
     """
 
     def __init__(self, db: Database, channel: str | None) -> None:
@@ -285,16 +290,21 @@ class Store:
     # Every write is an operation run by the group committer (see interlock.store._batch):
     # concurrent writes share one transaction and one revision, each in its own savepoint.
 
-    def put_service(self, service: Service) -> WriteResult[Service]:
+    def put_service(
+        self, service: Service, *, in_namespace: str | None = None
+    ) -> WriteResult[Service]:
         """Create or replace ``service``. An identical body changes nothing (``changed`` is
-        false and ``revision`` is the current one)."""
+        false and ``revision`` is the current one). With ``in_namespace``, :class:`Forbidden`
+        unless both ``service`` and the service stored under its name (if any) are in it."""
         check_service(service)
-        return self._group.run(_put_service(service))
+        return self._group.run(_put_service(service, in_namespace))
 
-    async def put_service_async(self, service: Service) -> WriteResult[Service]:
+    async def put_service_async(
+        self, service: Service, *, in_namespace: str | None = None
+    ) -> WriteResult[Service]:
         """:meth:`put_service` for a caller on an event loop (it waits without a thread)."""
         check_service(service)
-        return await asyncio.wrap_future(self._group.submit(_put_service(service)))
+        return await asyncio.wrap_future(self._group.submit(_put_service(service, in_namespace)))
 
     def delete_service(self, name: str, *, cascade: bool = False) -> int:
         """Delete service ``name``; with ``cascade`` its instances too (in the same revision).
@@ -304,25 +314,36 @@ class Store:
         """
         return self._group.run(_delete_service(name, cascade))
 
-    def put_instance(self, instance: Instance) -> WriteResult[Instance]:
+    def put_instance(
+        self, instance: Instance, *, in_namespace: str | None = None
+    ) -> WriteResult[Instance]:
         """Create or replace ``instance``; :class:`NotFound` if its service does not exist.
-        An identical registration changes nothing."""
+        An identical registration changes nothing. With ``in_namespace``, :class:`Forbidden`
+        unless its service is in that namespace."""
         check_instance(instance)
-        return self._group.run(_put_instance(instance))
+        return self._group.run(_put_instance(instance, in_namespace))
 
-    async def put_instance_async(self, instance: Instance) -> WriteResult[Instance]:
+    async def put_instance_async(
+        self, instance: Instance, *, in_namespace: str | None = None
+    ) -> WriteResult[Instance]:
         """:meth:`put_instance` for a caller on an event loop (it waits without a thread)."""
         check_instance(instance)
-        return await asyncio.wrap_future(self._group.submit(_put_instance(instance)))
+        return await asyncio.wrap_future(self._group.submit(_put_instance(instance, in_namespace)))
 
-    def delete_instance(self, service: str, instance_id: str) -> int:
-        """Delete one instance; :class:`NotFound` if it (or its service) does not exist.
-        Returns the revision that carries the deletion."""
-        return self._group.run(_delete_instance(service, instance_id))
+    def delete_instance(
+        self, service: str, instance_id: str, *, in_namespace: str | None = None
+    ) -> int:
+        """Delete one instance; :class:`NotFound` if it (or its service) does not exist; with
+        ``in_namespace``, :class:`Forbidden` unless its service is in that namespace. Returns
+        the revision that carries the deletion."""
+        return self._group.run(_delete_instance(service, instance_id, in_namespace))
 
-    async def delete_instance_async(self, service: str, instance_id: str) -> int:
+    async def delete_instance_async(
+        self, service: str, instance_id: str, *, in_namespace: str | None = None
+    ) -> int:
         """:meth:`delete_instance` for a caller on an event loop."""
-        return await asyncio.wrap_future(self._group.submit(_delete_instance(service, instance_id)))
+        op = _delete_instance(service, instance_id, in_namespace)
+        return await asyncio.wrap_future(self._group.submit(op))
 
     def apply_resources(
         self, resources: Sequence[Resource], *, dry_run: bool = False
@@ -392,9 +413,20 @@ def _revision(revision: int) -> int:
     return revision
 
 
-def _put_service(service: Service) -> Operation[WriteResult[Service]]:
+def _confined(service: str, namespace: str, in_namespace: str | None) -> None:
+    """:class:`Forbidden` (naming ``namespace``) when a write confined to ``in_namespace``
+    would touch service ``service`` of ``namespace``."""
+    if in_namespace is not None and namespace != in_namespace:
+        message = f"service {service!r} is in namespace {namespace!r}, not {in_namespace!r}"
+        raise Forbidden(message, errors=(FieldError("namespace", message),))
+
+
+def _put_service(service: Service, in_namespace: str | None) -> Operation[WriteResult[Service]]:
     def op(w: Write) -> Finish[WriteResult[Service]]:
+        _confined(service.name, service.namespace, in_namespace)
         existing = _sql.fetch_service(w.conn, service.name)
+        if existing is not None:
+            _confined(service.name, existing.namespace, in_namespace)
         if existing is None:
             _sql.insert_service(w.conn, service)
         elif existing != service:
@@ -425,11 +457,14 @@ def _delete_service(name: str, cascade: bool) -> Operation[int]:
     return op
 
 
-def _put_instance(instance: Instance) -> Operation[WriteResult[Instance]]:
+def _put_instance(instance: Instance, in_namespace: str | None) -> Operation[WriteResult[Instance]]:
     def op(w: Write) -> Finish[WriteResult[Instance]]:
-        found, existing = _sql.fetch_registration(w.conn, instance.service, instance.instance_id)
-        if not found:
+        namespace, existing = _sql.fetch_registration(
+            w.conn, instance.service, instance.instance_id
+        )
+        if namespace is None:
             raise _sql.service_not_found(instance.service)
+        _confined(instance.service, namespace, in_namespace)
         if existing is None:
             _sql.insert_instance_fast(w.conn, instance)
         elif not existing.same_as(instance):
@@ -444,8 +479,10 @@ def _put_instance(instance: Instance) -> Operation[WriteResult[Instance]]:
     return op
 
 
-def _delete_instance(service: str, instance_id: str) -> Operation[int]:
+def _delete_instance(service: str, instance_id: str, in_namespace: str | None) -> Operation[int]:
     def op(w: Write) -> Finish[int]:
+        if in_namespace is not None:
+            _confined(service, _sql.require_service(w.conn, service).namespace, in_namespace)
         _sql.require_instance(w.conn, service, instance_id)
         _sql.delete_instance_rows(w.conn, service, [instance_id])
         w.changes.append(Change("Instance", f"{service}/{instance_id}", "delete"))

@@ -9,6 +9,9 @@
 - ``interlock_reconcile_debounce_merged_total``: commits folded into a later build.
 - ``interlock_api_request_seconds{method, route, status}``: REST API latency.
 - ``interlock_access_log_entries_total``: requests reported by sidecars over ALS.
+- ``interlock_access_log_entries_dropped_total{reason}``: reported requests the service graph
+  did not count: ``edge_limit`` (the graph holds its maximum of edges), ``too_old`` (timed
+  before the graph's retention). See :mod:`interlock.telemetry.graph`.
 
 Each control plane gets its own registry, so several in one process (tests) never collide.
 """
@@ -17,12 +20,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from interlock.telemetry.graph import Dropped
 from interlock.xds import resource_types as rt
 from interlock.xds.status import StatusEvent, StatusRegistry
 
@@ -103,6 +107,14 @@ class ControlPlaneMetrics:
         self.access_log_entries = Counter(
             "interlock_access_log_entries", "Requests reported by sidecars over ALS", registry=r
         )
+        self.access_log_dropped = Counter(
+            "interlock_access_log_entries_dropped",
+            "Requests reported over ALS that the service graph did not count",
+            ["reason"],
+            registry=r,
+        )
+        for reason in get_args(Dropped):  # every reason shows, at 0 until it happens
+            self.access_log_dropped.labels(reason)
         #: revision → commit time (epoch s), filled by the reconciler as it builds revisions.
         self.commit_times: dict[int, float] = {}
         self._variants: dict[int, str] = {}

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from interlock.model import Conflict, Instance, InvalidInput, NotFound, Protocol, Service
+from interlock.model import (
+    Conflict,
+    Forbidden,
+    Instance,
+    InvalidInput,
+    NotFound,
+    Protocol,
+    Service,
+)
 from interlock.store import Store
 
 
@@ -181,6 +189,27 @@ def test_cascade_deletes_the_service_and_its_instances_in_one_revision(store: St
     state = store.load_state()
     assert state.instances_of("b") == ()
     assert [i.instance_id for i in state.instances_of("c")] == ["c-1"]
+
+
+def test_writes_confined_to_a_namespace_touch_no_service_of_another(store: Store) -> None:
+    store.put_service(Service("b", namespace="payments", port=8080))
+    store.put_instance(b_1())
+    revision = store.revision()
+    writes = [
+        lambda: store.put_service(Service("b", port=8080), in_namespace="default"),
+        lambda: store.put_service(Service("b", namespace="payments", port=81), in_namespace="x"),
+        lambda: store.put_instance(b_1(port=1), in_namespace="default"),
+        lambda: store.delete_instance("b", "b-1", in_namespace="default"),
+    ]
+    for write in writes:
+        with pytest.raises(Forbidden, match="service 'b' is in namespace 'payments'") as caught:
+            write()
+        assert [e.field for e in caught.value.errors] == ["namespace"]
+    assert store.revision() == revision
+    assert store.get_service("b").namespace == "payments"
+    assert store.get_instance("b", "b-1") == b_1()
+    assert store.put_instance(b_1(port=1), in_namespace="payments").changed
+    assert store.delete_instance("b", "b-1", in_namespace="payments") == revision + 2
 
 
 def test_delete_service_without_instances(store: Store) -> None:

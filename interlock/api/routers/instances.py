@@ -7,6 +7,7 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import Path, Response, status
 
+from interlock.api.auth import RegistrationTokenDep, confined_to
 from interlock.api.routing import StoreDep, api_router, at_revision, errors_at
 from interlock.api.schemas import (
     InstanceId,
@@ -19,8 +20,9 @@ from interlock.api.schemas import (
     ServiceName,
     instance_fields,
 )
+from interlock.model.identity import Token
 from interlock.model.service import Instance
-from interlock.store import WriteResult
+from interlock.store import Store, WriteResult
 
 router = api_router(prefix="/v1/services/{name}/instances", tags=["instances"])
 
@@ -53,16 +55,27 @@ async def put_instance(
     spec: InstanceSpec,
     store: StoreDep,
     response: Response,
+    registration: RegistrationTokenDep,
 ) -> InstanceWritten:
     """Create or replace an instance of an existing service (404 if it does not exist).
     Idempotent like ``PUT /v1/services/{name}``. Concurrent registrations are committed
-    together and may share a revision."""
-    with errors_at(**AT_PATH):
-        result = await store.put_instance_async(spec.to_model(name, instance_id))
+    together and may share a revision. With a registration token, 403 (nothing changed)
+    unless the service is in the token's namespace."""
+    result = await register(store, spec.to_model(name, instance_id), registration)
     if result.created:
         response.status_code = status.HTTP_201_CREATED
     at_revision(response, result.revision)
     return written(result)
+
+
+async def register(
+    store: Store, instance: Instance, registration: Token | None
+) -> WriteResult[Instance]:
+    """The store write of a registration (also made by :mod:`interlock.api.fast_path`),
+    confined to the namespace of a ``registration`` token; errors name the request's fields."""
+    action = f"register instances of service {instance.service}"
+    with errors_at(**AT_PATH), confined_to(registration, action) as namespace:
+        return await store.put_instance_async(instance, in_namespace=namespace)
 
 
 def written(result: WriteResult[Instance]) -> InstanceWritten:
@@ -87,11 +100,17 @@ def get_instance(
 
 @router.delete("/{instance_id}")
 async def delete_instance(
-    name: NamePath, instance_id: IdPath, store: StoreDep, response: Response
+    name: NamePath,
+    instance_id: IdPath,
+    store: StoreDep,
+    response: Response,
+    registration: RegistrationTokenDep,
 ) -> RevisionResponse:
     """Deregister an instance; its proxy tokens are revoked (its xDS streams close within the
-    server's token re-check interval)."""
-    with errors_at(**AT_PATH):
-        revision = await store.delete_instance_async(name, instance_id)
+    server's token re-check interval). With a registration token, 403 (nothing changed)
+    unless the service is in the token's namespace."""
+    action = f"deregister instances of service {name}"
+    with errors_at(**AT_PATH), confined_to(registration, action) as namespace:
+        revision = await store.delete_instance_async(name, instance_id, in_namespace=namespace)
     await anyio.to_thread.run_sync(store.security.revoke_instance, name, [instance_id])
     return RevisionResponse(revision=at_revision(response, revision))

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Path, Query, Response, status
 
+from interlock.api.auth import RegistrationTokenDep, confined_to, refused
 from interlock.api.routing import StoreDep, api_router, at_revision, errors_at
 from interlock.api.schemas import (
     RevisionResponse,
@@ -42,12 +43,23 @@ def list_services(store: StoreDep, response: Response) -> ServiceList:
     responses={201: {"description": "Created", "model": ServiceWritten}},
 )
 async def put_service(
-    name: NamePath, spec: ServiceSpec, store: StoreDep, response: Response
+    name: NamePath,
+    spec: ServiceSpec,
+    store: StoreDep,
+    response: Response,
+    registration: RegistrationTokenDep,
 ) -> ServiceWritten:
     """Create or replace a service. Idempotent: the same body again changes nothing and
-    returns the same revision (200); the first creation answers 201."""
-    with errors_at(**AT_PATH):
-        result = await store.put_service_async(spec.to_model(name))
+    returns the same revision (200); the first creation answers 201.
+
+    With a registration token, 403 (nothing changed) unless the body's namespace (``default``
+    when omitted) is the token's and the service is not registered in another one."""
+    if registration is not None and spec.namespace != registration.namespace:
+        reason = f"it is bound to namespace {registration.namespace}"
+        action = f"register service {name} in namespace {spec.namespace}"
+        raise refused(registration, action, reason, field="namespace")
+    with errors_at(**AT_PATH), confined_to(registration, f"change service {name}") as namespace:
+        result = await store.put_service_async(spec.to_model(name), in_namespace=namespace)
     if result.created:
         response.status_code = status.HTTP_201_CREATED
     return ServiceWritten(

@@ -4,8 +4,9 @@
   registered instance (its service, namespace and id). The token is in this response and
   nowhere else, ever: only its SHA-256 is stored.
 * ``POST /v1/services/{name}/registration-token[?namespace=]`` issues a *registration*
-  token: what a sidecar of that service needs (register, deregister, fetch proxy tokens) and
-  nothing else; give it to the hosts of that service instead of the admin token.
+  token: what a sidecar of that service needs (register, deregister, fetch proxy tokens), in
+  that namespace only, and nothing else; give it to the hosts of that service instead of the
+  admin token.
 * ``GET /v1/tokens`` lists token records (ids, bindings, times — never a token).
 * ``DELETE /v1/tokens/{token_id}`` revokes one; its xDS streams close within the server's
   ``--token-recheck`` interval. Deleting an instance revokes its tokens too.
@@ -20,6 +21,7 @@ from typing import Annotated
 from fastapi import Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from interlock.api.auth import RegistrationTokenDep, refused
 from interlock.api.routing import StoreDep, api_router, errors_at
 from interlock.api.schemas import InstanceId, Namespace, ServiceName
 from interlock.model.errors import NotFound
@@ -84,12 +86,21 @@ def _iso(ts: float | None) -> str | None:
     status_code=status.HTTP_201_CREATED,
 )
 def issue_proxy_token(
-    name: NamePath, instance_id: IdPath, store: StoreDep, response: Response
+    name: NamePath,
+    instance_id: IdPath,
+    store: StoreDep,
+    response: Response,
+    registration: RegistrationTokenDep,
 ) -> IssuedToken:
-    """A new proxy token for a registered instance (404 if it is not registered)."""
+    """A new proxy token for a registered instance (404 if it is not registered), bound to
+    the namespace its service is registered in. With a registration token, 403 (no token
+    issued) unless that is the registration token's namespace."""
     with errors_at(**AT_PATH), store.snapshot() as snap:
         service = snap.get_service(name)
         snap.get_instance(name, instance_id)
+    if registration is not None and service.namespace != registration.namespace:
+        reason = f"service {name!r} is in namespace {service.namespace!r}"
+        raise refused(registration, f"issue proxy tokens for service {name}", reason)
     token_id, token, digest = new_token(TokenRole.PROXY)
     record = Token(
         token_id,
