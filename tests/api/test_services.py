@@ -101,3 +101,15 @@ def test_delete_with_instances_is_409_unless_cascade(client: TestClient) -> None
     assert response.json() == {"revision": 3}
     assert client.get("/v1/services").json() == {"revision": 3, "items": []}
     assert_problem(client.get("/v1/services/b/instances"), 404, "path.name")
+
+
+def test_the_control_planes_own_identity_cannot_be_registered(client: TestClient) -> None:
+    """`interlock` in the root namespace is the SPIFFE ID the control plane serves with: a
+    service of that name there would hold SVIDs Envoy accepts as the control plane."""
+    r = client.put("/v1/services/interlock", json={"namespace": "interlock-system", "port": 80})
+    assert r.status_code == 422
+    problem = r.json()
+    assert problem["errors"][0]["field"] == "path.name" and "reserved" in problem["detail"]
+    assert client.get("/v1/services/interlock").status_code == 404
+    # The name is fine elsewhere.
+    assert client.put("/v1/services/interlock", json={"port": 80}).status_code == 201

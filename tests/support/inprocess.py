@@ -17,7 +17,7 @@ import httpx
 
 from interlock.app import Components, ServerInfo, ServerSettings, serve
 from interlock.model.addresses import HostPort
-from tests.support.mesh import CLIENT_ENV, restore_env
+from tests.support.mesh import CLIENT_ENV, restore_env, xds_channel
 
 T = TypeVar("T")
 
@@ -129,6 +129,10 @@ class InProcessServer:
 
     def tls(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def xds_channel(self, **options: Any) -> Any:
+        """A grpc.aio channel to the xDS port, over TLS verified like a proxy's."""
+        return xds_channel(self.xds_address, self.ca_file, **options)
 
     def api(self) -> httpx.Client:
         """A client of the REST API with the admin token."""

@@ -115,11 +115,7 @@ class ServerProcess:
 
     def xds_channel(self, **options: Any) -> Any:
         """A grpc.aio channel to the xDS port, over TLS verified like a proxy's."""
-        return grpc.aio.secure_channel(
-            self.xds_address,
-            grpc.ssl_channel_credentials(self.ca_file.read_bytes()),
-            options=list(options.items()),
-        )
+        return xds_channel(self.xds_address, self.ca_file, **options)
 
     @property
     def xds_address(self) -> str:
@@ -199,6 +195,12 @@ class ServerProcess:
             headers={"Authorization": f"Bearer {self.admin_token}"},
             verify=self.tls(),
         )
+
+
+def xds_channel(address: str, ca_file: Path, **options: Any) -> Any:
+    """A grpc.aio channel to a control plane's xDS port, over TLS verified with its bundle."""
+    credentials = grpc.ssl_channel_credentials(ca_file.read_bytes())
+    return grpc.aio.secure_channel(address, credentials, options=list(options.items()))
 
 
 CLIENT_ENV = ("INTERLOCK_TOKEN", "INTERLOCK_CA_FILE")

@@ -63,7 +63,7 @@ async def stream(
 ) -> grpc.StatusCode:
     """Send ``messages`` on one ALS stream; the status it ended with."""
     metadata = (("authorization", f"Bearer {token}"),) if token is not None else ()
-    async with grpc.aio.insecure_channel(server.xds_address) as channel:
+    async with server.xds_channel() as channel:
         call = channel.stream_unary(
             f"/{SERVICE}/{METHOD}",
             request_serializer=als_pb2.StreamAccessLogsMessage.SerializeToString,

@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import Path, Query, Response, status
 
 from interlock.api.auth import RegistrationTokenDep, confined_to, refused
-from interlock.api.routing import StoreDep, api_router, at_revision, errors_at
+from interlock.api.routing import (
+    RootNamespaceDep,
+    StoreDep,
+    api_router,
+    at_revision,
+    errors_at,
+)
 from interlock.api.schemas import (
     RevisionResponse,
     ServiceList,
@@ -17,6 +23,8 @@ from interlock.api.schemas import (
     ServiceView,
     ServiceWritten,
 )
+from interlock.model.errors import FieldError, InvalidInput
+from interlock.trust import CONTROL_PLANE_SERVICE
 
 router = api_router(prefix="/v1/services", tags=["services"])
 
@@ -48,12 +56,20 @@ async def put_service(
     store: StoreDep,
     response: Response,
     registration: RegistrationTokenDep,
+    root_namespace: RootNamespaceDep,
 ) -> ServiceWritten:
     """Create or replace a service. Idempotent: the same body again changes nothing and
     returns the same revision (200); the first creation answers 201.
 
     With a registration token, 403 (nothing changed) unless the body's namespace (``default``
-    when omitted) is the token's and the service is not registered in another one."""
+    when omitted) is the token's and the service is not registered in another one. The name
+    ``interlock`` in the root namespace is the control plane's identity: 422."""
+    if name == CONTROL_PLANE_SERVICE and spec.namespace == root_namespace:
+        message = (
+            f"service {name!r} in the root namespace {root_namespace!r} is reserved: it is the "
+            "control plane's own identity (docs/security.md); choose another name or namespace"
+        )
+        raise InvalidInput(message, errors=(FieldError("path.name", message),))
     if registration is not None and spec.namespace != registration.namespace:
         reason = f"it is bound to namespace {registration.namespace}"
         action = f"register service {name} in namespace {spec.namespace}"
