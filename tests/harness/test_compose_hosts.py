@@ -130,7 +130,7 @@ def test_restart_on_failure_and_a_sigkill_of_every_process(hosts: ComposeHosts) 
 def test_nothing_is_left_behind_even_when_the_test_fails(root: None, compose_file: Path) -> None:
     with pytest.raises(RuntimeError, match="inside"), compose_hosts(compose_file) as running:
         running.up(timeout=20)
-        names = set(running.network._made_netns)
+        names = set(running.network.namespaces)
         made = (running.network.bridge, running.run_dir, list(running.network.hosts.values()))
         raise RuntimeError("a failure inside")
     bridge, run_dir, hosts = made

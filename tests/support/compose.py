@@ -118,11 +118,28 @@ def _exited(proc: subprocess.Popen[bytes]) -> bool:
         return True
 
 
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes in process group ``pgid``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    pids.append(int(entry.name))
+    return sorted(pids)
+
+
 def _kill_group_and_reap(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int:
-    """SIGKILL ``proc``'s whole process group (it leads one), then reap it; its exit code."""
+    """SIGKILL ``proc``'s whole process group (it leads one), reap it, and wait (up to
+    ``timeout``) until no process of the group is left alive; its exit code."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    return proc.wait(timeout)
+    code = proc.wait(timeout)
+    deadline = time.monotonic() + timeout
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return code
 
 
 class ComposeHosts:
@@ -143,7 +160,9 @@ class ComposeHosts:
         self.venv_bin = venv_bin
         self.max_restarts = max_restarts
         self.network = HostNetwork()
-        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{self.network.prefix}-"))
+        self.run_dir = Path(tempfile.gettempdir()) / f"{self.network.prefix}-run"
+        """This run's directory (volumes, private directories, logs); made on ``__enter__``."""
+        self._run_dir_made = False
         self._lock = threading.RLock()
         self._closing = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -166,6 +185,8 @@ class ComposeHosts:
         self.close()
 
     def _create(self) -> None:
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{self.network.prefix}-"))
+        self._run_dir_made = True
         for name in self.project.volumes:
             self._volumes[name] = self._mkdir(self.run_dir / "volumes" / name)
         (self.run_dir / "logs").mkdir()
@@ -228,7 +249,9 @@ class ComposeHosts:
                     shutil.copyfile(log, self.logs_to / log.name)
         except OSError as exc:
             errors.append(exc)
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self._run_dir_made:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self._run_dir_made = False
         if errors:
             raise errors[0]
 
@@ -430,8 +453,8 @@ class ComposeHosts:
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to service ``name`` as ``docker kill`` would: SIGKILL kills every
-        process of the service at once (a crash); another signal goes to its main process.
-        Either way no restart policy applies until ``start``."""
+        process of the service at once (a crash) and returns when none is left alive; another
+        signal goes to its main process. Either way no restart policy applies until ``start``."""
         with self._lock:
             state = self.services[name]
             state.held = True
@@ -479,14 +502,7 @@ class ComposeHosts:
             if proc is None:
                 return []
             pgid = proc.pid
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError, ValueError, IndexError):
-                    stat = (entry / "stat").read_text()
-                    if int(stat.rpartition(")")[2].split()[2]) == pgid:
-                        pids.append(int(entry.name))
-        return sorted(pids)
+        return group_members(pgid)
 
     # -- one-off commands -------------------------------------------------------------------
 

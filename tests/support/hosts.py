@@ -112,6 +112,11 @@ class HostNetwork:
     _bridge_made: bool = False
 
     @property
+    def namespaces(self) -> tuple[str, ...]:
+        """Every network namespace this network made (and has not deleted yet)."""
+        return tuple(self._made_netns)
+
+    @property
     def bridge(self) -> str:
         """The bridge's interface name (capture on it to see what crosses between hosts)."""
         return f"{self.prefix}b"
