@@ -106,7 +106,7 @@ def network() -> Iterator[HostNetwork]:
         yield net
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(600)  # the first run may install tcpdump (apt-get)
 def test_the_reader_sees_secrets_in_clear_text_and_none_in_tls(
     tcpdump: None, network: HostNetwork, tmp_path: Path
 ) -> None:
