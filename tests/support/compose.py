@@ -19,7 +19,8 @@ How a service runs (what is honoured and ignored is listed in ``tests/support/co
   (``--db=/data/x``) or follows ``:///`` (``sqlite:////data/x``); nothing else is rewritten,
   and a program that builds a volume path itself will not find it. ``:ro`` is enforced: the
   command starts in a private mount namespace (``ip netns exec`` makes one) where the
-  directory is bind-mounted read-only over itself; that mount dies with the process.
+  directory is bind-mounted read-only over itself; that mount dies with the process. There is
+  no other filesystem isolation: every service sees the machine's files (and root's rights).
 - ``ports:`` are not published: reach a service at ``address(service)`` or, better, run the
   client inside a namespace (``run``/``popen``) so its traffic stays off the bridge.
 - ``depends_on`` orders the starts; ``service_completed_successfully`` waits for the dependency

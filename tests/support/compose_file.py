@@ -9,10 +9,12 @@ the harness can emulate fails loudly instead of running differently from Docker:
   ``condition: service_started | service_completed_successfully | service_healthy``),
   ``restart`` (``no``, ``on-failure[:N]``, ``always``, ``unless-stopped``), ``network_mode``
   (``service:X`` and ``none``), ``networks`` (aliases), ``volumes`` (named volumes, bind mounts
-  of host paths, anonymous volumes, short and long syntax, ``:ro``), ``ports`` (read, not
-  published), ``working_dir`` (inside a volume), ``healthcheck.test``, ``stop_signal``,
-  ``stop_grace_period``, ``${VAR}`` / ``${VAR:-default}`` / ``$$`` interpolation, ``x-*``
-  extension fields and YAML anchors/merge keys.
+  of host paths, anonymous volumes and ``tmpfs`` as directories of the service; short and long
+  syntax; ``:ro``), ``ports`` (read, not published), ``working_dir`` (inside a volume),
+  ``healthcheck.test``, ``stop_signal``, ``stop_grace_period``, ``${VAR}`` /
+  ``${VAR:-default}`` / ``$$`` interpolation, ``x-*`` extension fields and YAML anchors/merge
+  keys. The volume paths in a command are rewritten (see ``rewrite_paths``); the command is
+  otherwise run as written.
 - Ignored: ``build``, ``image`` (commands run from the project's virtualenv instead),
   ``container_name``, ``labels``, ``logging``, ``expose``, ``hostname``, ``domainname``,
   ``user`` (everything runs as root, as this repository's images do), ``init``, ``tty``,
@@ -51,6 +53,7 @@ HONOURED_KEYS = frozenset(
         "network_mode",
         "networks",
         "volumes",
+        "tmpfs",
         "ports",
         "working_dir",
         "healthcheck",
