@@ -1,5 +1,6 @@
-"""docker-compose.yml cannot run here (no Docker engine), so its commands are parsed by the real
-CLI and its ports and addresses are checked against each other."""
+"""docker-compose.yml's commands parsed by the real CLI, its ports and addresses checked against
+each other: fast, and without root. tests/e2e/test_multihost.py runs the file for real (no
+Docker engine needed: one network namespace per container)."""
 
 from __future__ import annotations
 
