@@ -28,7 +28,7 @@ from interlock.demo import apps
 from tests.support.compose import ComposeHosts, alive, compose_hosts
 from tests.support.hosts import namespaces_unavailable
 from tests.support.mesh import wait_until
-from tests.support.pcap import Analysis, Capture, analyze, assert_encrypted_wire, install_tcpdump
+from tests.support.pcap import Capture, analyze, assert_encrypted_wire, install_tcpdump
 
 # The first run may install tcpdump (bounded by APT_TIMEOUT per apt-get command).
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -72,6 +72,8 @@ class Topology:
 
     control_plane: str
     control_plane_url: str
+    ca_file: str
+    """the CA bundle the control plane writes beside its database (a path in its volume)"""
     frontend: str
     frontend_port: int
     versions: dict[str, str]
@@ -99,9 +101,11 @@ class Topology:
         }
         urls = {option(services[n].command, "--control-plane") for n in sidecars}
         assert len(urls) == 1, f"the sidecars disagree on the control plane's URL: {urls}"
+        db = option(services[control_plane].command, "--db").removeprefix("sqlite:///")
         return cls(
             control_plane=control_plane,
             control_plane_url=urls.pop(),
+            ca_file=hosts.rewrite(control_plane, db + ".ca.pem"),
             frontend=frontend,
             frontend_port=services[frontend].ports[0][1],
             versions={n: a.version for n, a in demo.items() if n != frontend},
@@ -169,12 +173,10 @@ class ProbeLoop:
 
 
 def proxy_status(hosts: ComposeHosts, topo: Topology) -> dict[str, set[str]]:
-    """``interlock proxy-status`` run on the control plane's host: node id -> its xDS states."""
-    out = hosts.run(
-        topo.control_plane,
-        ["interlock", "proxy-status", "-o", "json", "--control-plane", topo.control_plane_url],
-        timeout=15,
-    )
+    """``interlock proxy-status`` run on the control plane's host (with the bundle it wrote,
+    as a user of that host would): node id -> its xDS states."""
+    argv = ["interlock", "proxy-status", "-o", "json", "--control-plane", topo.control_plane_url]
+    out = hosts.run(topo.control_plane, [*argv, "--ca-file", topo.ca_file], timeout=15)
     if out.returncode != 0:
         return {}
     return {p["node_id"]: {t["state"] for t in p["types"]} for p in json.loads(out.stdout)["items"]}
@@ -183,16 +185,6 @@ def proxy_status(hosts: ComposeHosts, topo: Topology) -> dict[str, set[str]]:
 def all_synced(hosts: ComposeHosts, topo: Topology) -> bool:
     status = proxy_status(hosts, topo)
     return set(status) == topo.node_ids and all(s == {"SYNCED"} for s in status.values())
-
-
-def all_connected(hosts: ComposeHosts, topo: Topology) -> bool:
-    """Every sidecar's Envoy has a stream to the control plane, and none NACKed.
-
-    Not "SYNCED": a proxy that reconnects to a restarted control plane (delta xDS) already
-    holds every resource at the version the new process would send, so nothing is sent and
-    proxy-status shows its types NOT SENT (no revision) until the next change reaches it."""
-    status = proxy_status(hosts, topo)
-    return set(status) == topo.node_ids and not any("NACKED" in s for s in status.values())
 
 
 def secrets_on_disk(hosts: ComposeHosts) -> set[bytes]:
@@ -204,26 +196,6 @@ def secrets_on_disk(hosts: ComposeHosts) -> set[bytes]:
         if any(w in name for w in SECRET_FILE_WORDS) and path.is_file():
             found.add(path.read_bytes()[:65536].strip())
     return found
-
-
-# -- what crossed the wire today -------------------------------------------------------------------
-
-
-def assert_clear_text_today(analysis: Analysis, admin_token: bytes) -> None:
-    """docker-compose.yml today: sidecars talk mutual TLS to each other, but the REST API and
-    xDS (with the proxies' private keys over SDS) are plain text between hosts. The analyzer
-    must see exactly that, which proves it catches secrets in clear."""
-    assert analysis.problems == [], analysis.summary()
-    assert analysis.tls, "no sidecar-to-sidecar connection opened with TLS:\n" + analysis.summary()
-    assert analysis.clear, analysis.summary()
-    kinds = analysis.kinds()
-    assert {"PEM private key", "Interlock token"} <= kinds, analysis.summary()
-    assert any(
-        f.kind.startswith("given secret") and admin_token in f.connection.client_data
-        for f in analysis.findings
-    ), "the admin token the sidecars register with was not found in clear"
-    with pytest.raises(AssertionError, match="the wire is not all TLS"):
-        assert_encrypted_wire(analysis)
 
 
 # -- the test ------------------------------------------------------------------------------
@@ -263,8 +235,9 @@ def test_compose_topology_across_hosts_survives_a_control_plane_crash(
         time.sleep(1.5)
         restarted_at = time.monotonic()
         hosts.start(topo.control_plane)
-        # The sidecars' Envoys reconnect on their own to the new process.
-        wait_for(hosts, lambda: all_connected(hosts, topo), 20, "every proxy reconnected")
+        # The sidecars' Envoys reconnect on their own to the new process (over TLS, verified
+        # against the bundle they hold), and are in sync with it at once.
+        wait_for(hosts, lambda: all_synced(hosts, topo), 20, "every proxy reconnected, SYNCED")
         time.sleep(0.5)
         results = loop.stop()
         failed = [r for r in results if r["status"] != 200]
@@ -287,13 +260,13 @@ def test_compose_topology_across_hosts_survives_a_control_plane_crash(
         seen.clear()
         wait_for(hosts, every_version, 30, f"answers from {wanted} again")
         secrets |= secrets_on_disk(hosts)
-        admin_tokens = [s for s in secrets if s.startswith(b"ila_")]
-        assert admin_tokens, "no admin token found in the volumes"
+        kinds = {s[:4] for s in secrets}
+        assert {b"ila_", b"ilr_", b"ilp_"} <= kinds, "admin, registration and proxy tokens"
         capture.stop()
 
     analysis = analyze(capture.path, secrets)
-    # TODAY: docker-compose.yml runs the REST API and xDS in plain text between hosts, and the
-    # analyzer must find the secrets that cross in clear. The change that turns TLS on
-    # everywhere replaces this line with the target state:
-    #     assert_encrypted_wire(analysis)
-    assert_clear_text_today(analysis, admin_tokens[0])
+    # Sidecar to sidecar, sidecar to the control plane (REST and xDS, with the SVIDs' keys over
+    # SDS), after the restart too: every connection on the bridge opens with TLS both ways, and
+    # none of the tokens or keys the hosts hold is on the wire.
+    assert analysis.connections, "nothing crossed the bridge"
+    assert_encrypted_wire(analysis)

@@ -31,11 +31,17 @@ def test_the_repository_compose_file_starts_the_control_plane_and_apps_before_si
         sidecar = project.services[name]
         app = sidecar.network_owner
         assert app is not None and app != name
-        assert order.index("interlock") < order.index(name)
+        assert order.index("interlock") < order.index("credentials") < order.index(name)
         assert order.index(app) < order.index(name)
         assert [(m.kind, m.read_only) for m in sidecar.mounts] == [("volume", True)]
         assert sidecar.restart == "on-failure"
-    assert project.network_owners() == ["interlock", "frontend", "backend-v1", "backend-v2"]
+    assert project.network_owners() == [
+        "interlock",
+        "credentials",
+        "frontend",
+        "backend-v1",
+        "backend-v2",
+    ]
     assert project.services["frontend"].container_port(15006) == 15006
 
 

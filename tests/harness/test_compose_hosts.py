@@ -38,10 +38,21 @@ services:
     volumes: ["state:/state"]
   client:
     command: ["sh", "-c", "sleep 600 & sleep 600"]
+  split:
+    command: ["python", "-c", "{split}", "/out"]
+    volumes: ["left:/out/left", "right:/out/right"]
 volumes:
   shared: {}
   state: {}
+  left: {}
+  right: {}
 """
+# Writes into two volumes through the directory above them, as `--out /creds` does.
+SPLIT = (
+    "import pathlib, sys, time; "
+    "[(pathlib.Path(sys.argv[1]) / d / 'f').write_text(d) for d in ('left', 'right')]; "
+    "time.sleep(600)"
+)
 # Fails (exit 3) on its first two starts, then runs.
 FLAKY = (
     "import pathlib, sys, time; p = pathlib.Path(sys.argv[1]); "
@@ -63,7 +74,8 @@ def root() -> None:
 @pytest.fixture
 def compose_file(tmp_path: Path) -> Path:
     path = tmp_path / "compose.yml"
-    path.write_text(COMPOSE.replace("{flaky}", FLAKY.replace('"', '\\"')))
+    text = COMPOSE.replace("{flaky}", FLAKY.replace('"', '\\"'))
+    path.write_text(text.replace("{split}", SPLIT.replace('"', '\\"')))
     return path
 
 
@@ -106,6 +118,15 @@ def test_services_find_each_other_and_their_volumes(hosts: ComposeHosts) -> None
     finally:
         del os.environ["ILK_TEST_ONLY"]
     assert env.strip() == f"hello--{hosts.private_dir('server') / 'tmp'}"
+
+
+def test_a_directory_above_volumes_leads_into_them(hosts: ComposeHosts) -> None:
+    """`--out /out` with volumes at /out/left and /out/right writes into the volumes, never
+    into the test machine's own /out."""
+    left, right = hosts.volume("left") / "f", hosts.volume("right") / "f"
+    wait_until(lambda: left.exists() and right.exists(), 10, what="the split writes")
+    assert (left.read_text(), right.read_text()) == ("left", "right")
+    assert not Path("/out").exists()
 
 
 def test_restart_on_failure_and_a_sigkill_of_every_process(hosts: ComposeHosts) -> None:

@@ -51,7 +51,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tests.support.compose_file import (
     REPO,
@@ -287,11 +287,32 @@ class ComposeHosts:
         return self.services[name].private_dir
 
     def mount_dirs(self, name: str) -> dict[str, Path]:
-        """Service ``name``'s mount targets and the directories standing for them."""
+        """Service ``name``'s mount targets and the directories standing for them.
+
+        A directory above mount targets (``/creds`` for ``/creds/a`` and ``/creds/b``) stands
+        for a directory of the service's own holding a link to each of them, so that a command
+        naming the parent (``--out /creds``) writes into the volumes, as in a container, and
+        never into the test machine's own ``/creds``."""
         out: dict[str, Path] = {}
         state = self.services[name]
         for i, mount in enumerate(state.spec.mounts):
             out[mount.target] = self._mount_source(mount, state, i)
+        mounted = dict(out)
+        for target, source in mounted.items():
+            child = PurePosixPath(target)
+            for parent in child.parents:
+                if str(parent) == "/" or str(parent) in mounted:
+                    break
+                stand_in = state.private_dir / "parents" / str(parent).lstrip("/")
+                link = stand_in / child.name
+                stand_in.mkdir(parents=True, exist_ok=True)
+                if not link.exists() and not link.is_symlink():
+                    link.symlink_to(source)
+                child = parent
+            for parent in PurePosixPath(target).parents:
+                if str(parent) == "/" or str(parent) in mounted:
+                    break
+                out[str(parent)] = state.private_dir / "parents" / str(parent).lstrip("/")
         return out
 
     def _mount_source(self, mount: Mount, state: ServiceState, index: int) -> Path:
