@@ -21,6 +21,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -50,8 +51,9 @@ async def _client(
     until: float,
     latencies: list[float],
     statuses: dict[int, int],
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await asyncio.open_connection(host, port, ssl=tls)
     n = 0
     try:
         while time.monotonic() < until:
@@ -89,10 +91,21 @@ async def _client(
 
 
 def _load_main(
-    conn: Any, port: int, token: str, clients: int, seconds: float, prefix: str, cpus: Any
+    conn: Any,
+    port: int,
+    token: str,
+    clients: int,
+    seconds: float,
+    prefix: str,
+    cpus: Any,
+    ca_pem: bytes | None = None,
 ) -> None:
+    """Keep-alive clients (each connection's TLS handshake once, as a sidecar's client)."""
     if cpus:
         os.sched_setaffinity(0, cpus)
+    tls = None
+    if ca_pem is not None:
+        tls = ssl.create_default_context(cadata=ca_pem.decode("ascii"))
 
     async def main() -> tuple[list[float], dict[int, int], float]:
         latencies: list[float] = []
@@ -101,7 +114,7 @@ def _load_main(
         until = started + seconds
         await asyncio.gather(
             *(
-                _client("127.0.0.1", port, token, prefix, i, until, latencies, statuses)
+                _client("127.0.0.1", port, token, prefix, i, until, latencies, statuses, tls)
                 for i in range(clients)
             )
         )
@@ -129,6 +142,7 @@ def _load(
             seconds,
             uuid.uuid4().hex[:6],
             rest,
+            server.ca_pem,
         ),
         daemon=True,
     )

@@ -13,6 +13,7 @@ import functools
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,9 @@ def workdir(prefix: str = "interlock-bench-", *, memory: bool = False) -> Iterat
         shutil.rmtree(path, ignore_errors=True)
 
 
+PLAINTEXT_ENV = "BENCH_PLAINTEXT"
+
+
 class ControlPlane:
     """`interlock server` as a child process on ephemeral ports, pinned to ``cpus``."""
 
@@ -113,6 +117,10 @@ class ControlPlane:
         self.debounce = (debounce_quiet, debounce_max)
         self.extra = extra or []
         self.admin_token_file = workdir / "admin-token"
+        self.ca_file = workdir / "interlock-ca.pem"
+        #: TLS on both ports (the default); BENCH_PLAINTEXT=1 (bench.run --plaintext) measures
+        #: the same figures without it, for comparison.
+        self.plaintext = os.environ.get(PLAINTEXT_ENV) == "1"
         self.log_path = workdir / "server.log"
         self.kek_file = kek_file
         if self.kek_file is None and not self.db_url.startswith("sqlite"):
@@ -127,7 +135,19 @@ class ControlPlane:
     # -- what the sidecar helpers of tests/support/mesh.py read -------------------------------
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        scheme = "http" if self.plaintext else "https"
+        return f"{scheme}://127.0.0.1:{self.api_port}"
+
+    @property
+    def ca_pem(self) -> bytes | None:
+        """The CA bundle clients verify the server with (None without TLS)."""
+        return None if self.plaintext else self.ca_file.read_bytes()
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an httpx client of the API verifies the server with."""
+        if self.plaintext:
+            return True
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     @property
     def xds_address(self) -> str:
@@ -165,6 +185,9 @@ class ControlPlane:
             str(most),
             "--admin-token-file",
             str(self.admin_token_file),
+            "--ca-bundle-file",
+            str(self.ca_file),
+            *(["--plaintext"] if self.plaintext else []),
             "--log-level",
             # BENCH_SERVER_LOG=debug shows every stream the server opens (to debug a figure)
             os.environ.get("BENCH_SERVER_LOG", "warning"),
@@ -214,6 +237,7 @@ class ControlPlane:
                 base_url=self.api_url,
                 timeout=60,
                 headers={"Authorization": f"Bearer {self.admin_token}"},
+                verify=self.verify(),
             )
         return self._client
 

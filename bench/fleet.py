@@ -196,9 +196,18 @@ class FleetStream:
     """One Envoy-like ADS stream on its own connection."""
 
     def __init__(
-        self, address: str, node: FleetNode, variant: str, shared: _Shared, options: list[Any]
+        self,
+        address: str,
+        node: FleetNode,
+        variant: str,
+        shared: _Shared,
+        options: list[Any],
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        """``credentials``: TLS to the control plane (its CA bundle), as Envoy's xDS cluster
+        has; None for a --plaintext server."""
         self.address = address
+        self.credentials = credentials
         self.variant = variant
         self.shared = shared
         self.options = options
@@ -373,11 +382,17 @@ class FleetStream:
         self._open(warm)
         if self.channel is not None:
             await self.channel.close()
-        self.channel = grpc.aio.insecure_channel(self.address, options=self.options)
+        if self.credentials is None:
+            self.channel = grpc.aio.insecure_channel(self.address, options=self.options)
+        else:
+            # Each stream its own connection, so each reconnect is a TLS handshake of its own.
+            self.channel = grpc.aio.secure_channel(
+                self.address, self.credentials, options=self.options
+            )
         method = (
             "DeltaAggregatedResources" if self.variant == "delta" else "StreamAggregatedResources"
         )
-        stub = self.channel.stream_stream(
+        stub: Any = self.channel.stream_stream(
             ADS + method,
             request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=None,  # raw bytes: parsed (and measured) here
@@ -428,7 +443,12 @@ CHANNEL_OPTIONS = [
 
 
 def _shard_main(
-    conn: Any, address: str, nodes: list[FleetNode], variants: list[str], cpus: set[int] | None
+    conn: Any,
+    address: str,
+    nodes: list[FleetNode],
+    variants: list[str],
+    cpus: set[int] | None,
+    ca_pem: bytes | None = None,
 ) -> None:
     """A fleet shard: runs ``nodes`` as streams and answers the coordinator's commands."""
     if cpus and hasattr(os, "sched_setaffinity"):
@@ -436,8 +456,9 @@ def _shard_main(
 
     async def main() -> None:
         shared = _Shared()
+        credentials = None if ca_pem is None else grpc.ssl_channel_credentials(ca_pem)
         streams = [
-            FleetStream(address, n, v, shared, CHANNEL_OPTIONS)
+            FleetStream(address, n, v, shared, CHANNEL_OPTIONS, credentials)
             for n, v in zip(nodes, variants, strict=True)
         ]
         loop = asyncio.get_running_loop()
@@ -499,7 +520,8 @@ async def _command(streams: list[FleetStream], command: str, arg: Any) -> Any:
 class Fleet:
     """``nodes`` as streams over ``shards`` processes (pinned to ``cpus`` if given).
 
-    ``variants``: one per node (``"sotw"`` or ``"delta"``)."""
+    ``variants``: one per node (``"sotw"`` or ``"delta"``); ``ca_pem``: the control plane's CA
+    bundle (every stream then speaks TLS, verified), None for a --plaintext server."""
 
     def __init__(
         self,
@@ -509,6 +531,7 @@ class Fleet:
         *,
         shards: int,
         cpus: set[int] | None = None,
+        ca_pem: bytes | None = None,
     ) -> None:
         ctx = mp.get_context("spawn")
         self.pipes: list[Any] = []
@@ -526,6 +549,7 @@ class Fleet:
                         list(nodes[i : i + per]),
                         list(variants[i : i + per]),
                         cpus,
+                        ca_pem,
                     ),
                     daemon=True,
                 )

@@ -226,6 +226,7 @@ def mesh_session(scale: Scale, wanted: set[str]) -> list[Figure]:
             variants,
             shards=_shards(len(nodes)),
             cpus=rest,
+            ca_pem=server.ca_pem,
         )
         stack.callback(fleet.close)
         took = fleet.connect(timeout=600)
@@ -511,6 +512,7 @@ def fleet_session(scale: Scale, wanted: set[str], hold: bool) -> list[Figure]:
                 ["delta"] * len(first),
                 shards=_shards(len(first)),
                 cpus=rest,
+                ca_pem=server.ca_pem,
             )
         )
         took = fleets.fleets[0].connect(timeout=300)
@@ -536,6 +538,7 @@ def fleet_session(scale: Scale, wanted: set[str], hold: bool) -> list[Figure]:
                 ["delta"] * len(more),
                 shards=_shards(len(more)),
                 cpus=rest,
+                ca_pem=server.ca_pem,
             )
         )
         took = fleets.fleets[1].connect(timeout=300)

@@ -75,6 +75,8 @@ def save(
     name: str = "latest.json",
     seconds: float = 0.0,
     directory: Path = RESULTS,
+    *,
+    tls: bool = True,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
@@ -83,6 +85,7 @@ def save(
             {
                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "seconds": round(seconds, 1),
+                "tls": tls,
                 "machine": machine(),
                 "figures": [_finite(asdict(f)) for f in figures],
             },

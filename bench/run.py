@@ -15,6 +15,7 @@ row with its error, the others still run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -72,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help="where to write the JSON results"
     )
+    parser.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="run the servers with --plaintext (no TLS), to compare with the default",
+    )
     args = parser.parse_args(argv)
+    if args.plaintext:
+        os.environ[cp.PLAINTEXT_ENV] = "1"  # inherited by every server and fleet process
     wanted = {f.strip().upper() for f in args.only.split(",") if f.strip()} or set(ORDER)
     unknown = wanted - set(ORDER)
     if unknown:
@@ -112,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     print_table(figures)
     total = time.monotonic() - started_all
     name = "quick.json" if args.quick else "latest.json"
-    path = save(figures, name, seconds=total, directory=args.results)
+    if args.plaintext:
+        name = name.replace(".json", "-plaintext.json")
+    path = save(figures, name, seconds=total, directory=args.results, tls=not args.plaintext)
     print(f"\n{len(figures)} figures in {total / 60:.1f} min; results: {path}")
     return 0
 
