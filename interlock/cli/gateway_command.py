@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from interlock.cli.options import (
     DEFAULT_CONTROL_PLANE,
+    DEFAULT_XDS,
+    ApiTokenFile,
     CaFile,
     CaFingerprint,
     ControlPlane,
+    DrainSeconds,
+    EnvoyBinary,
+    EnvoyLogLevel,
+    RegisterTimeout,
+    Xds,
+    XdsProtocolName,
     host_port,
+    run_envoy,
     trust_of,
+    xds_protocol_of,
 )
-from interlock.cli.output import fail
 from interlock.cli.write_commands import parse_labels
-from interlock.sidecar import EnvoyNotFound, SidecarError, SidecarOptions, XdsProtocol
+from interlock.sidecar import SidecarOptions
 from interlock.sidecar.gateway import GatewaySpec, parse_port, run_gateway
 
 
@@ -52,24 +60,13 @@ def gateway(
     control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
     ca_file: CaFile = None,
     ca_fingerprint: CaFingerprint = None,
-    xds: Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")] = "127.0.0.1:18000",
-    xds_protocol: Annotated[
-        str, typer.Option(help="delta (incremental) or sotw (state of the world).")
-    ] = "delta",
-    envoy: Annotated[
-        str | None, typer.Option(help="The Envoy binary (default: envoy on PATH).")
-    ] = None,
-    drain_seconds: Annotated[
-        float, typer.Option(min=0.0, help="On SIGTERM, seconds between deregistering and stopping.")
-    ] = 1.0,
-    register_timeout: Annotated[
-        float, typer.Option(min=0.0, help="How long to wait for the control plane at start.")
-    ] = 30.0,
-    log_level: Annotated[str, typer.Option(help="Envoy's log level.")] = "warning",
-    token_file: Annotated[
-        Path | None,
-        typer.Option(help="A file holding the API token to register with (else INTERLOCK_TOKEN)."),
-    ] = None,
+    xds: Xds = DEFAULT_XDS,
+    xds_protocol: XdsProtocolName = "delta",
+    envoy: EnvoyBinary = None,
+    drain_seconds: DrainSeconds = 1.0,
+    register_timeout: RegisterTimeout = 30.0,
+    log_level: EnvoyLogLevel = "warning",
+    token_file: ApiTokenFile = None,
 ) -> None:
     """Run an ingress gateway: an Envoy whose listeners come from the Gateway resources that
     select it, with the routes of the VirtualServices bound to them."""
@@ -77,10 +74,7 @@ def gateway(
         ports = tuple(parse_port(p) for p in port)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--port") from None
-    try:
-        protocol = XdsProtocol(xds_protocol)
-    except ValueError:
-        raise typer.BadParameter("must be 'delta' or 'sotw'", param_hint="--xds-protocol") from None
+    protocol = xds_protocol_of(xds_protocol)
     xds_address = host_port(xds, "--xds")
     spec = GatewaySpec(
         name=name,
@@ -104,8 +98,4 @@ def gateway(
         log_level=log_level,
         api_token_file=token_file,
     )
-    try:
-        code = run_gateway(spec, opts, say=lambda m: typer.echo(f"gateway: {m}", err=True))
-    except (SidecarError, EnvoyNotFound, ValueError) as exc:
-        raise fail(str(exc)) from None
-    raise typer.Exit(code)
+    run_envoy("gateway", lambda say: run_gateway(spec, opts, say))

@@ -9,15 +9,18 @@ a clean ``error:`` line and exit code 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from interlock.cli.output import OutputFormat, fail
 from interlock.client import DEFAULT_CONTROL_PLANE, ClientError, InterlockClient
 from interlock.model.addresses import HostPort
+from interlock.sidecar import EnvoyNotFound, SidecarError, XdsProtocol
+from interlock.sidecar.run import Say
 from interlock.trust import Trust
 
 ControlPlane = Annotated[
@@ -49,6 +52,30 @@ CaFingerprint = Annotated[
     ),
 ]
 Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="table, json or yaml.")]
+
+# -- what `interlock sidecar` and `interlock gateway` share: running an Envoy of the mesh --------
+Xds = Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")]
+XdsProtocolName = Annotated[
+    str, typer.Option(help="delta (incremental) or sotw (state of the world).")
+]
+EnvoyBinary = Annotated[str | None, typer.Option(help="The Envoy binary (default: envoy on PATH).")]
+DrainSeconds = Annotated[
+    float,
+    typer.Option(min=0.0, help="On SIGTERM, seconds between deregistering and stopping Envoy."),
+]
+RegisterTimeout = Annotated[
+    float, typer.Option(min=0.0, help="How long to wait for the control plane at start.")
+]
+EnvoyLogLevel = Annotated[str, typer.Option(help="Envoy's log level.")]
+ApiTokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        help="A file holding the API token to register with (else INTERLOCK_TOKEN): a "
+        "registration token for the service (interlock credentials) or the admin token. "
+        "Envoy then gets a proxy token of its own."
+    ),
+]
+DEFAULT_XDS = "127.0.0.1:18000"
 Wait = Annotated[
     bool, typer.Option("--wait", help="Block until every connected proxy ACKed the change.")
 ]
@@ -56,15 +83,25 @@ Timeout = Annotated[float, typer.Option("--timeout", min=0.0, help="Seconds --wa
 
 __all__ = [
     "DEFAULT_CONTROL_PLANE",
+    "DEFAULT_XDS",
     "Api",
+    "ApiTokenFile",
     "CaFile",
     "CaFingerprint",
     "ControlPlane",
+    "DrainSeconds",
+    "EnvoyBinary",
+    "EnvoyLogLevel",
     "Output",
+    "RegisterTimeout",
     "Timeout",
     "Wait",
+    "Xds",
+    "XdsProtocolName",
     "host_port",
+    "run_envoy",
     "trust_of",
+    "xds_protocol_of",
 ]
 
 
@@ -95,6 +132,24 @@ class Api:
             return InterlockClient(self.url, trust=self.trust, timeout=timeout, token=token)
         except ClientError as exc:
             raise fail(str(exc)) from None
+
+
+def xds_protocol_of(value: str) -> XdsProtocol:
+    """``--xds-protocol``: delta or sotw."""
+    try:
+        return XdsProtocol(value)
+    except ValueError:
+        raise typer.BadParameter("must be 'delta' or 'sotw'", param_hint="--xds-protocol") from None
+
+
+def run_envoy(kind: str, run: Callable[[Say], int]) -> NoReturn:
+    """Run a sidecar or a gateway (``run`` gets how to say things), exiting with its code; a
+    reason it cannot start is one ``error:`` line, exit code 1."""
+    try:
+        code = run(lambda message: typer.echo(f"{kind}: {message}", err=True))
+    except (SidecarError, EnvoyNotFound, ValueError) as exc:
+        raise fail(str(exc)) from None
+    raise typer.Exit(code)
 
 
 def host_port(value: str, option: str, *, allow_any_port: bool = False) -> HostPort:

@@ -6,42 +6,42 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from interlock.cli.options import (
     DEFAULT_CONTROL_PLANE,
+    DEFAULT_XDS,
     Api,
+    ApiTokenFile,
     CaFile,
     CaFingerprint,
     ControlPlane,
+    DrainSeconds,
+    EnvoyBinary,
+    EnvoyLogLevel,
+    RegisterTimeout,
+    Xds,
+    XdsProtocolName,
     host_port,
+    run_envoy,
     trust_of,
+    xds_protocol_of,
 )
 from interlock.cli.output import fail
 from interlock.cli.write_commands import parse_labels
 from interlock.sidecar import (
     DEFAULT_TOKEN_FILE,
-    EnvoyNotFound,
     SidecarError,
     SidecarOptions,
     SidecarSpec,
-    XdsProtocol,
     render_sidecar_bootstrap,
     run_sidecar,
 )
 from interlock.sidecar.run import control_plane_tls
 
 DEFAULT_CA_DIR = Path("/etc/interlock")
-
-
-def xds_protocol_of(value: str) -> XdsProtocol:
-    """``--xds-protocol``: delta or sotw."""
-    try:
-        return XdsProtocol(value)
-    except ValueError:
-        raise typer.BadParameter("must be 'delta' or 'sotw'", param_hint="--xds-protocol") from None
 
 
 def sidecar(
@@ -79,10 +79,8 @@ def sidecar(
     control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
     ca_file: CaFile = None,
     ca_fingerprint: CaFingerprint = None,
-    xds: Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")] = "127.0.0.1:18000",
-    xds_protocol: Annotated[
-        str, typer.Option(help="delta (incremental) or sotw (state of the world).")
-    ] = "delta",
+    xds: Xds = DEFAULT_XDS,
+    xds_protocol: XdsProtocolName = "delta",
     xds_api: Annotated[
         str, typer.Option(help="ads (one aggregated stream) or per-type (a stream per type).")
     ] = "ads",
@@ -104,31 +102,19 @@ def sidecar(
             min=1, max=65535, help="Port used if the service must be created (default: --app-port)."
         ),
     ] = None,
-    drain_seconds: Annotated[
-        float,
-        typer.Option(min=0.0, help="On SIGTERM, seconds between deregistering and stopping Envoy."),
-    ] = 1.0,
-    register_timeout: Annotated[
-        float, typer.Option(min=0.0, help="How long to wait for the control plane at start.")
-    ] = 30.0,
-    envoy: Annotated[
-        str | None, typer.Option(help="The Envoy binary (default: envoy on PATH).")
-    ] = None,
-    log_level: Annotated[str, typer.Option(help="Envoy's log level.")] = "warning",
-    token_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="A file holding the API token to register with (else INTERLOCK_TOKEN). "
-            "The sidecar then fetches its own proxy token."
-        ),
-    ] = None,
+    drain_seconds: DrainSeconds = 1.0,
+    register_timeout: RegisterTimeout = 30.0,
+    envoy: EnvoyBinary = None,
+    log_level: EnvoyLogLevel = "warning",
+    token_file: ApiTokenFile = None,
 ) -> None:
     """Register an instance, fetch its proxy token, run its Envoy sidecar, and deregister
     (revoking the token) on exit."""
     if protocol not in ("http", "http2", "grpc", "tcp"):
         raise typer.BadParameter("must be http, http2, grpc or tcp", param_hint="--protocol")
-    xds_address = host_port(xds, "--xds")
-    spec = SidecarSpec(
+    spec = _spec(
+        xds,
+        xds_protocol,
         service=service,
         instance_id=instance_id,
         app_port=app_port,
@@ -140,9 +126,6 @@ def sidecar(
         outbound_address=outbound_address,
         labels=parse_labels(labels),
         locality=locality,
-        xds_host=xds_address.host,
-        xds_port=xds_address.port,
-        xds_protocol=xds_protocol_of(xds_protocol),
         xds_api=xds_api,
         stats_port=stats_port,
     )
@@ -157,11 +140,18 @@ def sidecar(
         log_level=log_level,
         api_token_file=token_file,
     )
-    try:
-        code = run_sidecar(spec, opts, say=lambda m: typer.echo(f"sidecar: {m}", err=True))
-    except (SidecarError, EnvoyNotFound, ValueError) as exc:
-        raise fail(str(exc)) from None
-    raise typer.Exit(code)
+    run_envoy("sidecar", lambda say: run_sidecar(spec, opts, say))
+
+
+def _spec(xds: str, xds_protocol: str, **fields: Any) -> SidecarSpec:
+    """A sidecar's spec from its flags, ``--xds`` and ``--xds-protocol`` parsed."""
+    address = host_port(xds, "--xds")
+    return SidecarSpec(
+        xds_host=address.host,
+        xds_port=address.port,
+        xds_protocol=xds_protocol_of(xds_protocol),
+        **fields,
+    )
 
 
 def bootstrap(
@@ -176,8 +166,8 @@ def bootstrap(
         str, typer.Option(help="IP other proxies reach this instance at.")
     ] = "127.0.0.1",
     outbound_address: Annotated[str, typer.Option()] = "127.0.0.1",
-    xds: Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")] = "127.0.0.1:18000",
-    xds_protocol: Annotated[str, typer.Option(help="delta or sotw.")] = "delta",
+    xds: Xds = DEFAULT_XDS,
+    xds_protocol: XdsProtocolName = "delta",
     xds_api: Annotated[str, typer.Option(help="ads or per-type.")] = "ads",
     stats_port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
     token_file: Annotated[
@@ -201,8 +191,9 @@ def bootstrap(
 ) -> None:
     """Print the Envoy bootstrap for one sidecar (to run Envoy yourself), after writing the
     CA bundle it trusts the control plane with into --ca-dir."""
-    xds_address = host_port(xds, "--xds")
-    spec = SidecarSpec(
+    spec = _spec(
+        xds,
+        xds_protocol,
         service=service,
         instance_id=instance_id,
         app_port=app_port,
@@ -212,9 +203,6 @@ def bootstrap(
         namespace=namespace,
         address=address,
         outbound_address=outbound_address,
-        xds_host=xds_address.host,
-        xds_port=xds_address.port,
-        xds_protocol=xds_protocol_of(xds_protocol),
         xds_api=xds_api,
         stats_port=stats_port,
         token_file=token_file,
