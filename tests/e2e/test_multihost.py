@@ -31,7 +31,8 @@ from tests.support.mesh import wait_until
 from tests.support.pcap import Capture, analyze, assert_encrypted_wire, install_tcpdump
 
 # The first run may install tcpdump (bounded by APT_TIMEOUT per apt-get command).
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+# Test hosts share the 198.18.0.0/24 subnet: one test at a time makes them (pytest-xdist).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600), pytest.mark.xdist_group("netns")]
 
 PROBE = Path(__file__).resolve().parents[1] / "support" / "http_probe.py"
 SECRET_FILE_WORDS = ("token", "kek", "key")

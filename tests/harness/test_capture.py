@@ -22,6 +22,9 @@ from cryptography.x509.oid import NameOID
 from tests.support.hosts import HostNetwork, namespaces_unavailable
 from tests.support.pcap import Analysis, Capture, analyze, assert_encrypted_wire, install_tcpdump
 
+# Test hosts share the 198.18.0.0/24 subnet: one test at a time makes them (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("netns")
+
 SERVER = r"""
 import http.server, ssl, sys, threading
 key_pem = open(sys.argv[1]).read()

@@ -16,7 +16,8 @@ from tests.support.compose import ComposeHosts, alive, compose_hosts
 from tests.support.hosts import NETNS_ETC, ip, namespaces_unavailable
 from tests.support.mesh import wait_until
 
-pytestmark = pytest.mark.timeout(60)
+# Test hosts share the 198.18.0.0/24 subnet: one test at a time makes them (pytest-xdist).
+pytestmark = [pytest.mark.timeout(60), pytest.mark.xdist_group("netns")]
 
 COMPOSE = """
 services:
