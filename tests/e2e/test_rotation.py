@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -108,6 +109,14 @@ def test_root_rotation_under_mtls_traffic_fails_no_request(mesh: Mesh) -> None:
     # the rotation (ca_serials above holds it too), so after a restart, whose certificate comes
     # from the new root, every proxy reconnects.
     assert mesh.server.ca_file.read_bytes().count(b"BEGIN CERTIFICATE") == 1
+    # Re-issued under the new root during the rotation, without a restart: the bundle that
+    # now holds only the new root verifies both ports.
+    for port in (mesh.server.api_port, mesh.server.xds_port):
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            mesh.server.tls().wrap_socket(raw, server_hostname="127.0.0.1"),
+        ):
+            pass
     mesh.server.stop()
     mesh.server.start()
     wait_until(
