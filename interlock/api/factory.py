@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -13,17 +12,14 @@ import interlock
 from interlock.api import problems
 from interlock.api.auth import ApiAuth, BearerAuth
 from interlock.api.body import BodyLimit
+from interlock.api.context import ApiContext, ConfigReader, GraphReader
 from interlock.api.fast_path import RegistrationFastPath
 from interlock.api.routers import ROUTERS
 from interlock.api.routers.ca import BundleSource, CaAdmin
 from interlock.model.identity import DEFAULT_ROOT_NAMESPACE
 from interlock.store import Store
-from interlock.telemetry.graph import Graph
 from interlock.telemetry.metrics import ControlPlaneMetrics
 from interlock.xds.status import StatusRegistry
-
-ConfigReader = Callable[[str], Mapping[str, list[dict[str, Any]]] | None]
-GraphReader = Callable[[float], Graph]
 
 DESCRIPTION = """\
 The Interlock control plane's REST API. Writes are idempotent PUTs and DELETEs; every response
@@ -72,15 +68,16 @@ def create_app(
         openapi_url="/openapi.json",
         redoc_url=None,
     )
-    app.state.store = store
-    app.state.status = status
-    app.state.config_reader = config_reader
-    app.state.graph_reader = graph_reader
-    app.state.metrics = metrics
-    app.state.commit_times = {}
-    app.state.ca_admin = ca_admin
-    app.state.root_namespace = root_namespace
-    app.state.bundle = bundle
+    app.state.context = ApiContext(
+        store=store,
+        status=status,
+        config_reader=config_reader,
+        graph_reader=graph_reader,
+        metrics=metrics,
+        ca_admin=ca_admin,
+        root_namespace=root_namespace,
+        bundle=bundle,
+    )
     problems.install(app)
     app.add_middleware(RegistrationFastPath, store=store)  # innermost: after auth and limits
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
