@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
-from interlock.model.errors import FieldError, NotFound
+from interlock.model.errors import FieldError, Forbidden, NotFound
 from interlock.model.service import Instance, Protocol, Service
 from interlock.store._schema import instances, mesh, revision_changes, revisions, services
 from interlock.store.records import Change, RevisionInfo
@@ -322,6 +322,14 @@ def instance_not_found(service: str, instance_id: str) -> NotFound:
     """``errors`` names the field ``instance_id``."""
     message = f"instance {instance_id!r} of service {service!r} does not exist"
     return NotFound(message, errors=(FieldError("instance_id", message),))
+
+
+def confined(service: str, namespace: str, in_namespace: str | None) -> None:
+    """:class:`Forbidden` (naming ``namespace``) when a write confined to ``in_namespace``
+    would touch service ``service`` of ``namespace``."""
+    if in_namespace is not None and namespace != in_namespace:
+        message = f"service {service!r} is in namespace {namespace!r}, not {in_namespace!r}"
+        raise Forbidden(message, errors=(FieldError("namespace", message),))
 
 
 def require_service(conn: Connection, name: str) -> Service:

@@ -17,7 +17,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from interlock.model.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from interlock.model.errors import Conflict, FieldError, InvalidInput, NotFound
 from interlock.model.policy.registry import ResourceKind
 from interlock.model.resource import Resource, ResourceKey
 from interlock.model.service import Instance, Service
@@ -35,7 +35,7 @@ from interlock.store.records import (
     RevisionInfo,
     WriteResult,
 )
-from interlock.store.security import SecurityStore
+from interlock.store.security import SecurityStore, forget_instances
 
 log = logging.getLogger(__name__)
 
@@ -306,8 +306,13 @@ class Store:
         check_service(service)
         return await asyncio.wrap_future(self._group.submit(_put_service(service, in_namespace)))
 
+    async def delete_service_async(self, name: str, *, cascade: bool = False) -> int:
+        """:meth:`delete_service` for a caller on an event loop."""
+        return await asyncio.wrap_future(self._group.submit(_delete_service(name, cascade)))
+
     def delete_service(self, name: str, *, cascade: bool = False) -> int:
-        """Delete service ``name``; with ``cascade`` its instances too (in the same revision).
+        """Delete service ``name``; with ``cascade`` its instances too (in the same revision),
+        revoking their proxy tokens and forgetting their SVIDs in the same transaction.
 
         :class:`NotFound` if it does not exist; :class:`Conflict` if it has instances and
         ``cascade`` is false. Returns the revision that carries the deletion.
@@ -333,9 +338,10 @@ class Store:
     def delete_instance(
         self, service: str, instance_id: str, *, in_namespace: str | None = None
     ) -> int:
-        """Delete one instance; :class:`NotFound` if it (or its service) does not exist; with
-        ``in_namespace``, :class:`Forbidden` unless its service is in that namespace. Returns
-        the revision that carries the deletion."""
+        """Delete one instance, and in the same transaction revoke its proxy tokens and forget
+        its SVID (so no token outlives its instance); :class:`NotFound` if it (or its service)
+        does not exist; with ``in_namespace``, :class:`Forbidden` unless its service is in that
+        namespace. Returns the revision that carries the deletion."""
         return self._group.run(_delete_instance(service, instance_id, in_namespace))
 
     async def delete_instance_async(
@@ -413,12 +419,7 @@ def _revision(revision: int) -> int:
     return revision
 
 
-def _confined(service: str, namespace: str, in_namespace: str | None) -> None:
-    """:class:`Forbidden` (naming ``namespace``) when a write confined to ``in_namespace``
-    would touch service ``service`` of ``namespace``."""
-    if in_namespace is not None and namespace != in_namespace:
-        message = f"service {service!r} is in namespace {namespace!r}, not {in_namespace!r}"
-        raise Forbidden(message, errors=(FieldError("namespace", message),))
+_confined = _sql.confined
 
 
 def _put_service(service: Service, in_namespace: str | None) -> Operation[WriteResult[Service]]:
@@ -449,6 +450,7 @@ def _delete_service(name: str, cascade: bool) -> Operation[int]:
                 "or delete the service with cascade"
             )
         _sql.delete_instance_rows(w.conn, name, ids)
+        forget_instances(w.conn, name, ids)
         _sql.delete_service_row(w.conn, name)
         w.changes.extend(Change("Instance", f"{name}/{i}", "delete") for i in ids)
         w.changes.append(Change("Service", name, "delete"))
@@ -485,6 +487,7 @@ def _delete_instance(service: str, instance_id: str, in_namespace: str | None) -
             _confined(service, _sql.require_service(w.conn, service).namespace, in_namespace)
         _sql.require_instance(w.conn, service, instance_id)
         _sql.delete_instance_rows(w.conn, service, [instance_id])
+        forget_instances(w.conn, service, [instance_id])
         w.changes.append(Change("Instance", f"{service}/{instance_id}", "delete"))
         return _revision
 

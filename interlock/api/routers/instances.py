@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import Path, Response, status
 
 from interlock.api.auth import RegistrationTokenDep, confined_to
@@ -106,11 +105,10 @@ async def delete_instance(
     response: Response,
     registration: RegistrationTokenDep,
 ) -> RevisionResponse:
-    """Deregister an instance; its proxy tokens are revoked (its xDS streams close within the
-    server's token re-check interval). With a registration token, 403 (nothing changed)
-    unless the service is in the token's namespace."""
+    """Deregister an instance; its proxy tokens are revoked in the same transaction (its xDS
+    streams close within the server's token re-check interval). With a registration token,
+    403 (nothing changed) unless the service is in the token's namespace."""
     action = f"deregister instances of service {name}"
     with errors_at(**AT_PATH), confined_to(registration, action) as namespace:
         revision = await store.delete_instance_async(name, instance_id, in_namespace=namespace)
-    await anyio.to_thread.run_sync(store.security.revoke_instance, name, [instance_id])
     return RevisionResponse(revision=at_revision(response, revision))
