@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from interlock.model.health import HEALTHY, Health
+
 
 class Protocol(enum.StrEnum):
     """How a service speaks. ``http2`` and ``grpc`` use HTTP/2 to the upstream."""
@@ -47,7 +49,13 @@ class Service:
 
 @dataclass(frozen=True)
 class Instance:
-    """One running copy of a service: where mesh traffic enters it (its sidecar's inbound port)."""
+    """One running copy of a service: where mesh traffic enters it (its sidecar's inbound port).
+
+    ``healthy`` and ``ttl`` are registered (``healthy=False`` takes the instance out of traffic
+    by hand; ``ttl``, in seconds, asks for heartbeats within it); ``health`` is what the
+    registry's checks found (see :mod:`interlock.model.health`), runtime state that no
+    registration sets. The instance receives traffic while it is :attr:`routable`.
+    """
 
     service: str
     instance_id: str
@@ -56,13 +64,21 @@ class Instance:
     labels: Mapping[str, str] = field(default_factory=frozen_labels)
     locality: str = ""
     healthy: bool = True
+    ttl: float | None = None
+    health: Health = HEALTHY
 
     def __post_init__(self) -> None:
         if not isinstance(self.labels, MappingProxyType):
             object.__setattr__(self, "labels", frozen_labels(self.labels))
 
+    @property
+    def routable(self) -> bool:
+        """True when the instance receives traffic: registered healthy and no check fails."""
+        return self.healthy and self.health.passing
+
     def same_as(self, other: Instance) -> bool:
-        """True when ``other`` stores exactly the same registration."""
+        """True when ``other`` stores exactly the same registration (health is not part of
+        one)."""
         return (
             self.service == other.service
             and self.instance_id == other.instance_id
@@ -71,4 +87,5 @@ class Instance:
             and dict(self.labels) == dict(other.labels)
             and self.locality == other.locality
             and self.healthy == other.healthy
+            and self.ttl == other.ttl
         )

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from interlock.model.errors import FieldError, Forbidden, NotFound
+from interlock.model.health import Check, Health, proxy_down_reason, ttl_missed_reason
 from interlock.model.service import Instance, Protocol, Service
 from interlock.store._schema import instances, mesh, revision_changes, revisions, services
 from interlock.store.records import Change, RevisionInfo
@@ -121,7 +122,31 @@ def delete_service_row(conn: Connection, name: str) -> None:
 # --- instances --------------------------------------------------------------------------
 
 
+def health_of(
+    ttl: float | None,
+    proxy_down: Any,
+    app_failing: str | None,
+    ttl_missed: Any,
+    reason: str,
+    since: float,
+) -> Health:
+    """An instance's :class:`Health` from its columns."""
+    failing: dict[Check, str] = {}
+    if proxy_down:
+        failing[Check.PROXY] = proxy_down_reason()
+    if app_failing is not None:
+        failing[Check.APP] = app_failing
+    if ttl_missed:
+        failing[Check.TTL] = ttl_missed_reason(ttl)
+    return Health(failing, reason, float(since))
+
+
+def _ttl(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _instance(row: RowMapping) -> Instance:
+    ttl = _ttl(row["ttl"])
     return Instance(
         service=row["service"],
         instance_id=row["instance_id"],
@@ -130,6 +155,15 @@ def _instance(row: RowMapping) -> Instance:
         labels=dict(row["labels"]),
         locality=row["locality"],
         healthy=bool(row["healthy"]),
+        ttl=ttl,
+        health=health_of(
+            ttl,
+            row["proxy_down"],
+            row["app_failing"],
+            row["ttl_missed"],
+            row["health_reason"],
+            row["health_since"],
+        ),
     )
 
 
@@ -174,7 +208,10 @@ def delete_instance_rows(conn: Connection, service: str, instance_ids: Sequence[
 # the same SQL on the transaction's DB-API connection (psycopg also prepares them after a few
 # uses). Driver errors are translated like SQLAlchemy's (see ``_engine.translated_errors``).
 
-_INSTANCE_COLUMNS = "service, instance_id, address, port, labels, locality, healthy"
+_INSTANCE_COLUMNS = (
+    "service, instance_id, address, port, labels, locality, healthy, ttl, proxy_down, "
+    "app_failing, ttl_missed, health_reason, health_since"
+)
 
 
 @cache
@@ -235,7 +272,8 @@ def _labels_in(labels: Any) -> dict[str, str]:
 
 
 def _row_instance(row: Sequence[Any]) -> Instance:
-    service, instance_id, address, port, labels, locality, healthy = row
+    service, instance_id, address, port, labels, locality, healthy, ttl, *health = row
+    ttl = _ttl(ttl)
     return Instance(
         service=service,
         instance_id=instance_id,
@@ -244,6 +282,8 @@ def _row_instance(row: Sequence[Any]) -> Instance:
         labels=_labels_in(labels),
         locality=locality,
         healthy=bool(healthy),
+        ttl=ttl,
+        health=health_of(ttl, *health),
     )
 
 
@@ -255,7 +295,8 @@ def fetch_registration(
     row = driver_execute(
         conn,
         "SELECT s.namespace, i.service, i.instance_id, i.address, i.port, i.labels, "
-        "i.locality, i.healthy FROM services s LEFT JOIN instances i "
+        "i.locality, i.healthy, i.ttl, i.proxy_down, i.app_failing, i.ttl_missed, "
+        "i.health_reason, i.health_since FROM services s LEFT JOIN instances i "
         "ON i.service = s.name AND i.instance_id = ? WHERE s.name = ?",
         (instance_id, service),
     ).fetchone()
@@ -282,30 +323,52 @@ def fetch_instances_fast(
     return found
 
 
-def _instance_params(instance: Instance) -> tuple[Any, ...]:
+def _instance_params(instance: Instance, heartbeat_deadline: float | None) -> tuple[Any, ...]:
+    health = instance.health
     return (
         instance.address,
         instance.port,
         json.dumps(dict(instance.labels)),
         instance.locality,
         instance.healthy,
+        instance.ttl,
+        Check.PROXY in health.failing,
+        health.failing.get(Check.APP),
+        Check.TTL in health.failing,
+        health.reason,
+        health.since,
+        heartbeat_deadline,
     )
 
 
-def insert_instance_fast(conn: Connection, instance: Instance) -> None:
+def insert_instance_fast(
+    conn: Connection, instance: Instance, heartbeat_deadline: float | None
+) -> None:
+    """Insert ``instance``, its health as it says, and the deadline of its first heartbeat."""
     driver_execute(
         conn,
-        f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (instance.service, instance.instance_id, *_instance_params(instance)),
+        f"INSERT INTO instances ({_INSTANCE_COLUMNS}, heartbeat_deadline) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (instance.service, instance.instance_id, *_instance_params(instance, heartbeat_deadline)),
     )
 
 
-def update_instance_fast(conn: Connection, instance: Instance) -> None:
+def update_instance_fast(
+    conn: Connection, instance: Instance, heartbeat_deadline: float | None
+) -> None:
+    """Replace the stored ``instance``: its registration and health, and its heartbeat
+    deadline when ``heartbeat_deadline`` is not None (else the stored one stays)."""
     driver_execute(
         conn,
-        "UPDATE instances SET address = ?, port = ?, labels = ?, locality = ?, healthy = ? "
+        "UPDATE instances SET address = ?, port = ?, labels = ?, locality = ?, healthy = ?, "
+        "ttl = ?, proxy_down = ?, app_failing = ?, ttl_missed = ?, health_reason = ?, "
+        "health_since = ?, heartbeat_deadline = COALESCE(?, heartbeat_deadline) "
         "WHERE service = ? AND instance_id = ?",
-        (*_instance_params(instance), instance.service, instance.instance_id),
+        (
+            *_instance_params(instance, heartbeat_deadline),
+            instance.service,
+            instance.instance_id,
+        ),
     )
 
 

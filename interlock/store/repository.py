@@ -7,6 +7,7 @@ import bisect
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from operator import attrgetter
@@ -17,6 +18,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from interlock.model import health
 from interlock.model.errors import Conflict, FieldError, InvalidInput, NotFound
 from interlock.model.policy.registry import ResourceKind
 from interlock.model.resource import Resource, ResourceKey
@@ -28,6 +30,7 @@ from interlock.store._engine import Database, normalize_url, unavailable
 from interlock.store._feed import PgListener, Subscribers
 from interlock.store._migrate import upgrade
 from interlock.store._validate import check_instance, check_resource, check_service
+from interlock.store.health import HealthStore
 from interlock.store.records import (
     AppliedResource,
     ApplyResult,
@@ -167,6 +170,13 @@ class Store:
         )
         #: The CA, tokens and SVIDs (see :mod:`interlock.store.security`).
         self.security = SecurityStore(db, self._group.run)
+        #: The wall clock health is written with (a test may replace it).
+        self.clock: Callable[[], float] = time.time
+        #: Instances' checks, proxy liveness and the sweep (see :mod:`interlock.store.health`).
+        self.health = HealthStore(db, self._group, self._now)
+
+    def _now(self) -> float:
+        return self.clock()
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -326,14 +336,15 @@ class Store:
         An identical registration changes nothing. With ``in_namespace``, :class:`Forbidden`
         unless its service is in that namespace."""
         check_instance(instance)
-        return self._group.run(_put_instance(instance, in_namespace))
+        return self._group.run(_put_instance(instance, in_namespace, self._now))
 
     async def put_instance_async(
         self, instance: Instance, *, in_namespace: str | None = None
     ) -> WriteResult[Instance]:
         """:meth:`put_instance` for a caller on an event loop (it waits without a thread)."""
         check_instance(instance)
-        return await asyncio.wrap_future(self._group.submit(_put_instance(instance, in_namespace)))
+        op = _put_instance(instance, in_namespace, self._now)
+        return await asyncio.wrap_future(self._group.submit(op))
 
     def delete_instance(
         self, service: str, instance_id: str, *, in_namespace: str | None = None
@@ -459,7 +470,9 @@ def _delete_service(name: str, cascade: bool) -> Operation[int]:
     return op
 
 
-def _put_instance(instance: Instance, in_namespace: str | None) -> Operation[WriteResult[Instance]]:
+def _put_instance(
+    instance: Instance, in_namespace: str | None, clock: Callable[[], float]
+) -> Operation[WriteResult[Instance]]:
     def op(w: Write) -> Finish[WriteResult[Instance]]:
         namespace, existing = _sql.fetch_registration(
             w.conn, instance.service, instance.instance_id
@@ -467,18 +480,42 @@ def _put_instance(instance: Instance, in_namespace: str | None) -> Operation[Wri
         if namespace is None:
             raise _sql.service_not_found(instance.service)
         _confined(instance.service, namespace, in_namespace)
-        if existing is None:
-            _sql.insert_instance_fast(w.conn, instance)
-        elif not existing.same_as(instance):
-            _sql.update_instance_fast(w.conn, instance)
+        stored = instance if existing is None else existing
+        if existing is None or not existing.same_as(instance):
+            stored, deadline = registered(existing, instance, clock())
+            if existing is None:
+                _sql.insert_instance_fast(w.conn, stored, deadline)
+            else:
+                _sql.update_instance_fast(w.conn, stored, deadline)
         created = existing is None
         changed = existing is None or not existing.same_as(instance)
         if changed:
             name = f"{instance.service}/{instance.instance_id}"
             w.changes.append(Change("Instance", name, "upsert"))
-        return lambda revision: WriteResult(instance, revision, created=created, changed=changed)
+        return lambda revision: WriteResult(stored, revision, created=created, changed=changed)
 
     return op
+
+
+def registered(
+    existing: Instance | None, instance: Instance, now: float
+) -> tuple[Instance, float | None]:
+    """``instance`` as stored by a registration that changes ``existing`` (None: a new one)
+    at ``now``, and the deadline of its next heartbeat when that restarts (None: unchanged).
+
+    The checks are runtime state a registration keeps, except that a new or changed ``ttl``
+    starts a new period (its missed heartbeat is forgotten)."""
+    ttl_restarts = existing is None or existing.ttl != instance.ttl
+    deadline = now + instance.ttl if instance.ttl is not None and ttl_restarts else None
+    if existing is None:
+        reason = health.REGISTERED if instance.healthy else health.REGISTERED_UNHEALTHY
+        return replace(instance, health=health.Health({}, reason, now)), deadline
+    failing = dict(existing.health.failing)
+    if ttl_restarts:
+        failing.pop(health.Check.TTL, None)
+    why = health.NEW_TTL if instance.healthy == existing.healthy else health.REGISTERED_HEALTHY
+    settled = health.settle(existing.health, existing.routable, instance.healthy, failing, now, why)
+    return replace(instance, health=settled), deadline
 
 
 def _delete_instance(service: str, instance_id: str, in_namespace: str | None) -> Operation[int]:

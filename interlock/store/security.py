@@ -23,6 +23,7 @@ from interlock.store import _sql
 from interlock.store._batch import Write, WriteRunner
 from interlock.store._engine import Database
 from interlock.store._security_schema import ca_keys, ca_state, svids, tokens
+from interlock.store.health import start_lease
 from interlock.store.records import Change
 
 CA_CHANGE: Final = "CertificateAuthority"
@@ -270,12 +271,19 @@ class SecurityStore:
             return forget_instances(conn, service, instance_ids)
 
     def issue_proxy_token(
-        self, token: Token, token_hash: str, *, in_namespace: str | None = None
+        self,
+        token: Token,
+        token_hash: str,
+        *,
+        in_namespace: str | None = None,
+        connect_by: float | None = None,
     ) -> Token:
         """Store a new proxy ``token`` for the instance it names, checked in the same
         transaction: :class:`NotFound` unless that instance is registered; :class:`Forbidden`
         (``in_namespace``) unless its service is in that namespace. The stored token is bound
-        to the namespace the service is registered in (whatever ``token`` says); returned."""
+        to the namespace the service is registered in (whatever ``token`` says); returned.
+        With ``connect_by``, its proxy is expected to connect by then (a liveness lease, see
+        :mod:`interlock.store.health`): else the instance's proxy check fails."""
 
         def op(w: Write) -> Callable[[int], Token]:
             service = _sql.require_service(w.conn, token.service)
@@ -283,6 +291,8 @@ class SecurityStore:
             _sql.require_instance(w.conn, token.service, token.instance_id)
             bound = replace(token, namespace=service.namespace)
             w.conn.execute(sa.insert(tokens).values(**self._token_values(bound, token_hash)))
+            if connect_by is not None:
+                start_lease(w.conn, bound.token_id, connect_by)
             return lambda _revision: bound
 
         return self._run(op)

@@ -71,6 +71,7 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 def test_concurrent_registrations_share_one_revision_with_their_own_results(
     store: Store, pool: ThreadPoolExecutor
 ) -> None:
+    store.clock = lambda: 0.0  # registrations are healthy since then: results compare whole
     store.put_service(Service("b", port=8080))
     store.put_instance(Instance("b", "old", "10.0.0.1", 1))  # revision 2
     new = [Instance("b", f"b-{n}", f"10.0.1.{n + 1}", 8000 + n) for n in range(30)]
@@ -99,6 +100,7 @@ def test_concurrent_registrations_share_one_revision_with_their_own_results(
 def test_a_failing_write_gets_its_own_error_and_the_rest_of_its_batch_lands(
     store: Store, pool: ThreadPoolExecutor
 ) -> None:
+    store.clock = lambda: 0.0  # registrations are healthy since then: instances compare whole
     store.put_service(Service("b", port=8080))
     store.put_service(Service("busy", port=8080))
     store.put_instance(Instance("busy", "busy-1", "10.0.0.9", 1))  # revision 3
@@ -296,6 +298,7 @@ def test_a_write_after_the_writers_connection_dropped_succeeds(pg_url: str) -> N
         finally:
             admin.dispose()
 
+        store.clock = lambda: 0.0  # health.since: the instance compares whole
         result = store.put_instance(Instance("b", "b-1", "10.0.0.1", 1))
 
         assert result.revision == 2

@@ -70,7 +70,7 @@ async def get_graph(
             service=service.name,
             namespace=service.namespace,
             instances=len(instances),
-            healthy=sum(1 for i in instances if i.healthy),
+            healthy=sum(1 for i in instances if i.routable),
         )
     for name in graph.nodes:
         if name not in nodes:
