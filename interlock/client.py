@@ -175,15 +175,30 @@ class InterlockClient:
         labels: Mapping[str, str] | None = None,
         locality: str = "",
         healthy: bool = True,
+        ttl: str | None = None,
     ) -> Any:
-        body = {
+        body: dict[str, Any] = {
             "address": address,
             "port": port,
             "labels": dict(labels or {}),
             "locality": locality,
             "healthy": healthy,
         }
+        if ttl is not None:
+            body["ttl"] = ttl
         return self.request("PUT", f"/v1/services/{service}/instances/{instance_id}", json=body)
+
+    def heartbeat(self, service: str, instance_id: str) -> Any:
+        """A heartbeat of an instance registered with a ``ttl``."""
+        return self.request("PUT", f"/v1/services/{service}/instances/{instance_id}/heartbeat")
+
+    def report_app_health(
+        self, service: str, instance_id: str, *, healthy: bool, reason: str = ""
+    ) -> Any:
+        """The verdict of the instance's app probe (``reason``: why it fails)."""
+        body = {"status": "healthy" if healthy else "unhealthy", "reason": reason}
+        path = f"/v1/services/{service}/instances/{instance_id}/health"
+        return self.request("PUT", path, json=body)
 
     def list_instances(self, service: str) -> Any:
         return self.request("GET", f"/v1/services/{service}/instances")

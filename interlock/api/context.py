@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Request
 from starlette.types import Scope
 
+from interlock.model.health import DEFAULT_INSTANCE_TTL
 from interlock.model.identity import DEFAULT_ROOT_NAMESPACE
 from interlock.store import Store
 from interlock.telemetry.graph import Graph
@@ -38,8 +39,9 @@ class ApiContext:
     ``status`` (the xDS server's registry) feeds ``/v1/proxies`` and rollouts;
     ``config_reader`` what a proxy is served; ``graph_reader`` ``/v1/graph``; ``metrics``
     ``/metrics``; ``ca_admin`` enables ``/v1/ca/rotation``; ``bundle`` (the server's TLS
-    identity) serves ``/v1/ca/bundle``; ``root_namespace`` is the mesh's. ``commit_times`` is
-    the API's own cache of revision → commit time.
+    identity) serves ``/v1/ca/bundle``; ``root_namespace`` is the mesh's; ``instance_ttl`` is
+    how long a proxy has to connect once its token is issued (the server's
+    ``--instance-ttl``). ``commit_times`` is the API's own cache of revision → commit time.
     """
 
     store: Store
@@ -50,6 +52,7 @@ class ApiContext:
     ca_admin: CaAdmin | None = None
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     bundle: BundleSource | None = None
+    instance_ttl: float = DEFAULT_INSTANCE_TTL
     commit_times: dict[int, float] = field(default_factory=dict)
 
 

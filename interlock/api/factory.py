@@ -16,6 +16,7 @@ from interlock.api.context import ApiContext, ConfigReader, GraphReader
 from interlock.api.fast_path import RegistrationFastPath
 from interlock.api.routers import ROUTERS
 from interlock.api.routers.ca import BundleSource, CaAdmin
+from interlock.model.health import DEFAULT_INSTANCE_TTL
 from interlock.model.identity import DEFAULT_ROOT_NAMESPACE
 from interlock.store import Store
 from interlock.telemetry.metrics import ControlPlaneMetrics
@@ -41,6 +42,7 @@ def create_app(
     ca_admin: CaAdmin | None = None,
     root_namespace: str = DEFAULT_ROOT_NAMESPACE,
     bundle: BundleSource | None = None,
+    instance_ttl: float = DEFAULT_INSTANCE_TTL,
 ) -> FastAPI:
     """An ASGI app serving API v1 from ``store`` (OpenAPI at ``/openapi.json``).
 
@@ -59,7 +61,8 @@ def create_app(
     only in-process tests of other behaviour leave it out. ``ca_admin`` enables
     ``/v1/ca/rotation``. ``root_namespace`` is the mesh's (policy problems depend on it).
     ``bundle`` (the server's TLS identity) serves ``/v1/ca/bundle`` and its long-poll;
-    without it the bundle is read from the store.
+    without it the bundle is read from the store. ``instance_ttl`` is the server's
+    ``--instance-ttl`` (a proxy token's proxy must connect within it).
     """
     app = FastAPI(
         title="Interlock",
@@ -77,6 +80,7 @@ def create_app(
         ca_admin=ca_admin,
         root_namespace=root_namespace,
         bundle=bundle,
+        instance_ttl=instance_ttl,
     )
     problems.install(app)
     app.add_middleware(RegistrationFastPath, store=store)  # innermost: after auth and limits

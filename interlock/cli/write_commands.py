@@ -97,6 +97,13 @@ def put_instance(
     labels: Annotated[str, typer.Option(help="k=v,k2=v2")] = "",
     locality: Annotated[str, typer.Option(help="region/zone/subzone")] = "",
     healthy: Annotated[bool, typer.Option("--healthy/--unhealthy")] = True,
+    ttl: Annotated[
+        str | None,
+        typer.Option(
+            help="Heartbeats (PUT …/heartbeat) must arrive within it (e.g. 30s), else the "
+            "instance is unhealthy until the next: for instances without a sidecar."
+        ),
+    ] = None,
     wait: Wait = False,
     timeout: Timeout = 30.0,
     output: Output = OutputFormat.TABLE,
@@ -115,6 +122,7 @@ def put_instance(
             labels=parse_labels(labels),
             locality=locality,
             healthy=healthy,
+            ttl=ttl,
         ),
         wait,
         timeout,

@@ -22,6 +22,7 @@ from fastapi import Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from interlock.api.auth import RegistrationTokenDep, confined_to
+from interlock.api.context import ContextDep
 from interlock.api.routing import StoreDep, api_router, errors_at
 from interlock.api.schemas import InstanceId, Namespace, ServiceName
 from interlock.model.errors import NotFound
@@ -88,6 +89,7 @@ def _iso(ts: float | None) -> str | None:
 def issue_proxy_token(
     name: NamePath,
     instance_id: IdPath,
+    context: ContextDep,
     store: StoreDep,
     response: Response,
     registration: RegistrationTokenDep,
@@ -95,7 +97,8 @@ def issue_proxy_token(
     """A new proxy token for a registered instance (404 if it is not registered), bound to
     the namespace its service is registered in (both checked in the transaction that stores
     the token). With a registration token, 403 (no token issued) unless that is the
-    registration token's namespace."""
+    registration token's namespace. Its proxy is expected to connect within the server's
+    ``--instance-ttl``: else the instance's proxy check fails (docs/operations.md)."""
     token_id, token, digest = new_token(TokenRole.PROXY)
     asked = Token(
         token_id,
@@ -107,7 +110,12 @@ def issue_proxy_token(
     )
     action = f"issue proxy tokens for service {name}"
     with errors_at(**AT_PATH), confined_to(registration, action) as namespace:
-        record = store.security.issue_proxy_token(asked, digest, in_namespace=namespace)
+        record = store.security.issue_proxy_token(
+            asked,
+            digest,
+            in_namespace=namespace,
+            connect_by=store.clock() + context.instance_ttl,
+        )
     response.headers["Cache-Control"] = "no-store"
     stored = store.security.ca()
     trust_domain = stored.trust_domain if stored is not None else DEFAULT_TRUST_DOMAIN
