@@ -150,8 +150,18 @@ class InterlockClient:
         return response.json()
 
     # -- services -------------------------------------------------------------------------
-    def put_service(self, name: str, *, namespace: str, protocol: str, port: int) -> Any:
-        body = {"namespace": namespace, "protocol": protocol, "port": port}
+    def put_service(
+        self,
+        name: str,
+        *,
+        namespace: str,
+        protocol: str,
+        port: int,
+        health_check: Mapping[str, Any] | None = None,
+    ) -> Any:
+        body: dict[str, Any] = {"namespace": namespace, "protocol": protocol, "port": port}
+        if health_check is not None:
+            body["health_check"] = dict(health_check)
         return self.request("PUT", f"/v1/services/{name}", json=body)
 
     def get_service(self, name: str) -> Any:

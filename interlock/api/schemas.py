@@ -17,9 +17,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from interlock.model import names
+from interlock.model.errors import FieldError, InvalidInput
 from interlock.model.health import MAX_REASON, format_seconds
 from interlock.model.schema.values import parse_duration
-from interlock.model.service import Instance, Protocol, Service
+from interlock.model.service import (
+    HealthCheck,
+    Instance,
+    Protocol,
+    Service,
+    health_check_errors,
+)
 
 
 def _rule(check: Callable[[str], str | None]) -> AfterValidator:
@@ -97,6 +104,57 @@ class _Out(BaseModel):
 # --- services -----------------------------------------------------------------------------
 
 
+def _duration_rule(value: str) -> str:
+    nanos, error = parse_duration(value)
+    if error is None and nanos is not None and nanos % 1_000_000:
+        error = f"{value!r} is more precise than a millisecond"
+    if error is not None:
+        raise PydanticCustomError("invalid_duration", error)
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration_rule), Field(examples=["5s", "500ms"])]
+
+
+class HealthCheckSpec(_Body):
+    """Envoy's active health check of the service's endpoints, run by every proxy that calls
+    it: ``GET path`` (200-399 passes; HTTP/2 for http2 and grpc services) or, without
+    ``path``, a TCP connection."""
+
+    path: str | None = Field(default=None, description="e.g. /healthz; none: a TCP connection")
+    interval: Duration = "5s"
+    timeout: Duration = "1s"
+    unhealthy_threshold: int = Field(default=3, description="failures in a row: out")
+    healthy_threshold: int = Field(default=2, description="successes in a row: back")
+
+    def to_model(self) -> HealthCheck:
+        return HealthCheck(
+            path=self.path,
+            interval=duration_seconds(self.interval),
+            timeout=duration_seconds(self.timeout),
+            unhealthy_threshold=self.unhealthy_threshold,
+            healthy_threshold=self.healthy_threshold,
+        )
+
+
+class HealthCheckView(_Out):
+    path: str | None
+    interval: str
+    timeout: str
+    unhealthy_threshold: int
+    healthy_threshold: int
+
+    @classmethod
+    def of(cls, check: HealthCheck) -> HealthCheckView:
+        return cls(
+            path=check.path,
+            interval=format_seconds(check.interval),
+            timeout=format_seconds(check.timeout),
+            unhealthy_threshold=check.unhealthy_threshold,
+            healthy_threshold=check.healthy_threshold,
+        )
+
+
 class ServiceSpec(_Body):
     """The body of ``PUT /v1/services/{name}``."""
 
@@ -104,9 +162,27 @@ class ServiceSpec(_Body):
     # Lax only here: a JSON string must become the enum; other types are still refused.
     protocol: Protocol = Field(default=Protocol.HTTP, strict=False)
     port: Port
+    health_check: HealthCheckSpec | None = None
 
     def to_model(self, name: str) -> Service:
-        return Service(name=name, namespace=self.namespace, protocol=self.protocol, port=self.port)
+        """The service; :class:`InvalidInput` naming ``health_check.*`` for a check its
+        protocol cannot have or out of range."""
+        check = None if self.health_check is None else self.health_check.to_model()
+        if check is not None:
+            errors = tuple(
+                FieldError(f"health_check.{field}", message)
+                for field, message in health_check_errors(check, self.protocol)
+            )
+            if errors:
+                detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+                raise InvalidInput(f"invalid health check: {detail}", errors=errors)
+        return Service(
+            name=name,
+            namespace=self.namespace,
+            protocol=self.protocol,
+            port=self.port,
+            health_check=check,
+        )
 
 
 class ServiceView(_Out):
@@ -116,14 +192,17 @@ class ServiceView(_Out):
     namespace: str
     protocol: Protocol
     port: int
+    health_check: HealthCheckView | None = None
 
     @classmethod
     def of(cls, service: Service) -> ServiceView:
+        check = service.health_check
         return cls(
             name=service.name,
             namespace=service.namespace,
             protocol=service.protocol,
             port=service.port,
+            health_check=None if check is None else HealthCheckView.of(check),
         )
 
 

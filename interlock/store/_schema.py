@@ -55,6 +55,8 @@ services = sa.Table(
     sa.Column("namespace", sa.String(63), nullable=False),
     sa.Column("protocol", sa.String(16), nullable=False),
     sa.Column("port", sa.Integer, nullable=False),
+    # Envoy's active health check of its endpoints, as JSON (migration r0005), or NULL.
+    sa.Column("health_check", sa.JSON(none_as_null=True), nullable=True),
 )
 
 instances = sa.Table(

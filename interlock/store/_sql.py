@@ -7,6 +7,7 @@ return the same order as :meth:`MeshState.build`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from interlock.model.errors import FieldError, Forbidden, NotFound
 from interlock.model.health import Check, Health, proxy_down_reason, ttl_missed_reason
-from interlock.model.service import Instance, Protocol, Service
+from interlock.model.service import HealthCheck, Instance, Protocol, Service
 from interlock.store._schema import instances, mesh, revision_changes, revisions, services
 from interlock.store.records import Change, RevisionInfo
 
@@ -77,19 +78,23 @@ def fetch_changes(conn: Connection, after: int, upto: int, limit: int) -> list[C
 
 
 def _service(row: RowMapping) -> Service:
+    check = row["health_check"]
     return Service(
         name=row["name"],
         namespace=row["namespace"],
         protocol=Protocol(row["protocol"]),
         port=int(row["port"]),
+        health_check=None if check is None else HealthCheck(**check),
     )
 
 
 def _service_values(service: Service) -> dict[str, Any]:
+    check = service.health_check
     return {
         "namespace": service.namespace,
         "protocol": service.protocol.value,
         "port": service.port,
+        "health_check": None if check is None else dataclasses.asdict(check),
     }
 
 

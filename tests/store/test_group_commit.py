@@ -135,11 +135,14 @@ def test_a_write_that_fails_midway_leaves_nothing_behind(
     writes before and after it in the batch land, none of its rows do."""
     store.put_service(Service("b", port=8080))
 
+    half = "INSERT INTO services (name, namespace, protocol, port) VALUES ('half', 'default', "
+    half += "'http', 1)"
+
     def half_then_fail(w: Write) -> Callable[[int], None]:
-        w.conn.execute(sa.text("INSERT INTO services VALUES ('half', 'default', 'http', 1)"))
+        w.conn.execute(sa.text(half))
         w.changes.append(Change("Service", "half", "upsert"))
         # The same primary key again: an integrity error from the database.
-        w.conn.execute(sa.text("INSERT INTO services VALUES ('half', 'default', 'http', 1)"))
+        w.conn.execute(sa.text(half))
         raise AssertionError("unreachable")
 
     with held_writer(store, queued=3):
