@@ -23,8 +23,10 @@ import uvicorn
 from interlock.api import create_app
 from interlock.api.auth import ApiAuth
 from interlock.api.routers.ca import CaAdmin
+from interlock.liveness import Liveness
 from interlock.model import InterlockError
 from interlock.model.addresses import HostPort
+from interlock.model.health import DEFAULT_INSTANCE_TTL
 from interlock.model.identity import DEFAULT_ROOT_NAMESPACE, DEFAULT_TRUST_DOMAIN, MeshIdentity
 from interlock.reconcile import DebounceSettings, Reconciler
 from interlock.security.admin import ensure_admin_token
@@ -101,6 +103,8 @@ class ServerSettings:
     plaintext: bool = False
     #: Where the CA bundle clients trust is written (default: ``<db>.ca.pem``).
     ca_bundle_file: Path | None = None
+    #: Seconds without an xDS stream from an instance's proxy before it is unhealthy.
+    instance_ttl: float = DEFAULT_INSTANCE_TTL
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class Components:
     access_logs: AccessLogReceiver
     security: ProxySecurity
     revocations: Revocations
+    liveness: Liveness
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,8 @@ def _security_settings(settings: ServerSettings) -> OperatorCa | None:
         raise SettingsError("--leaf-lifetime must be at least 10 seconds")
     if settings.token_recheck <= 0:
         raise SettingsError("--token-recheck must be positive")
+    if settings.instance_ttl < 1:
+        raise SettingsError("--instance-ttl must be at least 1 second")
     for name in settings.server_names:
         if err := server_name_error(name):
             raise SettingsError(f"--server-name: {err}")
@@ -307,7 +314,12 @@ async def serve(
             counter=metrics.access_log_entries,
             dropped=metrics.access_log_dropped,
         )
-        xds = XdsServer(cache, status, reconciler.open_stream, [access_logs.handler()])
+        liveness = Liveness(store, settings.instance_ttl)
+        liveness.start()
+        parts.push_async_callback(liveness.stop)
+        xds = XdsServer(
+            cache, status, liveness.hook(reconciler.open_stream), [access_logs.handler()]
+        )
         try:
             bound_xds = await xds.start(
                 str(settings.xds), None if settings.plaintext else serving.grpc_credentials()
@@ -328,6 +340,7 @@ async def serve(
             ca_admin=CaAdmin(kek, settings.trust_domain, utc_now, settings.leaf_lifetime),
             root_namespace=settings.root_namespace,
             bundle=serving,
+            instance_ttl=settings.instance_ttl,
         )
         api_task = await _start_api(
             api,
@@ -367,6 +380,7 @@ async def serve(
                     access_logs,
                     security,
                     revocations,
+                    liveness,
                 )
             )
         if on_ready is not None:

@@ -150,8 +150,18 @@ class InterlockClient:
         return response.json()
 
     # -- services -------------------------------------------------------------------------
-    def put_service(self, name: str, *, namespace: str, protocol: str, port: int) -> Any:
-        body = {"namespace": namespace, "protocol": protocol, "port": port}
+    def put_service(
+        self,
+        name: str,
+        *,
+        namespace: str,
+        protocol: str,
+        port: int,
+        health_check: Mapping[str, Any] | None = None,
+    ) -> Any:
+        body: dict[str, Any] = {"namespace": namespace, "protocol": protocol, "port": port}
+        if health_check is not None:
+            body["health_check"] = dict(health_check)
         return self.request("PUT", f"/v1/services/{name}", json=body)
 
     def get_service(self, name: str) -> Any:
@@ -175,15 +185,30 @@ class InterlockClient:
         labels: Mapping[str, str] | None = None,
         locality: str = "",
         healthy: bool = True,
+        ttl: str | None = None,
     ) -> Any:
-        body = {
+        body: dict[str, Any] = {
             "address": address,
             "port": port,
             "labels": dict(labels or {}),
             "locality": locality,
             "healthy": healthy,
         }
+        if ttl is not None:
+            body["ttl"] = ttl
         return self.request("PUT", f"/v1/services/{service}/instances/{instance_id}", json=body)
+
+    def heartbeat(self, service: str, instance_id: str) -> Any:
+        """A heartbeat of an instance registered with a ``ttl``."""
+        return self.request("PUT", f"/v1/services/{service}/instances/{instance_id}/heartbeat")
+
+    def report_app_health(
+        self, service: str, instance_id: str, *, healthy: bool, reason: str = ""
+    ) -> Any:
+        """The verdict of the instance's app probe (``reason``: why it fails)."""
+        body = {"status": "healthy" if healthy else "unhealthy", "reason": reason}
+        path = f"/v1/services/{service}/instances/{instance_id}/health"
+        return self.request("PUT", path, json=body)
 
     def list_instances(self, service: str) -> Any:
         return self.request("GET", f"/v1/services/{service}/instances")

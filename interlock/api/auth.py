@@ -6,7 +6,8 @@
 - Reads need one too, unless the server runs with ``--open-reads``.
 - A *registration* token (bound to one service of one namespace) may do what a sidecar does
   for that service and nothing else: read and PUT the service, read, PUT and DELETE its
-  instances, and POST their proxy tokens (see :func:`registration_allows`) — and only in its
+  instances, POST their proxy tokens and PUT their heartbeats and app health (see
+  :func:`registration_allows`) — and only in its
   namespace: the routes confine its writes with :func:`confined_to`, so it can neither move
   the service to another namespace nor act on a service of that name registered in another
   (403, nothing changed). Otherwise it could mint SVIDs of any namespace.
@@ -78,6 +79,7 @@ def _query_names(scope: Scope) -> set[str]:
 _SERVICE = re.compile(r"^/v1/services/(?P<name>[^/]+)$")
 _INSTANCE = re.compile(r"^/v1/services/(?P<name>[^/]+)/instances/[^/]+$")
 _PROXY_TOKEN = re.compile(r"^/v1/services/(?P<name>[^/]+)/instances/[^/]+/token$")
+_CHECK = re.compile(r"^/v1/services/(?P<name>[^/]+)/instances/[^/]+/(heartbeat|health)$")
 
 
 def registration_allows(service: str, method: str, path: str) -> bool:
@@ -87,6 +89,7 @@ def registration_allows(service: str, method: str, path: str) -> bool:
         (_SERVICE, {"GET", "HEAD", "PUT"}),
         (_INSTANCE, {"GET", "HEAD", "PUT", "DELETE"}),
         (_PROXY_TOKEN, {"POST"}),
+        (_CHECK, {"PUT"}),
     )
     for pattern, methods in rules:
         match = pattern.match(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -13,17 +12,15 @@ import interlock
 from interlock.api import problems
 from interlock.api.auth import ApiAuth, BearerAuth
 from interlock.api.body import BodyLimit
+from interlock.api.context import ApiContext, ConfigReader, GraphReader
 from interlock.api.fast_path import RegistrationFastPath
 from interlock.api.routers import ROUTERS
 from interlock.api.routers.ca import BundleSource, CaAdmin
+from interlock.model.health import DEFAULT_INSTANCE_TTL
 from interlock.model.identity import DEFAULT_ROOT_NAMESPACE
 from interlock.store import Store
-from interlock.telemetry.graph import Graph
 from interlock.telemetry.metrics import ControlPlaneMetrics
 from interlock.xds.status import StatusRegistry
-
-ConfigReader = Callable[[str], Mapping[str, list[dict[str, Any]]] | None]
-GraphReader = Callable[[float], Graph]
 
 DESCRIPTION = """\
 The Interlock control plane's REST API. Writes are idempotent PUTs and DELETEs; every response
@@ -45,6 +42,7 @@ def create_app(
     ca_admin: CaAdmin | None = None,
     root_namespace: str = DEFAULT_ROOT_NAMESPACE,
     bundle: BundleSource | None = None,
+    instance_ttl: float = DEFAULT_INSTANCE_TTL,
 ) -> FastAPI:
     """An ASGI app serving API v1 from ``store`` (OpenAPI at ``/openapi.json``).
 
@@ -63,7 +61,8 @@ def create_app(
     only in-process tests of other behaviour leave it out. ``ca_admin`` enables
     ``/v1/ca/rotation``. ``root_namespace`` is the mesh's (policy problems depend on it).
     ``bundle`` (the server's TLS identity) serves ``/v1/ca/bundle`` and its long-poll;
-    without it the bundle is read from the store.
+    without it the bundle is read from the store. ``instance_ttl`` is the server's
+    ``--instance-ttl`` (a proxy token's proxy must connect within it).
     """
     app = FastAPI(
         title="Interlock",
@@ -72,15 +71,17 @@ def create_app(
         openapi_url="/openapi.json",
         redoc_url=None,
     )
-    app.state.store = store
-    app.state.status = status
-    app.state.config_reader = config_reader
-    app.state.graph_reader = graph_reader
-    app.state.metrics = metrics
-    app.state.commit_times = {}
-    app.state.ca_admin = ca_admin
-    app.state.root_namespace = root_namespace
-    app.state.bundle = bundle
+    app.state.context = ApiContext(
+        store=store,
+        status=status,
+        config_reader=config_reader,
+        graph_reader=graph_reader,
+        metrics=metrics,
+        ca_admin=ca_admin,
+        root_namespace=root_namespace,
+        bundle=bundle,
+        instance_ttl=instance_ttl,
+    )
     problems.install(app)
     app.add_middleware(RegistrationFastPath, store=store)  # innermost: after auth and limits
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)

@@ -1,19 +1,20 @@
 """What every router of the API shares: JSON-only routes, documented problems, the store
-dependency and the revision header. New routers (proxy status, revisions, Istio resources,
-tokens) start from :func:`api_router` and are listed in :mod:`interlock.api.routers`."""
+dependency (from the app's :class:`~interlock.api.context.ApiContext`) and the revision
+header. New routers (proxy status, revisions, Istio resources, tokens) start from
+:func:`api_router` and are listed in :mod:`interlock.api.routers`."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
 from interlock.api.body import JsonRoute
+from interlock.api.context import ContextDep
 from interlock.api.problems import RESPONSES
 from interlock.model.errors import FieldError, InterlockError
-from interlock.model.identity import DEFAULT_ROOT_NAMESPACE
 from interlock.store import Store
 
 REVISION_HEADER = "Interlock-Revision"
@@ -27,18 +28,18 @@ def api_router(
     return APIRouter(route_class=JsonRoute, responses=dict(responses), **kwargs)
 
 
-async def get_store(request: Request) -> Store:
+async def get_store(context: ContextDep) -> Store:
     """The store the app was created with (async only so that FastAPI resolves it on the
     event loop instead of in a worker thread)."""
-    return cast(Store, request.app.state.store)
+    return context.store
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
 
 
-async def get_root_namespace(request: Request) -> str:
+async def get_root_namespace(context: ContextDep) -> str:
     """The mesh's root namespace (where mesh-wide policies live)."""
-    return str(getattr(request.app.state, "root_namespace", DEFAULT_ROOT_NAMESPACE))
+    return context.root_namespace
 
 
 RootNamespaceDep = Annotated[str, Depends(get_root_namespace)]

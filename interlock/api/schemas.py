@@ -9,6 +9,7 @@ read or written at: one resource is its fields plus ``revision``; a list is
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -16,7 +17,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from interlock.model import names
-from interlock.model.service import Instance, Protocol, Service
+from interlock.model.errors import FieldError, InvalidInput
+from interlock.model.health import MAX_REASON, format_seconds
+from interlock.model.schema.values import parse_duration
+from interlock.model.service import (
+    HealthCheck,
+    Instance,
+    Protocol,
+    Service,
+    health_check_errors,
+)
 
 
 def _rule(check: Callable[[str], str | None]) -> AfterValidator:
@@ -34,6 +44,12 @@ def _port_rule(value: int) -> int:
     return value
 
 
+def _reason_error(value: str) -> str | None:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "a reason is one line of text without control characters"
+    return None
+
+
 def _locality_error(value: str) -> str | None:
     return names.locality_error(value) if value else None
 
@@ -49,6 +65,33 @@ Port = Annotated[
     int, AfterValidator(_port_rule), Field(json_schema_extra={"minimum": 1, "maximum": 65535})
 ]
 
+MIN_TTL, MAX_TTL = 1.0, 86400.0
+
+
+def _ttl_rule(value: str) -> str:
+    nanos, error = parse_duration(value)
+    if error is None and nanos is not None and not MIN_TTL <= nanos / 1e9 <= MAX_TTL:
+        error = f"{value!r} is out of range: a ttl is from 1s to 24h"
+    if error is None and nanos is not None and nanos % 1_000_000:
+        error = f"{value!r} is more precise than a millisecond"
+    if error is not None:
+        raise PydanticCustomError("invalid_duration", error)
+    return value
+
+
+def duration_seconds(value: str) -> float:
+    """A valid :data:`Ttl` in seconds."""
+    nanos, _ = parse_duration(value)
+    assert nanos is not None
+    return nanos / 1e9
+
+
+Ttl = Annotated[
+    str,
+    AfterValidator(_ttl_rule),
+    Field(description="a duration from 1s to 24h, e.g. 30s, 1m30s", examples=["30s"]),
+]
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
@@ -61,6 +104,57 @@ class _Out(BaseModel):
 # --- services -----------------------------------------------------------------------------
 
 
+def _duration_rule(value: str) -> str:
+    nanos, error = parse_duration(value)
+    if error is None and nanos is not None and nanos % 1_000_000:
+        error = f"{value!r} is more precise than a millisecond"
+    if error is not None:
+        raise PydanticCustomError("invalid_duration", error)
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration_rule), Field(examples=["5s", "500ms"])]
+
+
+class HealthCheckSpec(_Body):
+    """Envoy's active health check of the service's endpoints, run by every proxy that calls
+    it: ``GET path`` (200-399 passes; HTTP/2 for http2 and grpc services) or, without
+    ``path``, a TCP connection."""
+
+    path: str | None = Field(default=None, description="e.g. /healthz; none: a TCP connection")
+    interval: Duration = "5s"
+    timeout: Duration = "1s"
+    unhealthy_threshold: int = Field(default=3, description="failures in a row: out")
+    healthy_threshold: int = Field(default=2, description="successes in a row: back")
+
+    def to_model(self) -> HealthCheck:
+        return HealthCheck(
+            path=self.path,
+            interval=duration_seconds(self.interval),
+            timeout=duration_seconds(self.timeout),
+            unhealthy_threshold=self.unhealthy_threshold,
+            healthy_threshold=self.healthy_threshold,
+        )
+
+
+class HealthCheckView(_Out):
+    path: str | None
+    interval: str
+    timeout: str
+    unhealthy_threshold: int
+    healthy_threshold: int
+
+    @classmethod
+    def of(cls, check: HealthCheck) -> HealthCheckView:
+        return cls(
+            path=check.path,
+            interval=format_seconds(check.interval),
+            timeout=format_seconds(check.timeout),
+            unhealthy_threshold=check.unhealthy_threshold,
+            healthy_threshold=check.healthy_threshold,
+        )
+
+
 class ServiceSpec(_Body):
     """The body of ``PUT /v1/services/{name}``."""
 
@@ -68,9 +162,27 @@ class ServiceSpec(_Body):
     # Lax only here: a JSON string must become the enum; other types are still refused.
     protocol: Protocol = Field(default=Protocol.HTTP, strict=False)
     port: Port
+    health_check: HealthCheckSpec | None = None
 
     def to_model(self, name: str) -> Service:
-        return Service(name=name, namespace=self.namespace, protocol=self.protocol, port=self.port)
+        """The service; :class:`InvalidInput` naming ``health_check.*`` for a check its
+        protocol cannot have or out of range."""
+        check = None if self.health_check is None else self.health_check.to_model()
+        if check is not None:
+            errors = tuple(
+                FieldError(f"health_check.{field}", message)
+                for field, message in health_check_errors(check, self.protocol)
+            )
+            if errors:
+                detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+                raise InvalidInput(f"invalid health check: {detail}", errors=errors)
+        return Service(
+            name=name,
+            namespace=self.namespace,
+            protocol=self.protocol,
+            port=self.port,
+            health_check=check,
+        )
 
 
 class ServiceView(_Out):
@@ -80,14 +192,17 @@ class ServiceView(_Out):
     namespace: str
     protocol: Protocol
     port: int
+    health_check: HealthCheckView | None = None
 
     @classmethod
     def of(cls, service: Service) -> ServiceView:
+        check = service.health_check
         return cls(
             name=service.name,
             namespace=service.namespace,
             protocol=service.protocol,
             port=service.port,
+            health_check=None if check is None else HealthCheckView.of(check),
         )
 
 
@@ -121,7 +236,15 @@ class InstanceSpec(_Body):
     port: Port
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=names.MAX_LABELS)
     locality: Locality = ""
-    healthy: bool = True
+    healthy: bool = Field(
+        default=True,
+        description="false takes the instance out of traffic by hand (its checks still run)",
+    )
+    ttl: Ttl | None = Field(
+        default=None,
+        description="heartbeats (PUT …/heartbeat) must arrive within it, else the instance "
+        "is unhealthy until the next one: for instances without a sidecar",
+    )
 
     def to_model(self, service: str, instance_id: str) -> Instance:
         return Instance(
@@ -132,7 +255,26 @@ class InstanceSpec(_Body):
             labels=self.labels,
             locality=self.locality,
             healthy=self.healthy,
+            ttl=None if self.ttl is None else duration_seconds(self.ttl),
         )
+
+
+class HealthView(_Out):
+    """Whether an instance receives traffic, why, and since when (read-only)."""
+
+    status: Literal["healthy", "unhealthy"]
+    reason: str = Field(description="what fails (unhealthy), or what made it healthy")
+    since: str = Field(description="when the status began (ISO 8601, UTC)")
+
+
+def health_view(instance: Instance) -> HealthView:
+    return HealthView(
+        status="healthy" if instance.routable else "unhealthy",
+        reason=instance.health.reason,
+        since=dt.datetime.fromtimestamp(instance.health.since, tz=dt.UTC).isoformat(
+            timespec="milliseconds"
+        ),
+    )
 
 
 def instance_fields(instance: Instance) -> dict[str, Any]:
@@ -144,7 +286,9 @@ def instance_fields(instance: Instance) -> dict[str, Any]:
         "port": instance.port,
         "labels": dict(instance.labels),
         "locality": instance.locality,
-        "healthy": instance.healthy,
+        "healthy": instance.routable,
+        "ttl": None if instance.ttl is None else format_seconds(instance.ttl),
+        "health": health_view(instance),
     }
 
 
@@ -157,7 +301,11 @@ class InstanceView(_Out):
     port: int
     labels: dict[str, str]
     locality: str
-    healthy: bool
+    healthy: bool = Field(
+        description="whether it receives traffic: registered healthy and no check fails"
+    )
+    ttl: str | None
+    health: HealthView
 
     @classmethod
     def of(cls, instance: Instance) -> InstanceView:
@@ -182,6 +330,16 @@ class InstanceWritten(InstanceResponse):
 class InstanceList(_Out):
     revision: int
     items: list[InstanceView]
+
+
+class AppHealthReport(_Body):
+    """The body of ``PUT /v1/services/{name}/instances/{instance_id}/health``: the verdict of
+    the instance's app probe (what ``interlock sidecar --health-path`` reports)."""
+
+    status: Literal["healthy", "unhealthy"]
+    reason: Annotated[str, _rule(_reason_error)] = Field(
+        default="", max_length=MAX_REASON, description="why (shown in the instance's health)"
+    )
 
 
 # --- the rest -----------------------------------------------------------------------------

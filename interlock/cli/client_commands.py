@@ -95,6 +95,7 @@ def get_instances(service: str, output: OutputFormat, api: Api) -> None:
     """List a service's instances."""
     data = _call(api, lambda c: c.list_instances(service))
     rows = list(data.get("items", [])) if isinstance(data, dict) else list(data)
+    rows = [{**r, "reason": (r.get("health") or {}).get("reason", "")} for r in rows]
     emit(
         data,
         output,
@@ -104,7 +105,9 @@ def get_instances(service: str, output: OutputFormat, api: Api) -> None:
             ("port", "PORT"),
             ("labels", "LABELS"),
             ("locality", "LOCALITY"),
+            ("ttl", "TTL"),
             ("healthy", "HEALTHY"),
+            ("reason", "REASON"),
         ],
         rows,
     )

@@ -13,7 +13,7 @@ from interlock.cli.ca_commands import ca_app
 from interlock.cli.client_commands import get
 from interlock.cli.credentials_command import credentials
 from interlock.cli.gateway_command import gateway
-from interlock.cli.options import host_port
+from interlock.cli.options import host_port, parse_duration
 from interlock.cli.output import fail
 from interlock.cli.resource_commands import apply
 from interlock.cli.sidecar_commands import bootstrap, sidecar
@@ -126,6 +126,13 @@ def server(
             "database, <db>.ca.pem; else ./interlock-ca.pem)."
         ),
     ] = None,
+    instance_ttl: Annotated[
+        str,
+        typer.Option(
+            help="How long an instance's proxy may have no xDS stream before the instance is "
+            "unhealthy (e.g. 15s); it is healthy again when its proxy reconnects."
+        ),
+    ] = "15s",
 ) -> None:
     """Run the control plane: xDS server, REST API, CA and store in one process."""
     from interlock.app import ServerSettings, run_server
@@ -152,31 +159,9 @@ def server(
         server_names=tuple(server_name or ()),
         plaintext=plaintext,
         ca_bundle_file=ca_bundle_file,
+        instance_ttl=parse_duration(instance_ttl, "--instance-ttl"),
     )
     raise typer.Exit(run_server(settings))
-
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: str, option: str) -> float:
-    """``90s``, ``15m``, ``24h``, ``7d``, ``500ms`` or plain seconds → seconds."""
-    text = value.strip().lower()
-    for unit in sorted(_UNITS, key=len, reverse=True):
-        if text.endswith(unit):
-            number, scale = text[: -len(unit)], _UNITS[unit]
-            break
-    else:
-        number, scale = text, 1.0
-    try:
-        seconds = float(number) * scale
-    except ValueError:
-        raise typer.BadParameter(
-            f"expected a duration such as 60s, 15m or 24h, got {value!r}", param_hint=option
-        ) from None
-    if seconds <= 0:
-        raise typer.BadParameter("must be positive", param_hint=option)
-    return seconds
 
 
 @app.command()

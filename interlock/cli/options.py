@@ -159,3 +159,26 @@ def host_port(value: str, option: str, *, allow_any_port: bool = False) -> HostP
         return HostPort.parse(value, allow_any_port=allow_any_port)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str, option: str) -> float:
+    """``90s``, ``15m``, ``24h``, ``7d``, ``500ms`` or plain seconds → seconds."""
+    text = value.strip().lower()
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if text.endswith(unit):
+            number, scale = text[: -len(unit)], _UNITS[unit]
+            break
+    else:
+        number, scale = text, 1.0
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected a duration such as 60s, 15m or 24h, got {value!r}", param_hint=option
+        ) from None
+    if seconds <= 0:
+        raise typer.BadParameter("must be positive", param_hint=option)
+    return seconds

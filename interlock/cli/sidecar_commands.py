@@ -25,6 +25,7 @@ from interlock.cli.options import (
     Xds,
     XdsProtocolName,
     host_port,
+    parse_duration,
     run_envoy,
     trust_of,
     xds_protocol_of,
@@ -38,6 +39,11 @@ from interlock.sidecar import (
     SidecarSpec,
     render_sidecar_bootstrap,
     run_sidecar,
+)
+from interlock.sidecar.probe import (
+    DEFAULT_HEALTHY_THRESHOLD,
+    DEFAULT_UNHEALTHY_THRESHOLD,
+    ProbeSpec,
 )
 from interlock.sidecar.run import control_plane_tls
 
@@ -107,11 +113,45 @@ def sidecar(
     envoy: EnvoyBinary = None,
     log_level: EnvoyLogLevel = "warning",
     token_file: ApiTokenFile = None,
+    health_path: Annotated[
+        str | None,
+        typer.Option(
+            help="Probe the app with GET 127.0.0.1:<app-port><PATH> (200-399 passes); its "
+            "verdicts take the instance out of traffic and bring it back."
+        ),
+    ] = None,
+    health_tcp: Annotated[
+        bool, typer.Option("--health-tcp", help="Probe the app by connecting to its port.")
+    ] = False,
+    health_interval: Annotated[str, typer.Option(help="Time between two probes.")] = "5s",
+    health_timeout: Annotated[str, typer.Option(help="How long one probe may take.")] = "1s",
+    health_unhealthy_threshold: Annotated[
+        int, typer.Option(min=1, help="Failures in a row that make the instance unhealthy.")
+    ] = DEFAULT_UNHEALTHY_THRESHOLD,
+    health_healthy_threshold: Annotated[
+        int, typer.Option(min=1, help="Successes in a row that make it healthy again.")
+    ] = DEFAULT_HEALTHY_THRESHOLD,
 ) -> None:
-    """Register an instance, fetch its proxy token, run its Envoy sidecar, and deregister
-    (revoking the token) on exit."""
+    """Register an instance, fetch its proxy token, run its Envoy sidecar (probing the app
+    with --health-path or --health-tcp), and deregister (revoking the token) on exit."""
     if protocol not in ("http", "http2", "grpc", "tcp"):
         raise typer.BadParameter("must be http, http2, grpc or tcp", param_hint="--protocol")
+    probe = None
+    if health_path is not None or health_tcp:
+        if health_path is not None and health_tcp:
+            raise typer.BadParameter("give --health-path or --health-tcp, not both")
+        try:
+            probe = ProbeSpec(
+                port=app_port,
+                path=health_path,
+                tcp=health_tcp,
+                interval=parse_duration(health_interval, "--health-interval"),
+                timeout=parse_duration(health_timeout, "--health-timeout"),
+                unhealthy_threshold=health_unhealthy_threshold,
+                healthy_threshold=health_healthy_threshold,
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--health-path") from None
     spec = _spec(
         xds,
         xds_protocol,
@@ -139,6 +179,7 @@ def sidecar(
         register_timeout=register_timeout,
         log_level=log_level,
         api_token_file=token_file,
+        health=probe,
     )
     run_envoy("sidecar", lambda say: run_sidecar(spec, opts, say))
 

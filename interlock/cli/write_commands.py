@@ -68,6 +68,21 @@ def put_service(
     port: Annotated[int, typer.Option(min=1, max=65535, help="The port callers use.")],
     protocol: Annotated[str, typer.Option(help="http, http2, grpc or tcp.")] = "http",
     namespace: Annotated[str, typer.Option()] = "default",
+    health_check_path: Annotated[
+        str | None,
+        typer.Option(help="Callers' Envoys check each endpoint with GET PATH (200-399 pass)."),
+    ] = None,
+    health_check_tcp: Annotated[
+        bool, typer.Option("--health-check-tcp", help="... or by connecting to it.")
+    ] = False,
+    health_check_interval: Annotated[str, typer.Option(help="Between two checks.")] = "5s",
+    health_check_timeout: Annotated[str, typer.Option(help="For one check.")] = "1s",
+    health_check_unhealthy_threshold: Annotated[
+        int, typer.Option(min=1, max=100, help="Failures in a row that take an endpoint out.")
+    ] = 3,
+    health_check_healthy_threshold: Annotated[
+        int, typer.Option(min=1, max=100, help="Successes in a row that bring it back.")
+    ] = 2,
     wait: Wait = False,
     timeout: Timeout = 30.0,
     output: Output = OutputFormat.TABLE,
@@ -75,10 +90,24 @@ def put_service(
     ca_file: CaFile = None,
     ca_fingerprint: CaFingerprint = None,
 ) -> None:
-    """Register a service, or update it (idempotent)."""
+    """Register a service, or update it (idempotent). With --health-check-path or
+    --health-check-tcp, every caller's Envoy checks its endpoints (docs/operations.md)."""
+    check: dict[str, Any] | None = None
+    if health_check_path is not None or health_check_tcp:
+        if health_check_path is not None and health_check_tcp:
+            raise typer.BadParameter("give --health-check-path or --health-check-tcp, not both")
+        check = {
+            "path": health_check_path,
+            "interval": health_check_interval,
+            "timeout": health_check_timeout,
+            "unhealthy_threshold": health_check_unhealthy_threshold,
+            "healthy_threshold": health_check_healthy_threshold,
+        }
     result = _write(
         Api(control_plane, ca_file, ca_fingerprint),
-        lambda c: c.put_service(name, namespace=namespace, protocol=protocol, port=port),
+        lambda c: c.put_service(
+            name, namespace=namespace, protocol=protocol, port=port, health_check=check
+        ),
         wait,
         timeout,
     )
@@ -97,6 +126,13 @@ def put_instance(
     labels: Annotated[str, typer.Option(help="k=v,k2=v2")] = "",
     locality: Annotated[str, typer.Option(help="region/zone/subzone")] = "",
     healthy: Annotated[bool, typer.Option("--healthy/--unhealthy")] = True,
+    ttl: Annotated[
+        str | None,
+        typer.Option(
+            help="Heartbeats (PUT …/heartbeat) must arrive within it (e.g. 30s), else the "
+            "instance is unhealthy until the next: for instances without a sidecar."
+        ),
+    ] = None,
     wait: Wait = False,
     timeout: Timeout = 30.0,
     output: Output = OutputFormat.TABLE,
@@ -115,6 +151,7 @@ def put_instance(
             labels=parse_labels(labels),
             locality=locality,
             healthy=healthy,
+            ttl=ttl,
         ),
         wait,
         timeout,

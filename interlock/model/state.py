@@ -79,7 +79,8 @@ class MeshState:
         return self.instances.get(service, ())
 
     def healthy_instances_of(self, service: str) -> tuple[Instance, ...]:
-        return tuple(i for i in self.instances_of(service) if i.healthy)
+        """The instances of ``service`` that receive traffic (see :attr:`Instance.routable`)."""
+        return tuple(i for i in self.instances_of(service) if i.routable)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from interlock.client import (
 )
 from interlock.sidecar.bootstrap import SidecarSpec, render_sidecar_bootstrap
 from interlock.sidecar.envoy import EnvoyProcess, find_envoy
+from interlock.sidecar.probe import AppProbe, ProbeSpec
 from interlock.sidecar.xds_trust import BundleFiles, BundleFollower, XdsTls, sni_for
 from interlock.trust import Trust
 
@@ -52,6 +53,8 @@ class SidecarOptions:
     log_level: str = "warning"
     #: The file holding the API token the sidecar registers with (else INTERLOCK_TOKEN).
     api_token_file: Path | None = None
+    #: How the sidecar probes its app (None: it does not).
+    health: ProbeSpec | None = None
 
 
 def read_api_token(opts: SidecarOptions, say: Say) -> str | None:
@@ -249,12 +252,15 @@ class Proxy:
     bootstrap: Callable[[str, XdsTls | None], str]
     #: One line saying what the started Envoy serves.
     describe: Callable[[EnvoyProcess], str]
+    #: How to probe the app beside it, once Envoy runs (None: no probe).
+    probe: ProbeSpec | None = None
 
 
 def run_proxy(proxy: Proxy, opts: SidecarOptions, say: Say) -> int:
     """Register, fetch the proxy token, run Envoy (trusting the control plane through a
-    bundle kept current), forward signals, deregister: the supervise-leave-drain-stop loop
-    a sidecar and a gateway share. Returns the exit code for the CLI."""
+    bundle kept current) and probe the app (reporting its verdicts through the API), forward
+    signals, deregister: the supervise-leave-drain-stop loop a sidecar and a gateway share.
+    Returns the exit code for the CLI."""
     binary = find_envoy(opts.envoy)
     stop_requested = threading.Event()
     envoy: EnvoyProcess | None = None
@@ -267,6 +273,7 @@ def run_proxy(proxy: Proxy, opts: SidecarOptions, say: Say) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     registered = False
     follower: BundleFollower | None = None
+    probe: AppProbe | None = None
     try:
         with (
             connect(opts, say) as client,
@@ -295,14 +302,26 @@ def run_proxy(proxy: Proxy, opts: SidecarOptions, say: Say) -> int:
                 )
                 envoy.start()
                 say(proxy.describe(envoy))
+                if proxy.probe is not None:
+                    probe = AppProbe(
+                        proxy.probe,
+                        lambda healthy, reason: client.report_app_health(
+                            proxy.service, proxy.node_id, healthy=healthy, reason=reason
+                        ),
+                        say,
+                    ).start()
 
                 def leave() -> None:
                     nonlocal registered
+                    if probe is not None:
+                        probe.stop()  # no report may land after the deregistration
                     deregister(client, proxy.service, proxy.node_id, say)
                     registered = False
 
                 return serve_until_stopped(envoy, stop_requested, leave, opts.drain_seconds, say)
             finally:
+                if probe is not None:
+                    probe.stop()
                 if follower is not None:
                     follower.stop()
                 if envoy is not None:
@@ -364,6 +383,7 @@ def run_sidecar(spec: SidecarSpec, opts: SidecarOptions, say: Say = print) -> in
                 replace(spec, token_file=token, xds_tls=tls)
             ),
             describe=describe,
+            probe=opts.health,
         ),
         opts,
         say,

@@ -55,6 +55,8 @@ services = sa.Table(
     sa.Column("namespace", sa.String(63), nullable=False),
     sa.Column("protocol", sa.String(16), nullable=False),
     sa.Column("port", sa.Integer, nullable=False),
+    # Envoy's active health check of its endpoints, as JSON (migration r0005), or NULL.
+    sa.Column("health_check", sa.JSON(none_as_null=True), nullable=True),
 )
 
 instances = sa.Table(
@@ -72,6 +74,18 @@ instances = sa.Table(
     sa.Column("labels", sa.JSON, nullable=False),
     sa.Column("locality", sa.String(200), nullable=False),
     sa.Column("healthy", sa.Boolean, nullable=False),
+    # Health (migration r0004): the registered ttl and the next heartbeat's deadline; the
+    # checks that fail (proxy_down, app_failing: the probe's reason, ttl_missed); the reason
+    # of the current status and when it began (see interlock.model.health).
+    sa.Column("ttl", sa.Double, nullable=True),
+    sa.Column("heartbeat_deadline", sa.Double, nullable=True),
+    sa.Column("proxy_down", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("app_failing", sa.String(512), nullable=True),
+    sa.Column("ttl_missed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("health_reason", sa.String(512), nullable=False, server_default="registered"),
+    sa.Column("health_since", sa.Double, nullable=False, server_default="0"),
+    sa.Index("ix_instances_heartbeat_deadline", "heartbeat_deadline"),
+    sa.Index("ix_instances_proxy_down", "proxy_down"),
 )
 
 # Policy resources (VirtualService, DestinationRule, ...): the spec as the user wrote it (after

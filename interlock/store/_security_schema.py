@@ -47,6 +47,8 @@ tokens = sa.Table(
     sa.Column("instance_id", sa.String(253), nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("revoked_at", sa.Double, nullable=True),
+    # The tokens of an instance (migration r0004: the health sweep looks them up).
+    sa.Index("ix_tokens_instance", "service", "instance_id"),
 )
 
 svids = sa.Table(

@@ -7,6 +7,7 @@ return the same order as :meth:`MeshState.build`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -16,8 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
-from interlock.model.errors import FieldError, NotFound
-from interlock.model.service import Instance, Protocol, Service
+from interlock.model.errors import FieldError, Forbidden, NotFound
+from interlock.model.health import Check, Health, proxy_down_reason, ttl_missed_reason
+from interlock.model.service import HealthCheck, Instance, Protocol, Service
 from interlock.store._schema import instances, mesh, revision_changes, revisions, services
 from interlock.store.records import Change, RevisionInfo
 
@@ -76,19 +78,23 @@ def fetch_changes(conn: Connection, after: int, upto: int, limit: int) -> list[C
 
 
 def _service(row: RowMapping) -> Service:
+    check = row["health_check"]
     return Service(
         name=row["name"],
         namespace=row["namespace"],
         protocol=Protocol(row["protocol"]),
         port=int(row["port"]),
+        health_check=None if check is None else HealthCheck(**check),
     )
 
 
 def _service_values(service: Service) -> dict[str, Any]:
+    check = service.health_check
     return {
         "namespace": service.namespace,
         "protocol": service.protocol.value,
         "port": service.port,
+        "health_check": None if check is None else dataclasses.asdict(check),
     }
 
 
@@ -121,7 +127,31 @@ def delete_service_row(conn: Connection, name: str) -> None:
 # --- instances --------------------------------------------------------------------------
 
 
+def health_of(
+    ttl: float | None,
+    proxy_down: Any,
+    app_failing: str | None,
+    ttl_missed: Any,
+    reason: str,
+    since: float,
+) -> Health:
+    """An instance's :class:`Health` from its columns."""
+    failing: dict[Check, str] = {}
+    if proxy_down:
+        failing[Check.PROXY] = proxy_down_reason()
+    if app_failing is not None:
+        failing[Check.APP] = app_failing
+    if ttl_missed:
+        failing[Check.TTL] = ttl_missed_reason(ttl)
+    return Health(failing, reason, float(since))
+
+
+def _ttl(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _instance(row: RowMapping) -> Instance:
+    ttl = _ttl(row["ttl"])
     return Instance(
         service=row["service"],
         instance_id=row["instance_id"],
@@ -130,6 +160,15 @@ def _instance(row: RowMapping) -> Instance:
         labels=dict(row["labels"]),
         locality=row["locality"],
         healthy=bool(row["healthy"]),
+        ttl=ttl,
+        health=health_of(
+            ttl,
+            row["proxy_down"],
+            row["app_failing"],
+            row["ttl_missed"],
+            row["health_reason"],
+            row["health_since"],
+        ),
     )
 
 
@@ -174,7 +213,10 @@ def delete_instance_rows(conn: Connection, service: str, instance_ids: Sequence[
 # the same SQL on the transaction's DB-API connection (psycopg also prepares them after a few
 # uses). Driver errors are translated like SQLAlchemy's (see ``_engine.translated_errors``).
 
-_INSTANCE_COLUMNS = "service, instance_id, address, port, labels, locality, healthy"
+_INSTANCE_COLUMNS = (
+    "service, instance_id, address, port, labels, locality, healthy, ttl, proxy_down, "
+    "app_failing, ttl_missed, health_reason, health_since"
+)
 
 
 @cache
@@ -235,7 +277,8 @@ def _labels_in(labels: Any) -> dict[str, str]:
 
 
 def _row_instance(row: Sequence[Any]) -> Instance:
-    service, instance_id, address, port, labels, locality, healthy = row
+    service, instance_id, address, port, labels, locality, healthy, ttl, *health = row
+    ttl = _ttl(ttl)
     return Instance(
         service=service,
         instance_id=instance_id,
@@ -244,6 +287,8 @@ def _row_instance(row: Sequence[Any]) -> Instance:
         labels=_labels_in(labels),
         locality=locality,
         healthy=bool(healthy),
+        ttl=ttl,
+        health=health_of(ttl, *health),
     )
 
 
@@ -255,7 +300,8 @@ def fetch_registration(
     row = driver_execute(
         conn,
         "SELECT s.namespace, i.service, i.instance_id, i.address, i.port, i.labels, "
-        "i.locality, i.healthy FROM services s LEFT JOIN instances i "
+        "i.locality, i.healthy, i.ttl, i.proxy_down, i.app_failing, i.ttl_missed, "
+        "i.health_reason, i.health_since FROM services s LEFT JOIN instances i "
         "ON i.service = s.name AND i.instance_id = ? WHERE s.name = ?",
         (instance_id, service),
     ).fetchone()
@@ -282,30 +328,52 @@ def fetch_instances_fast(
     return found
 
 
-def _instance_params(instance: Instance) -> tuple[Any, ...]:
+def _instance_params(instance: Instance, heartbeat_deadline: float | None) -> tuple[Any, ...]:
+    health = instance.health
     return (
         instance.address,
         instance.port,
         json.dumps(dict(instance.labels)),
         instance.locality,
         instance.healthy,
+        instance.ttl,
+        Check.PROXY in health.failing,
+        health.failing.get(Check.APP),
+        Check.TTL in health.failing,
+        health.reason,
+        health.since,
+        heartbeat_deadline,
     )
 
 
-def insert_instance_fast(conn: Connection, instance: Instance) -> None:
+def insert_instance_fast(
+    conn: Connection, instance: Instance, heartbeat_deadline: float | None
+) -> None:
+    """Insert ``instance``, its health as it says, and the deadline of its first heartbeat."""
     driver_execute(
         conn,
-        f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (instance.service, instance.instance_id, *_instance_params(instance)),
+        f"INSERT INTO instances ({_INSTANCE_COLUMNS}, heartbeat_deadline) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (instance.service, instance.instance_id, *_instance_params(instance, heartbeat_deadline)),
     )
 
 
-def update_instance_fast(conn: Connection, instance: Instance) -> None:
+def update_instance_fast(
+    conn: Connection, instance: Instance, heartbeat_deadline: float | None
+) -> None:
+    """Replace the stored ``instance``: its registration and health, and its heartbeat
+    deadline when ``heartbeat_deadline`` is not None (else the stored one stays)."""
     driver_execute(
         conn,
-        "UPDATE instances SET address = ?, port = ?, labels = ?, locality = ?, healthy = ? "
+        "UPDATE instances SET address = ?, port = ?, labels = ?, locality = ?, healthy = ?, "
+        "ttl = ?, proxy_down = ?, app_failing = ?, ttl_missed = ?, health_reason = ?, "
+        "health_since = ?, heartbeat_deadline = COALESCE(?, heartbeat_deadline) "
         "WHERE service = ? AND instance_id = ?",
-        (*_instance_params(instance), instance.service, instance.instance_id),
+        (
+            *_instance_params(instance, heartbeat_deadline),
+            instance.service,
+            instance.instance_id,
+        ),
     )
 
 
@@ -322,6 +390,14 @@ def instance_not_found(service: str, instance_id: str) -> NotFound:
     """``errors`` names the field ``instance_id``."""
     message = f"instance {instance_id!r} of service {service!r} does not exist"
     return NotFound(message, errors=(FieldError("instance_id", message),))
+
+
+def confined(service: str, namespace: str, in_namespace: str | None) -> None:
+    """:class:`Forbidden` (naming ``namespace``) when a write confined to ``in_namespace``
+    would touch service ``service`` of ``namespace``."""
+    if in_namespace is not None and namespace != in_namespace:
+        message = f"service {service!r} is in namespace {namespace!r}, not {in_namespace!r}"
+        raise Forbidden(message, errors=(FieldError("namespace", message),))
 
 
 def require_service(conn: Connection, name: str) -> Service:

@@ -9,7 +9,7 @@ from interlock.model import names
 from interlock.model.errors import FieldError, InvalidInput
 from interlock.model.policy.documents import read_resource
 from interlock.model.resource import Resource
-from interlock.model.service import Instance, Protocol, Service
+from interlock.model.service import Instance, Protocol, Service, health_check_errors
 
 _Rule = Callable[[str], str | None]
 
@@ -22,6 +22,11 @@ def check_service(service: Service) -> None:
     if not isinstance(service.protocol, Protocol):
         errors.append(FieldError("protocol", f"protocol {service.protocol!r} is not a Protocol"))
     _port(errors, "port", service.port)
+    if service.health_check is not None:
+        errors += [
+            FieldError(f"health_check.{field}", message)
+            for field, message in health_check_errors(service.health_check, service.protocol)
+        ]
     _raise(errors, f"service {service.name!r}")
 
 

@@ -7,6 +7,7 @@ import bisect
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from operator import attrgetter
@@ -17,7 +18,8 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from interlock.model.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from interlock.model import health
+from interlock.model.errors import Conflict, FieldError, InvalidInput, NotFound
 from interlock.model.policy.registry import ResourceKind
 from interlock.model.resource import Resource, ResourceKey
 from interlock.model.service import Instance, Service
@@ -28,6 +30,7 @@ from interlock.store._engine import Database, normalize_url, unavailable
 from interlock.store._feed import PgListener, Subscribers
 from interlock.store._migrate import upgrade
 from interlock.store._validate import check_instance, check_resource, check_service
+from interlock.store.health import HealthStore
 from interlock.store.records import (
     AppliedResource,
     ApplyResult,
@@ -35,7 +38,7 @@ from interlock.store.records import (
     RevisionInfo,
     WriteResult,
 )
-from interlock.store.security import SecurityStore
+from interlock.store.security import SecurityStore, forget_instances
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +170,13 @@ class Store:
         )
         #: The CA, tokens and SVIDs (see :mod:`interlock.store.security`).
         self.security = SecurityStore(db, self._group.run)
+        #: The wall clock health is written with (a test may replace it).
+        self.clock: Callable[[], float] = time.time
+        #: Instances' checks, proxy liveness and the sweep (see :mod:`interlock.store.health`).
+        self.health = HealthStore(db, self._group, self._now)
+
+    def _now(self) -> float:
+        return self.clock()
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -306,8 +316,13 @@ class Store:
         check_service(service)
         return await asyncio.wrap_future(self._group.submit(_put_service(service, in_namespace)))
 
+    async def delete_service_async(self, name: str, *, cascade: bool = False) -> int:
+        """:meth:`delete_service` for a caller on an event loop."""
+        return await asyncio.wrap_future(self._group.submit(_delete_service(name, cascade)))
+
     def delete_service(self, name: str, *, cascade: bool = False) -> int:
-        """Delete service ``name``; with ``cascade`` its instances too (in the same revision).
+        """Delete service ``name``; with ``cascade`` its instances too (in the same revision),
+        revoking their proxy tokens and forgetting their SVIDs in the same transaction.
 
         :class:`NotFound` if it does not exist; :class:`Conflict` if it has instances and
         ``cascade`` is false. Returns the revision that carries the deletion.
@@ -321,21 +336,23 @@ class Store:
         An identical registration changes nothing. With ``in_namespace``, :class:`Forbidden`
         unless its service is in that namespace."""
         check_instance(instance)
-        return self._group.run(_put_instance(instance, in_namespace))
+        return self._group.run(_put_instance(instance, in_namespace, self._now))
 
     async def put_instance_async(
         self, instance: Instance, *, in_namespace: str | None = None
     ) -> WriteResult[Instance]:
         """:meth:`put_instance` for a caller on an event loop (it waits without a thread)."""
         check_instance(instance)
-        return await asyncio.wrap_future(self._group.submit(_put_instance(instance, in_namespace)))
+        op = _put_instance(instance, in_namespace, self._now)
+        return await asyncio.wrap_future(self._group.submit(op))
 
     def delete_instance(
         self, service: str, instance_id: str, *, in_namespace: str | None = None
     ) -> int:
-        """Delete one instance; :class:`NotFound` if it (or its service) does not exist; with
-        ``in_namespace``, :class:`Forbidden` unless its service is in that namespace. Returns
-        the revision that carries the deletion."""
+        """Delete one instance, and in the same transaction revoke its proxy tokens and forget
+        its SVID (so no token outlives its instance); :class:`NotFound` if it (or its service)
+        does not exist; with ``in_namespace``, :class:`Forbidden` unless its service is in that
+        namespace. Returns the revision that carries the deletion."""
         return self._group.run(_delete_instance(service, instance_id, in_namespace))
 
     async def delete_instance_async(
@@ -413,12 +430,7 @@ def _revision(revision: int) -> int:
     return revision
 
 
-def _confined(service: str, namespace: str, in_namespace: str | None) -> None:
-    """:class:`Forbidden` (naming ``namespace``) when a write confined to ``in_namespace``
-    would touch service ``service`` of ``namespace``."""
-    if in_namespace is not None and namespace != in_namespace:
-        message = f"service {service!r} is in namespace {namespace!r}, not {in_namespace!r}"
-        raise Forbidden(message, errors=(FieldError("namespace", message),))
+_confined = _sql.confined
 
 
 def _put_service(service: Service, in_namespace: str | None) -> Operation[WriteResult[Service]]:
@@ -449,6 +461,7 @@ def _delete_service(name: str, cascade: bool) -> Operation[int]:
                 "or delete the service with cascade"
             )
         _sql.delete_instance_rows(w.conn, name, ids)
+        forget_instances(w.conn, name, ids)
         _sql.delete_service_row(w.conn, name)
         w.changes.extend(Change("Instance", f"{name}/{i}", "delete") for i in ids)
         w.changes.append(Change("Service", name, "delete"))
@@ -457,7 +470,9 @@ def _delete_service(name: str, cascade: bool) -> Operation[int]:
     return op
 
 
-def _put_instance(instance: Instance, in_namespace: str | None) -> Operation[WriteResult[Instance]]:
+def _put_instance(
+    instance: Instance, in_namespace: str | None, clock: Callable[[], float]
+) -> Operation[WriteResult[Instance]]:
     def op(w: Write) -> Finish[WriteResult[Instance]]:
         namespace, existing = _sql.fetch_registration(
             w.conn, instance.service, instance.instance_id
@@ -465,18 +480,42 @@ def _put_instance(instance: Instance, in_namespace: str | None) -> Operation[Wri
         if namespace is None:
             raise _sql.service_not_found(instance.service)
         _confined(instance.service, namespace, in_namespace)
-        if existing is None:
-            _sql.insert_instance_fast(w.conn, instance)
-        elif not existing.same_as(instance):
-            _sql.update_instance_fast(w.conn, instance)
+        stored = instance if existing is None else existing
+        if existing is None or not existing.same_as(instance):
+            stored, deadline = registered(existing, instance, clock())
+            if existing is None:
+                _sql.insert_instance_fast(w.conn, stored, deadline)
+            else:
+                _sql.update_instance_fast(w.conn, stored, deadline)
         created = existing is None
         changed = existing is None or not existing.same_as(instance)
         if changed:
             name = f"{instance.service}/{instance.instance_id}"
             w.changes.append(Change("Instance", name, "upsert"))
-        return lambda revision: WriteResult(instance, revision, created=created, changed=changed)
+        return lambda revision: WriteResult(stored, revision, created=created, changed=changed)
 
     return op
+
+
+def registered(
+    existing: Instance | None, instance: Instance, now: float
+) -> tuple[Instance, float | None]:
+    """``instance`` as stored by a registration that changes ``existing`` (None: a new one)
+    at ``now``, and the deadline of its next heartbeat when that restarts (None: unchanged).
+
+    The checks are runtime state a registration keeps, except that a new or changed ``ttl``
+    starts a new period (its missed heartbeat is forgotten)."""
+    ttl_restarts = existing is None or existing.ttl != instance.ttl
+    deadline = now + instance.ttl if instance.ttl is not None and ttl_restarts else None
+    if existing is None:
+        reason = health.REGISTERED if instance.healthy else health.REGISTERED_UNHEALTHY
+        return replace(instance, health=health.Health({}, reason, now)), deadline
+    failing = dict(existing.health.failing)
+    if ttl_restarts:
+        failing.pop(health.Check.TTL, None)
+    why = health.NEW_TTL if instance.healthy == existing.healthy else health.REGISTERED_HEALTHY
+    settled = health.settle(existing.health, existing.routable, instance.healthy, failing, now, why)
+    return replace(instance, health=settled), deadline
 
 
 def _delete_instance(service: str, instance_id: str, in_namespace: str | None) -> Operation[int]:
@@ -485,6 +524,7 @@ def _delete_instance(service: str, instance_id: str, in_namespace: str | None) -
             _confined(service, _sql.require_service(w.conn, service).namespace, in_namespace)
         _sql.require_instance(w.conn, service, instance_id)
         _sql.delete_instance_rows(w.conn, service, [instance_id])
+        forget_instances(w.conn, service, [instance_id])
         w.changes.append(Change("Instance", f"{service}/{instance_id}", "delete"))
         return _revision
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -23,6 +23,7 @@ from interlock.store import _sql
 from interlock.store._batch import Write, WriteRunner
 from interlock.store._engine import Database
 from interlock.store._security_schema import ca_keys, ca_state, svids, tokens
+from interlock.store.health import start_lease
 from interlock.store.records import Change
 
 CA_CHANGE: Final = "CertificateAuthority"
@@ -68,6 +69,25 @@ def _token(row: RowMapping) -> Token:
         created_at=float(row["created_at"]),
         revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
     )
+
+
+def forget_instances(conn: Connection, service: str, instance_ids: Collection[str]) -> int:
+    """In ``conn``'s transaction: revoke every proxy token of these instances of ``service``
+    and forget their SVIDs; returns how many tokens were revoked."""
+    if not instance_ids:
+        return 0
+    ids = list(instance_ids)
+    result = conn.execute(
+        sa.update(tokens)
+        .where(
+            tokens.c.service == service,
+            tokens.c.instance_id.in_(ids),
+            tokens.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=time.time())
+    )
+    conn.execute(sa.delete(svids).where(svids.c.service == service, svids.c.instance_id.in_(ids)))
+    return int(result.rowcount or 0)
 
 
 class SecurityStore:
@@ -243,25 +263,39 @@ class SecurityStore:
 
     def revoke_instance(self, service: str, instance_ids: Collection[str]) -> int:
         """Revoke every proxy token of these instances of ``service`` and forget their SVIDs;
-        returns how many tokens were revoked."""
+        returns how many tokens were revoked. (Deleting an instance does this itself, in the
+        deletion's transaction.)"""
         if not instance_ids:
             return 0
         with self._db.write() as conn:
-            result = conn.execute(
-                sa.update(tokens)
-                .where(
-                    tokens.c.service == service,
-                    tokens.c.instance_id.in_(list(instance_ids)),
-                    tokens.c.revoked_at.is_(None),
-                )
-                .values(revoked_at=time.time())
-            )
-            conn.execute(
-                sa.delete(svids).where(
-                    svids.c.service == service, svids.c.instance_id.in_(list(instance_ids))
-                )
-            )
-        return int(result.rowcount or 0)
+            return forget_instances(conn, service, instance_ids)
+
+    def issue_proxy_token(
+        self,
+        token: Token,
+        token_hash: str,
+        *,
+        in_namespace: str | None = None,
+        connect_by: float | None = None,
+    ) -> Token:
+        """Store a new proxy ``token`` for the instance it names, checked in the same
+        transaction: :class:`NotFound` unless that instance is registered; :class:`Forbidden`
+        (``in_namespace``) unless its service is in that namespace. The stored token is bound
+        to the namespace the service is registered in (whatever ``token`` says); returned.
+        With ``connect_by``, its proxy is expected to connect by then (a liveness lease, see
+        :mod:`interlock.store.health`): else the instance's proxy check fails."""
+
+        def op(w: Write) -> Callable[[int], Token]:
+            service = _sql.require_service(w.conn, token.service)
+            _sql.confined(service.name, service.namespace, in_namespace)
+            _sql.require_instance(w.conn, token.service, token.instance_id)
+            bound = replace(token, namespace=service.namespace)
+            w.conn.execute(sa.insert(tokens).values(**self._token_values(bound, token_hash)))
+            if connect_by is not None:
+                start_lease(w.conn, bound.token_id, connect_by)
+            return lambda _revision: bound
+
+        return self._run(op)
 
     def revoked(self, token_ids: Collection[str]) -> set[str]:
         """Which of ``token_ids`` are revoked or no longer exist."""

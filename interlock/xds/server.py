@@ -56,13 +56,15 @@ class StreamGrant:
     ``key``: the snapshot it is served. ``principal``: who it speaks for (opaque; see
     :meth:`XdsServer.terminate`). ``allowed``: per type URL, the only names it may subscribe to
     (types not listed are unrestricted); names outside are never subscribed, so nothing is
-    sent for them, and ``on_denied`` is told.
+    sent for them, and ``on_denied`` is told. ``on_close`` is called once, on the event loop,
+    when the stream ends, however it ends (it must be quick and must not raise).
     """
 
     key: str
     principal: str = ""
     allowed: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
     on_denied: OnDenied | None = None
+    on_close: Callable[[], None] | None = None
 
 
 OpenStream = Callable[[Node, Metadata], Awaitable[str | StreamGrant]]
@@ -304,6 +306,11 @@ class XdsServer:
                     if not ids:
                         del self._principals[grant.principal]
             self._status.close(record)
+            if grant.on_close is not None:
+                try:
+                    grant.on_close()
+                except Exception:
+                    log.exception("on_close failed for stream %d", stream_id)
             log.debug("stream %d closed", stream_id)
             if reader is not None:
                 reader.cancel()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from interlock.store import Store
 from tests.api.problems import assert_problem
 
 B1 = {
@@ -16,8 +17,20 @@ B1 = {
 }
 
 
+#: What an instance registered healthy at the pinned clock (1e9) shows of its health.
+REGISTERED = {
+    "ttl": None,
+    "health": {
+        "status": "healthy",
+        "reason": "registered",
+        "since": "2001-09-09T01:46:40.000+00:00",
+    },
+}
+
+
 @pytest.fixture
-def with_b(client: TestClient) -> TestClient:
+def with_b(client: TestClient, store: Store) -> TestClient:
+    store.clock = lambda: 1e9
     assert client.put("/v1/services/b", json={"port": 8080}).status_code == 201
     return client
 
@@ -31,6 +44,7 @@ def test_put_creates_with_201(with_b: TestClient) -> None:
         "service": "b",
         "instance_id": "b-1",
         **B1,
+        **REGISTERED,
         "revision": 2,
         "created": True,
         "changed": True,
@@ -74,7 +88,7 @@ def test_list_and_get(with_b: TestClient) -> None:
 
     assert listed.headers["Interlock-Revision"] == "3"
     assert [i["instance_id"] for i in listed.json()["items"]] == ["b-1", "b-2"]
-    assert one.json() == {"service": "b", "instance_id": "b-2", **B1, "revision": 3}
+    assert one.json() == {"service": "b", "instance_id": "b-2", **B1, **REGISTERED, "revision": 3}
 
 
 def test_missing_instance_is_404_naming_the_instance(with_b: TestClient) -> None:

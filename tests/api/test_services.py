@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.problems import assert_problem
@@ -14,7 +15,14 @@ def test_put_creates_with_201_and_reports_the_revision(client: TestClient) -> No
 
     assert response.status_code == 201
     assert response.headers["Interlock-Revision"] == "1"
-    assert response.json() == {"name": "b", **B, "revision": 1, "created": True, "changed": True}
+    assert response.json() == {
+        "name": "b",
+        **B,
+        "health_check": None,
+        "revision": 1,
+        "created": True,
+        "changed": True,
+    }
 
 
 def test_the_same_put_again_is_200_with_the_same_revision_and_one_row(
@@ -68,7 +76,7 @@ def test_get_one_carries_the_revision_it_was_read_at(client: TestClient) -> None
     response = client.get("/v1/services/b")
 
     assert response.headers["Interlock-Revision"] == "2"
-    assert response.json() == {"name": "b", **B, "revision": 2}
+    assert response.json() == {"name": "b", **B, "health_check": None, "revision": 2}
 
 
 def test_get_a_missing_service_is_404(client: TestClient) -> None:
@@ -113,3 +121,46 @@ def test_the_control_planes_own_identity_cannot_be_registered(client: TestClient
     assert client.get("/v1/services/interlock").status_code == 404
     # The name is fine elsewhere.
     assert client.put("/v1/services/interlock", json={"port": 80}).status_code == 201
+
+
+def test_a_health_check_is_stored_and_shown_with_its_defaults(client: TestClient) -> None:
+    body = {**B, "health_check": {"path": "/healthz", "interval": "1.5s"}}
+    response = client.put("/v1/services/b", json=body)
+    assert response.status_code == 201, response.text
+    assert response.json()["health_check"] == {
+        "path": "/healthz",
+        "interval": "1.5s",
+        "timeout": "1s",
+        "unhealthy_threshold": 3,
+        "healthy_threshold": 2,
+    }
+    assert client.put("/v1/services/b", json=body).json()["changed"] is False
+    tcp = {"protocol": "tcp", "port": 5432, "health_check": {}}
+    assert client.put("/v1/services/db", json=tcp).json()["health_check"]["path"] is None
+    assert client.put("/v1/services/b", json=B).json()["health_check"] is None  # replaced
+
+
+@pytest.mark.parametrize(
+    ("check", "field"),
+    [
+        ({"path": "healthz"}, "health_check.path"),
+        ({"path": "/a b"}, "health_check.path"),
+        ({"interval": "10ms"}, "health_check.interval"),
+        ({"interval": "five seconds"}, "health_check.interval"),
+        ({"interval": "1s", "timeout": "2s"}, "health_check.timeout"),
+        ({"unhealthy_threshold": 0}, "health_check.unhealthy_threshold"),
+        ({"healthy_threshold": "2"}, "health_check.healthy_threshold"),
+        ({"method": "POST"}, "health_check.method"),
+    ],
+)
+def test_a_bad_health_check_is_refused_naming_the_field(
+    client: TestClient, check: dict[str, object], field: str
+) -> None:
+    assert_problem(client.put("/v1/services/b", json={**B, "health_check": check}), 422, field)
+    assert client.get("/v1/revision").json()["revision"] == 0
+
+
+def test_a_tcp_service_is_checked_by_connecting(client: TestClient) -> None:
+    body = {"protocol": "tcp", "port": 5432, "health_check": {"path": "/healthz"}}
+    problem = assert_problem(client.put("/v1/services/db", json=body), 422, "health_check.path")
+    assert "leave path out" in problem["detail"]

@@ -200,3 +200,23 @@ def test_services_and_instances_still_work(server: ServerProcess) -> None:
         "instance/catalog/c-1 deleted"
     )
     assert run(server, "delete", "service", "catalog").stdout.startswith("service/catalog deleted")
+
+
+def test_health_options_of_put_and_what_get_instances_shows(server: ServerProcess) -> None:
+    put = run(
+        server,
+        *("put", "service", "legacy", "--port", "8080"),
+        *("--health-check-path", "/healthz", "--health-check-interval", "2s"),
+    )
+    assert put.returncode == 0, put.stderr
+    shown = json.loads(run(server, "get", "services", "legacy", "-o", "json").stdout)
+    assert shown["health_check"]["path"] == "/healthz"
+    assert shown["health_check"]["interval"] == "2s"
+    instance = ("put", "instance", "legacy", "l-1", "--address", "10.2.0.1", "--port", "8080")
+    assert run(server, *instance, "--ttl", "30s").returncode == 0
+    table = run(server, "get", "instances", "legacy").stdout
+    assert table.splitlines()[0].split()[-3:] == ["TTL", "HEALTHY", "REASON"]
+    assert table.splitlines()[1].split()[-3:] == ["30s", "yes", "registered"]
+    bad = run(server, *instance, "--ttl", "5 minutes")
+    assert bad.returncode == 1 and "ttl" in bad.stderr
+    assert run(server, "delete", "service", "legacy", "--cascade").returncode == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -22,6 +23,13 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv.start()
     yield srv
     srv.stop()
+
+
+class App(Protocol):
+    """What a sidecar needs of its app: the port it listens on (127.0.0.1)."""
+
+    @property
+    def port(self) -> int: ...
 
 
 class Mesh:
@@ -45,7 +53,7 @@ class Mesh:
         self,
         service: str,
         instance: str,
-        app: UpstreamApp,
+        app: App,
         *,
         labels: dict[str, str] | None = None,
         extra: list[str] | None = None,

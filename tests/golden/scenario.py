@@ -2,10 +2,12 @@
 
 ``input.yaml`` holds ``revision``, ``services``, ``instances`` and ``proxy`` with the model's
 field names (enums by value: ``protocol: grpc``, ``kind: gateway``; ``gateway_ports`` as
-``[[port, listen_port], ...]``), and ``resources``: policy documents as users write them
-(each created at its position in the list, so the first is the oldest). ``expected.yaml`` holds
-the translator's output: each resource kind as a list of ``MessageToDict`` dicts (proto field
-names), and the problems, dumped with sorted keys so equal output is equal text.
+``[[port, listen_port], ...]``; a service's ``health_check`` and an instance's ``health:
+{failing: {proxy|app|ttl: reason}}`` as mappings), and ``resources``: policy documents as
+users write them (each created at its position in the list, so the first is the oldest).
+``expected.yaml`` holds the translator's output: each resource kind as a list of
+``MessageToDict`` dicts (proto field names), and the problems, dumped with sorted keys so equal
+output is equal text.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import yaml
 from google.protobuf import json_format
 
 from interlock.model import Instance, MeshState, Protocol, Proxy, ProxyKind, Service
+from interlock.model.health import Check, Health
 from interlock.model.policy import read_resources
+from interlock.model.service import HealthCheck
 from interlock.xds.translate import Resources
 
 GOLDEN_DIR = Path(__file__).parent
@@ -37,10 +41,19 @@ def load_scenario(directory: Path) -> tuple[MeshState, Proxy]:
     """The mesh state and proxy described by ``directory/input.yaml``."""
     data = yaml.safe_load((directory / "input.yaml").read_text())
     services = [
-        Service(**{**s, "protocol": Protocol(s.get("protocol", "http"))})
+        Service(
+            **{
+                **s,
+                "protocol": Protocol(s.get("protocol", "http")),
+                "health_check": HealthCheck(**s["health_check"]) if "health_check" in s else None,
+            }
+        )
         for s in data.get("services", [])
     ]
-    instances = [Instance(**i) for i in data.get("instances", [])]
+    instances = [
+        Instance(**{**i, "health": _health(i["health"])} if "health" in i else i)
+        for i in data.get("instances", [])
+    ]
     proxy_data = data["proxy"]
     proxy = Proxy(
         **{
@@ -55,6 +68,11 @@ def load_scenario(directory: Path) -> tuple[MeshState, Proxy]:
     ]
     state = MeshState.build(int(data.get("revision", 1)), services, instances, resources)
     return state, proxy
+
+
+def _health(data: dict[str, Any]) -> Health:
+    """``health: {failing: {proxy|app|ttl: reason}}`` of an instance."""
+    return Health({Check(k): str(v) for k, v in data.get("failing", {}).items()})
 
 
 def _plain(messages: Iterable[Any]) -> list[Any]:

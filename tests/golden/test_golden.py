@@ -29,6 +29,7 @@ def test_the_required_scenarios_exist() -> None:
         "service-entries",
         "gateway-servers",
         "rate-limits",
+        "health-checks",
     } <= set(SCENARIOS)
 
 

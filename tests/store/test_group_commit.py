@@ -71,6 +71,7 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 def test_concurrent_registrations_share_one_revision_with_their_own_results(
     store: Store, pool: ThreadPoolExecutor
 ) -> None:
+    store.clock = lambda: 0.0  # registrations are healthy since then: results compare whole
     store.put_service(Service("b", port=8080))
     store.put_instance(Instance("b", "old", "10.0.0.1", 1))  # revision 2
     new = [Instance("b", f"b-{n}", f"10.0.1.{n + 1}", 8000 + n) for n in range(30)]
@@ -99,6 +100,7 @@ def test_concurrent_registrations_share_one_revision_with_their_own_results(
 def test_a_failing_write_gets_its_own_error_and_the_rest_of_its_batch_lands(
     store: Store, pool: ThreadPoolExecutor
 ) -> None:
+    store.clock = lambda: 0.0  # registrations are healthy since then: instances compare whole
     store.put_service(Service("b", port=8080))
     store.put_service(Service("busy", port=8080))
     store.put_instance(Instance("busy", "busy-1", "10.0.0.9", 1))  # revision 3
@@ -133,11 +135,14 @@ def test_a_write_that_fails_midway_leaves_nothing_behind(
     writes before and after it in the batch land, none of its rows do."""
     store.put_service(Service("b", port=8080))
 
+    half = "INSERT INTO services (name, namespace, protocol, port) VALUES ('half', 'default', "
+    half += "'http', 1)"
+
     def half_then_fail(w: Write) -> Callable[[int], None]:
-        w.conn.execute(sa.text("INSERT INTO services VALUES ('half', 'default', 'http', 1)"))
+        w.conn.execute(sa.text(half))
         w.changes.append(Change("Service", "half", "upsert"))
         # The same primary key again: an integrity error from the database.
-        w.conn.execute(sa.text("INSERT INTO services VALUES ('half', 'default', 'http', 1)"))
+        w.conn.execute(sa.text(half))
         raise AssertionError("unreachable")
 
     with held_writer(store, queued=3):
@@ -296,6 +301,7 @@ def test_a_write_after_the_writers_connection_dropped_succeeds(pg_url: str) -> N
         finally:
             admin.dispose()
 
+        store.clock = lambda: 0.0  # health.since: the instance compares whole
         result = store.put_instance(Instance("b", "b-1", "10.0.0.1", 1))
 
         assert result.revision == 2

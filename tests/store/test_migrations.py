@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
@@ -73,4 +75,43 @@ def test_replicas_opening_at_once_both_succeed(db_url: str) -> None:
     finally:
         for s in opened:
             s.close()
+    assert schema_version(db_url) == [LATEST]
+
+
+def test_instances_registered_before_health_keep_their_registration(db_url: str) -> None:
+    """Migration 0004 adds health: an existing instance is healthy (or unhealthy as
+    registered) since the upgrade, with no ttl and no failing check."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0003")
+            conn.exec_driver_sql(
+                "INSERT INTO services (name, namespace, protocol, port) "
+                "VALUES ('b', 'default', 'http', 8080)"
+            )
+            for instance_id, healthy in (("b-1", True), ("b-2", False)):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO instances (service, instance_id, address, port, labels, "
+                        "locality, healthy) VALUES ('b', :id, '10.0.0.1', 1, '{}', '', :h)"
+                    ),
+                    {"id": instance_id, "h": healthy},
+                )
+    finally:
+        engine.dispose()
+    before = time.time()
+    with Store.open(db_url) as store:
+        one, two = store.list_instances("b")
+    assert (one.routable, one.health.reason, one.ttl, one.health.failing) == (
+        True,
+        "registered",
+        None,
+        {},
+    )
+    assert (two.routable, two.health.reason) == (False, "registered with healthy: false")
+    assert before - 5 < one.health.since <= time.time()
     assert schema_version(db_url) == [LATEST]

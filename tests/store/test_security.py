@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from interlock.model import Conflict, Instance, NotFound, Service
+from interlock.model import Conflict, Forbidden, Instance, NotFound, Service
 from interlock.model.identity import Token, TokenRole, new_token, token_hash
 from interlock.store import Store
 from interlock.store.security import StoredSvid
@@ -95,3 +95,43 @@ def test_svids_are_kept_per_instance_and_forgotten_with_it(store: Store) -> None
     assert stored is not None and (stored.ca_key_id, stored.cert_pem) == ("k1", b"C2")
     store.security.revoke_instance("b", ["b-1"])
     assert store.security.svid("b", "b-1") is None
+
+
+def _issue(store: Store, instance_id: str, in_namespace: str | None = None) -> Token:
+    token_id, _, digest = new_token(TokenRole.PROXY)
+    asked = Token(token_id, TokenRole.PROXY, "b", "", instance_id, 1.0)
+    return store.security.issue_proxy_token(asked, digest, in_namespace=in_namespace)
+
+
+def test_a_proxy_token_is_issued_only_for_a_registered_instance_in_one_transaction(
+    store: Store,
+) -> None:
+    store.put_service(Service("b", namespace="payments"))
+    store.put_instance(Instance("b", "b-1", "127.0.0.1", 15006))
+    issued = _issue(store, "b-1")
+    assert (issued.namespace, issued.service, issued.instance_id) == ("payments", "b", "b-1")
+    with pytest.raises(NotFound) as missing:
+        _issue(store, "b-2")
+    assert missing.value.errors[0].field == "instance_id"
+    with pytest.raises(Forbidden):
+        _issue(store, "b-1", in_namespace="default")
+    assert [t.instance_id for t in store.security.list_tokens(TokenRole.PROXY)] == ["b-1"]
+    assert store.revision() == 2  # issuing a token is not a mesh revision
+
+
+def test_no_token_outlives_its_instance(store: Store) -> None:
+    """Deregistering revokes the instance's tokens and forgets its SVID in the deletion's own
+    transaction, and so does deleting its service with cascade."""
+    store.put_service(Service("b"))
+    for instance_id in ("b-1", "b-2", "b-3"):
+        store.put_instance(Instance("b", instance_id, "127.0.0.1", 15006))
+    tokens = {i: _issue(store, i).token_id for i in ("b-1", "b-2", "b-3")}
+    store.security.put_svid(StoredSvid("b", "default", "b-1", "k0", b"C", b"", b"s", 2.0, 1.0))
+    store.delete_instance("b", "b-1")
+    assert store.security.revoked(tokens.values()) == {tokens["b-1"]}
+    assert store.security.svid("b", "b-1") is None
+    with pytest.raises(Forbidden):
+        store.delete_instance("b", "b-2", in_namespace="payments")
+    assert store.security.revoked(tokens.values()) == {tokens["b-1"]}  # a refusal revokes nothing
+    store.delete_service("b", cascade=True)
+    assert store.security.revoked(tokens.values()) == set(tokens.values())

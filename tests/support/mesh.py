@@ -215,10 +215,14 @@ def restore_env(previous: dict[str, str | None]) -> None:
             os.environ[key] = value
 
 
+HEALTH_PATH = "/healthz"
+
+
 class UpstreamApp:
     """A tiny HTTP app in a thread: answers ``{"service", "instance", "path", "host", "xfcc"}``
     (``xfcc``: the ``x-forwarded-client-cert`` its sidecar set: who called, over mTLS) and
-    counts hits."""
+    counts hits. :data:`HEALTH_PATH` answers ``health_status`` (set it to fail a probe) and is
+    not counted."""
 
     def __init__(
         self, service: str, instance: str, status: int = 200, statuses: list[int] | None = None
@@ -230,6 +234,7 @@ class UpstreamApp:
         self.status = status
         self.statuses = statuses or [status]
         self._served = 0
+        self.health_status = 200
         self.hits: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         app = self
@@ -242,6 +247,11 @@ class UpstreamApp:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
+                if self.path == HEALTH_PATH:
+                    self.send_response(app.health_status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 with app._lock:
                     app.hits.append((time.monotonic(), self.path))
                     status = app.statuses[app._served % len(app.statuses)]

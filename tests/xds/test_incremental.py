@@ -1,8 +1,9 @@
 """The incremental path gives exactly what a full translation gives.
 
 For every golden scenario (and a topology with subsets, localities and mTLS), each kind of
-instance change — a new instance, one gone, a moved address, a health flip, labels that move
-it between subsets, another locality — is applied to one service at a time;
+instance change — a new instance, one gone, a moved address, a health flip (registered, or a
+failing check), labels that move it between subsets, another locality — is applied to one
+service at a time;
 ``refresh_endpoints`` on the previous result must equal ``translate`` on the new state, byte
 for byte, and must share every message it did not replace.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from interlock.model import Instance, MeshState, Proxy
+from interlock.model.health import Check, Health
 from interlock.model.identity import MeshIdentity
 from interlock.reconcile import as_type_map
 from interlock.xds.translate import Resources, refresh_endpoints, translate
@@ -45,6 +47,16 @@ def _unhealthy(_service: str, instances: tuple[Instance, ...]) -> tuple[Instance
     return tuple(dataclasses.replace(i, healthy=not i.healthy) for i in instances)
 
 
+def _check_flipped(_service: str, instances: tuple[Instance, ...]) -> tuple[Instance, ...]:
+    """A registry check fails where none did, and clears where one did (proxy gone, back)."""
+    return tuple(
+        dataclasses.replace(
+            i, health=Health() if i.health.failing else Health({Check.PROXY: "gone"})
+        )
+        for i in instances
+    )
+
+
 def _relabelled(_service: str, instances: tuple[Instance, ...]) -> tuple[Instance, ...]:
     return tuple(
         dataclasses.replace(i, labels={**i.labels, "version": "v1" if n % 2 else "v2"})
@@ -61,6 +73,7 @@ MUTATIONS: dict[str, Mutation] = {
     "removed": _removed,
     "moved": _moved,
     "unhealthy": _unhealthy,
+    "check-flipped": _check_flipped,
     "relabelled": _relabelled,
     "relocated": _relocated,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -87,3 +88,27 @@ async def test_a_type_changed_but_not_yet_pushed_is_not_reported_in_sync_at_a_ne
             assert proxy.synced_revision != 2
             await client.wait_for(lambda c: c.view(rt.SECRET).acks >= 2)
             await harness.barrier_status(lambda p: p.synced_revision == 2)
+
+
+@pytest.mark.parametrize("ending", ["client", "terminate"])
+async def test_on_close_is_called_once_when_a_stream_ends_however_it_ends(ending: str) -> None:
+    closed: list[str] = []
+
+    async def grant(node: Any, metadata: Metadata) -> StreamGrant:
+        node_id = str(node.id)
+        return StreamGrant("p1", principal="t1", on_close=lambda: closed.append(node_id))
+
+    async with running_harness(grant) as harness:
+        harness.cache.set_snapshot("p1", mesh_resources(), revision=1)
+        async with harness.client("n1") as client:
+            await client.subscribe(rt.CLUSTER)
+            await client.recv_type(rt.CLUSTER)
+            assert closed == []
+            if ending == "terminate":
+                harness.server.terminate("t1", grpc.StatusCode.UNAUTHENTICATED, "revoked")
+                await client.finished()
+        for _ in range(200):  # the server ends its side as the client's goes away
+            if closed:
+                break
+            await asyncio.sleep(0.01)
+    assert closed == ["n1"]

@@ -28,11 +28,12 @@ from typing import Annotated, Literal, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from fastapi import Query, Request, Response
+from fastapi import Query, Response
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from interlock.api.routers.proxies import current_views, status_of
+from interlock.api.context import ApiContext, ContextDep
+from interlock.api.routers.proxies import current_views
 from interlock.api.routing import RootNamespaceDep, StoreDep, api_router
 from interlock.api.status_views import RevisionRollout, rollout
 from interlock.ca import CaCertificates, CertificateAuthority, Clock, RotationState
@@ -159,8 +160,8 @@ _NEXT = {
 }
 
 
-def _admin(request: Request) -> CaAdmin:
-    admin: CaAdmin | None = getattr(request.app.state, "ca_admin", None)
+def _admin(context: ApiContext) -> CaAdmin:
+    admin = context.ca_admin
     if admin is None:
         raise Unavailable("this server has no CA")
     return admin
@@ -173,8 +174,8 @@ def _load(store: Store) -> tuple[RotationState, int]:
     return RotationState.from_json(stored.state), stored.revision
 
 
-async def _view(request: Request, store: Store, admin: CaAdmin) -> CaView:
-    state, revision = await run_in_threadpool(_load, store)
+async def _view(context: ApiContext, admin: CaAdmin) -> CaView:
+    state, revision = await run_in_threadpool(_load, context.store)
     return CaView(
         trust_domain=state.trust_domain,
         phase=state.phase.value,
@@ -185,21 +186,21 @@ async def _view(request: Request, store: Store, admin: CaAdmin) -> CaView:
         incoming=None if state.incoming is None else _part(state.incoming),
         bundle=[_cert(c) for c in state.bundle()],
         leaf_lifetime_seconds=admin.leaf_lifetime_seconds,
-        rollout=rollout(await current_views(request), revision),
+        rollout=rollout(await current_views(context), revision),
         next=_NEXT[state.phase],
     )
 
 
 @router.get("/v1/ca")
-async def get_ca(request: Request, store: StoreDep) -> CaView:
+async def get_ca(context: ContextDep) -> CaView:
     """The CA: rotation phase and step, the signing CA, the trust bundle, and how far the
     revision that published the current step has rolled out."""
-    return await _view(request, store, _admin(request))
+    return await _view(context, _admin(context))
 
 
 @router.get("/v1/ca/bundle")
 async def get_bundle(
-    request: Request,
+    context: ContextDep,
     store: StoreDep,
     root_namespace: RootNamespaceDep,
     response: Response,
@@ -214,7 +215,7 @@ async def get_bundle(
 ) -> BundleView:
     """The CA bundle (PEM and its roots) and the control plane's SPIFFE ID. Open to anyone:
     where a client gets it from is what makes it trustworthy (docs/security.md)."""
-    source: BundleSource | None = getattr(request.app.state, "bundle", None)
+    source = context.bundle
     if source is not None:
         served = await source.bundle_changed(known, wait) if known else source.bundle
         pem, version = served.pem, served.version
@@ -252,7 +253,7 @@ def _new_ca(body: RotationRequest, admin: CaAdmin) -> CertificateAuthority:
 
 @router.post("/v1/ca/rotation")
 async def rotate(
-    request: Request,
+    context: ContextDep,
     store: StoreDep,
     body: RotationRequest,
     wait: Annotated[
@@ -261,7 +262,7 @@ async def rotate(
     ] = 0.0,
 ) -> CaView:
     """Take one rotation step (see the module docstring); answers the CA after it."""
-    admin = _admin(request)
+    admin = _admin(context)
     state, revision = await run_in_threadpool(_load, store)
     keys: dict[str, bytes] = {}
     if body.action == "start":
@@ -272,7 +273,7 @@ async def rotate(
     elif body.action == "abort":
         after = steps.abort(state)
     else:
-        lagging = await _lagging(request, revision, wait)
+        lagging = await _lagging(context, revision, wait)
         try:
             after = steps.advance(state, acked_everywhere=not lagging)
         except Conflict as exc:
@@ -288,13 +289,13 @@ async def rotate(
             expected_step=state.step, state=after.to_json(), step=after.step, keys=keys
         )
     )
-    return await _view(request, store, admin)
+    return await _view(context, admin)
 
 
-async def _lagging(request: Request, revision: int, wait: float) -> set[str]:
+async def _lagging(context: ApiContext, revision: int, wait: float) -> set[str]:
     """Node ids of the connected proxies that have not ACKed ``revision`` (after waiting up
     to ``wait`` seconds for them)."""
-    status = status_of(request)
+    status = context.status
     if status is None:
         return set()
     if wait > 0:

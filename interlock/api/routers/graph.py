@@ -5,19 +5,17 @@ request rate, error rate and latency, computed from the access logs sidecars str
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Annotated, Literal
 
-from fastapi import Query, Request
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
+from interlock.api.context import ContextDep
 from interlock.api.routing import StoreDep, api_router
 from interlock.telemetry.graph import EXTERNAL, Graph
 
 router = api_router(tags=["graph"])
-
-GraphReader = Callable[[float], Graph]
 
 
 class _Out(BaseModel):
@@ -54,12 +52,12 @@ class GraphView(_Out):
 
 @router.get("/v1/graph")
 async def get_graph(
-    request: Request,
+    context: ContextDep,
     store: StoreDep,
     window: Annotated[float, Query(gt=0, le=3600, description="Seconds to look back")] = 60.0,
 ) -> GraphView:
     """Who calls whom over the last ``window`` seconds (rates are per second)."""
-    reader: GraphReader | None = getattr(request.app.state, "graph_reader", None)
+    reader = context.graph_reader
     graph = reader(window) if reader is not None else Graph(window, (), ())
     state = await run_in_threadpool(store.load_state)
     nodes: dict[str, GraphNode] = {}
@@ -72,7 +70,7 @@ async def get_graph(
             service=service.name,
             namespace=service.namespace,
             instances=len(instances),
-            healthy=sum(1 for i in instances if i.healthy),
+            healthy=sum(1 for i in instances if i.routable),
         )
     for name in graph.nodes:
         if name not in nodes:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import Path, Response, status
 
 from interlock.api.auth import RegistrationTokenDep, confined_to
 from interlock.api.routing import StoreDep, api_router, at_revision, errors_at
 from interlock.api.schemas import (
+    AppHealthReport,
     InstanceId,
     InstanceList,
     InstanceResponse,
@@ -106,11 +106,56 @@ async def delete_instance(
     response: Response,
     registration: RegistrationTokenDep,
 ) -> RevisionResponse:
-    """Deregister an instance; its proxy tokens are revoked (its xDS streams close within the
-    server's token re-check interval). With a registration token, 403 (nothing changed)
-    unless the service is in the token's namespace."""
+    """Deregister an instance; its proxy tokens are revoked in the same transaction (its xDS
+    streams close within the server's token re-check interval). With a registration token,
+    403 (nothing changed) unless the service is in the token's namespace."""
     action = f"deregister instances of service {name}"
     with errors_at(**AT_PATH), confined_to(registration, action) as namespace:
         revision = await store.delete_instance_async(name, instance_id, in_namespace=namespace)
-    await anyio.to_thread.run_sync(store.security.revoke_instance, name, [instance_id])
     return RevisionResponse(revision=at_revision(response, revision))
+
+
+@router.put("/{instance_id}/heartbeat")
+async def heartbeat(
+    name: NamePath,
+    instance_id: IdPath,
+    store: StoreDep,
+    response: Response,
+    registration: RegistrationTokenDep,
+) -> InstanceWritten:
+    """A heartbeat of an instance registered with a ``ttl`` (like a Consul TTL check): the
+    next is due within the ttl, and an instance that missed one is healthy again (unless
+    another check fails). 409 (field ``ttl``) for an instance registered without one. A
+    heartbeat that changes no health makes no revision. Registration tokens of the service
+    may send it (in their namespace)."""
+    action = f"send heartbeats for service {name}"
+    with errors_at(**AT_PATH), confined_to(registration, action) as namespace:
+        result = await store.health.heartbeat_async(name, instance_id, in_namespace=namespace)
+    at_revision(response, result.revision)
+    return written(result)
+
+
+@router.put("/{instance_id}/health")
+async def report_app_health(
+    name: NamePath,
+    instance_id: IdPath,
+    report: AppHealthReport,
+    store: StoreDep,
+    response: Response,
+    registration: RegistrationTokenDep,
+) -> InstanceWritten:
+    """The verdict of the instance's app probe, as ``interlock sidecar --health-path`` or
+    ``--health-tcp`` reports it: ``unhealthy`` takes the instance out of every proxy's
+    endpoints (its ``health.reason`` says why), ``healthy`` brings it back unless another
+    check fails. Only a change is a revision. Registration tokens of the service may send it
+    (in their namespace)."""
+    failing = None
+    if report.status == "unhealthy":
+        failing = report.reason or "its app probe fails"
+    action = f"report the health of instances of service {name}"
+    with errors_at(**AT_PATH), confined_to(registration, action) as namespace:
+        result = await store.health.report_app_async(
+            name, instance_id, failing, in_namespace=namespace
+        )
+    at_revision(response, result.revision)
+    return written(result)

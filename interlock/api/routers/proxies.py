@@ -3,23 +3,20 @@ which proxies are connected and, per resource type, what was sent, ACKed or reje
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Annotated, Any, cast
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
+from interlock.api.context import ApiContext, ContextDep
 from interlock.api.routing import api_router
 from interlock.api.status_views import TYPE_NAMES, TYPE_ORDER, ProxyView, proxy_views
 from interlock.model.errors import FieldError, InvalidInput, NotFound
-from interlock.store import Store
-from interlock.xds.status import ProxyStatus, StatusRegistry
+from interlock.xds.status import ProxyStatus
 
 router = api_router(tags=["proxies"])
-
-#: snapshot key → {type URL: [resource as JSON]}, secrets already redacted (None: no snapshot).
-ConfigReader = Callable[[str], Mapping[str, list[dict[str, Any]]] | None]
 
 REDACTED = "[redacted]"
 _SECRET_KEYS = frozenset({"private_key", "password", "inline_bytes", "inline_string"})
@@ -52,16 +49,12 @@ def redact(value: Any, *, inside_secret: bool = False) -> Any:
     return value
 
 
-def status_of(request: Request) -> StatusRegistry | None:
-    return cast(StatusRegistry | None, getattr(request.app.state, "status", None))
-
-
 async def commit_times(
-    request: Request, streams: list[ProxyStatus]
+    context: ApiContext, streams: list[ProxyStatus]
 ) -> Callable[[int], float | None]:
     """A lookup of revision → commit time covering every revision ``streams`` mention."""
-    store = cast(Store, request.app.state.store)
-    known: dict[int, float] = request.app.state.commit_times
+    store = context.store
+    known = context.commit_times
     wanted = {
         rev
         for s in streams
@@ -84,21 +77,21 @@ async def commit_times(
     return known.get
 
 
-async def current_views(request: Request) -> list[ProxyView]:
-    status = status_of(request)
+async def current_views(context: ApiContext) -> list[ProxyView]:
+    status = context.status
     streams = status.proxies() if status is not None else []
-    return proxy_views(streams, await commit_times(request, streams))
+    return proxy_views(streams, await commit_times(context, streams))
 
 
 @router.get("/v1/proxies")
-async def list_proxies(request: Request) -> ProxyList:
+async def list_proxies(context: ContextDep) -> ProxyList:
     """Every connected proxy, with per-type sync state (SYNCED, STALE, NACKED, NOT SENT)."""
-    return ProxyList(items=await current_views(request))
+    return ProxyList(items=await current_views(context))
 
 
 @router.get("/v1/proxies/{node_id}")
-async def get_proxy(request: Request, node_id: str) -> ProxyView:
-    for view in await current_views(request):
+async def get_proxy(context: ContextDep, node_id: str) -> ProxyView:
+    for view in await current_views(context):
         if view.node_id == node_id:
             return view
     raise NotFound(
@@ -109,7 +102,7 @@ async def get_proxy(request: Request, node_id: str) -> ProxyView:
 
 @router.get("/v1/proxies/{node_id}/config")
 async def get_proxy_config(
-    request: Request,
+    context: ContextDep,
     node_id: str,
     type: Annotated[
         list[str] | None, Query(description="clusters, endpoints, listeners, routes or secrets")
@@ -123,8 +116,7 @@ async def get_proxy_config(
             f"unknown type {unknown[0]!r}; use one of {', '.join(TYPE_ORDER)}",
             errors=(FieldError("query.type", f"must be one of {', '.join(TYPE_ORDER)}"),),
         )
-    status = status_of(request)
-    reader: ConfigReader | None = getattr(request.app.state, "config_reader", None)
+    status, reader = context.status, context.config_reader
     streams = [s for s in (status.proxies() if status else []) if s.node_id == node_id]
     if not streams or reader is None:
         raise NotFound(

@@ -8,15 +8,15 @@ import asyncio
 import datetime as dt
 from typing import Annotated
 
-from fastapi import Path, Query, Request, Response
+from fastapi import Path, Query, Response
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from interlock.api.routers.proxies import current_views, status_of
+from interlock.api.context import ContextDep
+from interlock.api.routers.proxies import current_views
 from interlock.api.routing import api_router, at_revision
 from interlock.api.status_views import RevisionRollout, rollout
 from interlock.model.errors import FieldError, NotFound
-from interlock.store import Store
 
 router = api_router(tags=["revisions"])
 
@@ -42,20 +42,19 @@ class RevisionReport(BaseModel):
 
 @router.get("/v1/revisions/{rev}")
 async def get_revision_report(
-    request: Request,
+    context: ContextDep,
     response: Response,
     rev: Annotated[int, Path(ge=1, description="A committed mesh revision")],
     wait: Annotated[
         float, Query(ge=0, le=MAX_WAIT, description="Seconds to wait for the rollout to finish")
     ] = 0.0,
 ) -> RevisionReport:
-    store: Store = request.app.state.store
     try:
-        info = await run_in_threadpool(store.get_revision, rev)
+        info = await run_in_threadpool(context.store.get_revision, rev)
     except NotFound as exc:
         raise NotFound(exc.message, errors=(FieldError("path.rev", "not committed"),)) from None
-    status = status_of(request)
-    progress = rollout(await current_views(request), rev)
+    status = context.status
+    progress = rollout(await current_views(context), rev)
     if wait > 0 and status is not None and not progress.complete:
         changed = asyncio.Event()
         remove = status.add_listener(lambda _event: changed.set())
@@ -67,7 +66,7 @@ async def get_revision_report(
                     # rollout is recounted a few times per second, not once per ACK.
                     await asyncio.sleep(RECOUNT_INTERVAL)
                     changed.clear()
-                    progress = rollout(await current_views(request), rev)
+                    progress = rollout(await current_views(context), rev)
         except TimeoutError:
             pass
         finally:

@@ -95,7 +95,7 @@ def get_service(name: NamePath, store: StoreDep, response: Response) -> ServiceR
 
 
 @router.delete("/{name}")
-def delete_service(
+async def delete_service(
     name: NamePath,
     store: StoreDep,
     response: Response,
@@ -104,9 +104,7 @@ def delete_service(
     ] = False,
 ) -> RevisionResponse:
     """Delete a service; 409 while it has instances unless ``cascade=true`` (their proxy
-    tokens are then revoked)."""
+    tokens are then revoked, in the same transaction)."""
     with errors_at(**AT_PATH):
-        ids = [i.instance_id for i in store.list_instances(name)] if cascade else []
-        revision = store.delete_service(name, cascade=cascade)
-    store.security.revoke_instance(name, ids)
+        revision = await store.delete_service_async(name, cascade=cascade)
     return RevisionResponse(revision=at_revision(response, revision))

@@ -21,7 +21,8 @@ from typing import Annotated
 from fastapi import Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from interlock.api.auth import RegistrationTokenDep, refused
+from interlock.api.auth import RegistrationTokenDep, confined_to
+from interlock.api.context import ContextDep
 from interlock.api.routing import StoreDep, api_router, errors_at
 from interlock.api.schemas import InstanceId, Namespace, ServiceName
 from interlock.model.errors import NotFound
@@ -88,35 +89,39 @@ def _iso(ts: float | None) -> str | None:
 def issue_proxy_token(
     name: NamePath,
     instance_id: IdPath,
+    context: ContextDep,
     store: StoreDep,
     response: Response,
     registration: RegistrationTokenDep,
 ) -> IssuedToken:
     """A new proxy token for a registered instance (404 if it is not registered), bound to
-    the namespace its service is registered in. With a registration token, 403 (no token
-    issued) unless that is the registration token's namespace."""
-    with errors_at(**AT_PATH), store.snapshot() as snap:
-        service = snap.get_service(name)
-        snap.get_instance(name, instance_id)
-    if registration is not None and service.namespace != registration.namespace:
-        reason = f"service {name!r} is in namespace {service.namespace!r}"
-        raise refused(registration, f"issue proxy tokens for service {name}", reason)
+    the namespace its service is registered in (both checked in the transaction that stores
+    the token). With a registration token, 403 (no token issued) unless that is the
+    registration token's namespace. Its proxy is expected to connect within the server's
+    ``--instance-ttl``: else the instance's proxy check fails (docs/operations.md)."""
     token_id, token, digest = new_token(TokenRole.PROXY)
-    record = Token(
+    asked = Token(
         token_id,
         TokenRole.PROXY,
-        service=service.name,
-        namespace=service.namespace,
+        service=name,
+        namespace="",
         instance_id=instance_id,
         created_at=time.time(),
     )
-    store.security.add_token(record, digest)
+    action = f"issue proxy tokens for service {name}"
+    with errors_at(**AT_PATH), confined_to(registration, action) as namespace:
+        record = store.security.issue_proxy_token(
+            asked,
+            digest,
+            in_namespace=namespace,
+            connect_by=store.clock() + context.instance_ttl,
+        )
     response.headers["Cache-Control"] = "no-store"
     stored = store.security.ca()
     trust_domain = stored.trust_domain if stored is not None else DEFAULT_TRUST_DOMAIN
     return IssuedToken(
         token=token,
-        spiffe_id=service_spiffe_id(trust_domain, service.namespace, service.name),
+        spiffe_id=service_spiffe_id(trust_domain, record.namespace, record.service),
         **TokenView.of(record).model_dump(),
     )
 

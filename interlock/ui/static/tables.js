@@ -55,7 +55,7 @@ export function renderServices(services, instances, graph) {
     setChildren(cells[1], `${svc.protocol}:${svc.port}`);
     setChildren(cells[2], `${healthy}/${list.length}`);
     setChildren(cells[3], list.length
-      ? h("ul", { class: "chips" }, ...list.map((i) => h("li", { class: i.healthy ? "up" : "down" },
+      ? h("ul", { class: "chips" }, ...list.map((i) => h("li", { class: i.healthy ? "up" : "down", title: i.health && i.health.reason },
         i.instance_id, h("span", { class: "addr" }, ` ${i.address}:${i.port}`),
         i.healthy ? null : h("span", { class: "flag" }, " unhealthy"))))
       : "none");

@@ -66,7 +66,8 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
     plan = plan_listeners(
         proxy, services, telemetry_plan, inbound_security, jwt.authn_filter(authentications)
     )
-    clusters = [outbound_cluster(s, source, identity) for s in services]
+    caller = source_header(proxy)
+    clusters = [outbound_cluster(s, source, identity, caller) for s in services]
     if plan.inbound is not None:
         clusters.append(inbound_cluster(plan.inbound.app_port, plan.inbound.protocol))
     if telemetry_plan.tracing is not None and plan.listeners:
@@ -80,7 +81,7 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
             )
         )
     if plan.outbound_http:
-        route_config, route_problems = outbound_route_configuration(services, source_header(proxy))
+        route_config, route_problems = outbound_route_configuration(services, caller)
         routes.append(route_config)
         problems += route_problems
     endpoints = [

@@ -48,7 +48,9 @@ def load_assignment(
 ) -> endpoint_pb2.ClusterLoadAssignment:
     """The load assignment of ``service``'s cluster: its healthy ``instances``, by locality.
 
-    Unhealthy instances are left out; a service with no healthy instance gets an assignment
+    Unhealthy instances (registered unhealthy, or failing a check: not
+    :attr:`~interlock.model.Instance.routable`) are left out, never marked: they must receive
+    no traffic. A service with no healthy instance gets an assignment
     without endpoints, so Envoy answers its callers 503 at once instead of waiting. Localities
     and the endpoints inside each are sorted, so equal input gives byte-identical output.
     Instances whose id is in ``mutual_tls`` accept mTLS: their endpoint metadata selects the
@@ -56,7 +58,7 @@ def load_assignment(
     """
     by_locality: dict[_LocalityKey, list[Instance]] = {}
     for instance in instances:
-        if instance.healthy:
+        if instance.routable:
             by_locality.setdefault(locality_of(instance), []).append(instance)
     assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=naming.outbound_cluster(service))
     for key in sorted(by_locality):
