@@ -14,10 +14,11 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
-from interlock.model import MeshState, Proxy
+from interlock.model import MeshState, Problem, Proxy
 from interlock.model.policy.selectors import selects
 from interlock.xds import naming
 from interlock.xds.translate.destinations import ClusterPlan, Destinations
+from interlock.xds.translate.draft import Draft, PassContext
 from interlock.xds.translate.endpoints import load_assignment
 from interlock.xds.translate.locality import apply_locality
 from interlock.xds.translate.traffic_policy import (
@@ -101,45 +102,43 @@ def _subset_cluster(base: cluster_pb2.Cluster, plan: ClusterPlan) -> cluster_pb2
     return cluster
 
 
-def apply_destination_rules(
-    state: MeshState,
-    proxy: Proxy,
-    destinations: Destinations,
-    clusters: list[cluster_pb2.Cluster],
-    endpoints: list[endpoint_pb2.ClusterLoadAssignment],
-    mutual_tls: MutualTls,
-) -> tuple[list[cluster_pb2.Cluster], list[endpoint_pb2.ClusterLoadAssignment]]:
-    """The service clusters and assignments with their DestinationRules applied, plus one
-    cluster and assignment per subset. Other clusters (inbound, tracing) pass through."""
-    by_name = {c.name: c for c in clusters}
-    # Subsets start from their service's cluster as it was before its own policy.
-    with_subsets = {destinations.base_name(p) for p in destinations.plans.values() if p.subset}
-    pristine = {name: _copy(by_name[name]) for name in with_subsets if name in by_name}
-    assignments = {e.cluster_name: e for e in endpoints}
-    out_clusters = [c for c in clusters if c.name not in destinations.plans]
-    out_endpoints = [e for e in endpoints if e.cluster_name not in destinations.plans]
-    for plan in destinations.plans.values():
-        service = plan.service
-        if service is None:
-            continue
-        if plan.subset is None:
-            cluster, assignment = by_name.get(plan.name), assignments.get(plan.name)
-            if cluster is None:
+class DestinationRules:
+    """The DestinationRules pass: every service cluster and assignment gets its rule's
+    policies, and every subset a cluster and assignment of its own. Other clusters (inbound,
+    tracing) pass through; ServiceEntry clusters are the ServiceEntries pass's."""
+
+    def apply(self, ctx: PassContext, draft: Draft) -> list[Problem]:
+        destinations = ctx.destinations
+        by_name = {c.name: c for c in draft.clusters}
+        # Subsets start from their service's cluster as it was before its own policy.
+        with_subsets = {destinations.base_name(p) for p in destinations.plans.values() if p.subset}
+        pristine = {name: _copy(by_name[name]) for name in with_subsets if name in by_name}
+        assignments = {e.cluster_name: e for e in draft.endpoints}
+        out_clusters = [c for c in draft.clusters if c.name not in destinations.plans]
+        out_endpoints = [e for e in draft.endpoints if e.cluster_name not in destinations.plans]
+        for plan in destinations.plans.values():
+            service = plan.service
+            if service is None:
                 continue
-        else:
-            base = pristine.get(destinations.base_name(plan))
-            if base is None:
-                continue
-            cluster = _subset_cluster(base, plan)
-            labels = plan.subset.labels
-            chosen = [i for i in state.instances_of(service.name) if selects(labels, i)]
-            assignment = load_assignment(service, chosen, mutual_tls(service.name))
-            assignment.cluster_name = plan.name
-        kept = finish(cluster, assignment, plan, proxy)
-        out_clusters.append(cluster)
-        if kept is not None:
-            out_endpoints.append(kept)
-    return out_clusters, out_endpoints
+            if plan.subset is None:
+                cluster, assignment = by_name.get(plan.name), assignments.get(plan.name)
+                if cluster is None:
+                    continue
+            else:
+                base = pristine.get(destinations.base_name(plan))
+                if base is None:
+                    continue
+                cluster = _subset_cluster(base, plan)
+                labels = plan.subset.labels
+                chosen = [i for i in ctx.state.instances_of(service.name) if selects(labels, i)]
+                assignment = load_assignment(service, chosen, ctx.mutual_tls(service.name))
+                assignment.cluster_name = plan.name
+            kept = finish(cluster, assignment, plan, ctx.proxy)
+            out_clusters.append(cluster)
+            if kept is not None:
+                out_endpoints.append(kept)
+        draft.clusters, draft.endpoints = out_clusters, out_endpoints
+        return []
 
 
 def _action_clusters(action: route_components_pb2.RouteAction) -> list[str]:
@@ -190,3 +189,13 @@ def attach_tcp_hash_policies(
                     continue
                 set_tcp_hash(proxy, policies[:1])
                 config.Pack(proxy, deterministic=True)
+
+
+class HashPolicies:
+    """The last pass: every route and tcp proxy to a consistent-hash cluster gets its hash
+    policy (whichever pass made the route or pointed it at the cluster)."""
+
+    def apply(self, ctx: PassContext, draft: Draft) -> list[Problem]:
+        attach_route_hash_policies(draft.routes, ctx.destinations)
+        attach_tcp_hash_policies(draft.listeners, ctx.destinations)
+        return []
