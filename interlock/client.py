@@ -175,13 +175,17 @@ class InterlockClient:
         labels: Mapping[str, str] | None = None,
         locality: str = "",
         healthy: bool = True,
+        sidecar: bool = False,
     ) -> Any:
+        """Register (or update) an instance; ``sidecar``: an Interlock sidecar fronts it (it
+        takes mutual TLS)."""
         body = {
             "address": address,
             "port": port,
             "labels": dict(labels or {}),
             "locality": locality,
             "healthy": healthy,
+            "sidecar": sidecar,
         }
         return self.request("PUT", f"/v1/services/{service}/instances/{instance_id}", json=body)
 

@@ -122,6 +122,12 @@ class InstanceSpec(_Body):
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=names.MAX_LABELS)
     locality: Locality = ""
     healthy: bool = True
+    sidecar: bool = Field(
+        default=False,
+        description="true when an Interlock sidecar fronts the instance (address:port is its "
+        "inbound listener), so callers send it mutual TLS; false (the default) for a plain "
+        "app, a database, a gateway: callers send it plain text",
+    )
 
     def to_model(self, service: str, instance_id: str) -> Instance:
         return Instance(
@@ -132,6 +138,7 @@ class InstanceSpec(_Body):
             labels=self.labels,
             locality=self.locality,
             healthy=self.healthy,
+            sidecar=self.sidecar,
         )
 
 
@@ -145,6 +152,7 @@ def instance_fields(instance: Instance) -> dict[str, Any]:
         "labels": dict(instance.labels),
         "locality": instance.locality,
         "healthy": instance.healthy,
+        "sidecar": instance.sidecar,
     }
 
 
@@ -158,6 +166,7 @@ class InstanceView(_Out):
     labels: dict[str, str]
     locality: str
     healthy: bool
+    sidecar: bool
 
     @classmethod
     def of(cls, instance: Instance) -> InstanceView:

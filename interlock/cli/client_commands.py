@@ -105,6 +105,7 @@ def get_instances(service: str, output: OutputFormat, api: Api) -> None:
             ("labels", "LABELS"),
             ("locality", "LOCALITY"),
             ("healthy", "HEALTHY"),
+            ("sidecar", "SIDECAR"),
         ],
         rows,
     )

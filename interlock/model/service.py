@@ -47,7 +47,15 @@ class Service:
 
 @dataclass(frozen=True)
 class Instance:
-    """One running copy of a service: where mesh traffic enters it (its sidecar's inbound port)."""
+    """One running copy of a service: where mesh traffic enters it (its sidecar's inbound port,
+    or the app itself when no sidecar fronts it).
+
+    ``sidecar`` says whether an Interlock sidecar fronts the instance, so that it takes mutual
+    TLS (Istio's ``tlsMode: istio`` endpoint label): callers send mTLS only to such instances,
+    plain text to the others (a database, a legacy service, another fleet). It is true here
+    because an instance in the mesh is a sidecar's unless it says otherwise (rows stored before
+    the field existed were sidecars'); a REST registration that does not say is *not* one.
+    """
 
     service: str
     instance_id: str
@@ -56,6 +64,7 @@ class Instance:
     labels: Mapping[str, str] = field(default_factory=frozen_labels)
     locality: str = ""
     healthy: bool = True
+    sidecar: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.labels, MappingProxyType):
@@ -71,4 +80,5 @@ class Instance:
             and dict(self.labels) == dict(other.labels)
             and self.locality == other.locality
             and self.healthy == other.healthy
+            and self.sidecar == other.sidecar
         )

@@ -72,6 +72,8 @@ instances = sa.Table(
     sa.Column("labels", sa.JSON, nullable=False),
     sa.Column("locality", sa.String(200), nullable=False),
     sa.Column("healthy", sa.Boolean, nullable=False),
+    # True when an Interlock sidecar fronts the instance (it takes mTLS); migration 0004.
+    sa.Column("sidecar", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 
 # Policy resources (VirtualService, DestinationRule, ...): the spec as the user wrote it (after

@@ -130,6 +130,7 @@ def _instance(row: RowMapping) -> Instance:
         labels=dict(row["labels"]),
         locality=row["locality"],
         healthy=bool(row["healthy"]),
+        sidecar=bool(row["sidecar"]),
     )
 
 
@@ -174,7 +175,7 @@ def delete_instance_rows(conn: Connection, service: str, instance_ids: Sequence[
 # the same SQL on the transaction's DB-API connection (psycopg also prepares them after a few
 # uses). Driver errors are translated like SQLAlchemy's (see ``_engine.translated_errors``).
 
-_INSTANCE_COLUMNS = "service, instance_id, address, port, labels, locality, healthy"
+_INSTANCE_COLUMNS = "service, instance_id, address, port, labels, locality, healthy, sidecar"
 
 
 @cache
@@ -235,7 +236,7 @@ def _labels_in(labels: Any) -> dict[str, str]:
 
 
 def _row_instance(row: Sequence[Any]) -> Instance:
-    service, instance_id, address, port, labels, locality, healthy = row
+    service, instance_id, address, port, labels, locality, healthy, sidecar = row
     return Instance(
         service=service,
         instance_id=instance_id,
@@ -244,6 +245,7 @@ def _row_instance(row: Sequence[Any]) -> Instance:
         labels=_labels_in(labels),
         locality=locality,
         healthy=bool(healthy),
+        sidecar=bool(sidecar),
     )
 
 
@@ -255,7 +257,7 @@ def fetch_registration(
     row = driver_execute(
         conn,
         "SELECT s.namespace, i.service, i.instance_id, i.address, i.port, i.labels, "
-        "i.locality, i.healthy FROM services s LEFT JOIN instances i "
+        "i.locality, i.healthy, i.sidecar FROM services s LEFT JOIN instances i "
         "ON i.service = s.name AND i.instance_id = ? WHERE s.name = ?",
         (instance_id, service),
     ).fetchone()
@@ -289,13 +291,14 @@ def _instance_params(instance: Instance) -> tuple[Any, ...]:
         json.dumps(dict(instance.labels)),
         instance.locality,
         instance.healthy,
+        instance.sidecar,
     )
 
 
 def insert_instance_fast(conn: Connection, instance: Instance) -> None:
     driver_execute(
         conn,
-        f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (instance.service, instance.instance_id, *_instance_params(instance)),
     )
 
@@ -303,8 +306,8 @@ def insert_instance_fast(conn: Connection, instance: Instance) -> None:
 def update_instance_fast(conn: Connection, instance: Instance) -> None:
     driver_execute(
         conn,
-        "UPDATE instances SET address = ?, port = ?, labels = ?, locality = ?, healthy = ? "
-        "WHERE service = ? AND instance_id = ?",
+        "UPDATE instances SET address = ?, port = ?, labels = ?, locality = ?, healthy = ?, "
+        "sidecar = ? WHERE service = ? AND instance_id = ?",
         (*_instance_params(instance), instance.service, instance.instance_id),
     )
 

@@ -54,6 +54,7 @@ def test_concurrent_puts_each_get_their_own_answer_at_a_shared_revision(
             **body(n),
             "locality": "",
             "healthy": True,
+            "sidecar": False,
             "revision": 2,
             "created": True,
             "changed": True,
