@@ -6,7 +6,7 @@ proxy's locality, and the hash policies consistent hashing needs on routes and t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Iterable
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -15,6 +15,7 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from interlock.model import MeshState, Problem, Proxy
+from interlock.model.identity import MeshIdentity
 from interlock.model.policy.selectors import selects
 from interlock.xds import naming
 from interlock.xds.translate.destinations import ClusterPlan, Destinations
@@ -27,9 +28,7 @@ from interlock.xds.translate.traffic_policy import (
     set_tcp_hash,
     tcp_hash_policies,
 )
-
-MutualTls = Callable[[str], Container[str]]
-"""Service name → the ids of its instances that accept mTLS."""
+from interlock.xds.translate.upstream_tls import cluster_endpoints
 
 _Cluster = cluster_pb2.Cluster
 
@@ -63,25 +62,35 @@ def finish_assignment(
     )
 
 
-def plan_assignment(
-    state: MeshState,
-    proxy: Proxy,
-    plan: ClusterPlan,
-    mutual_tls: MutualTls,
-) -> endpoint_pb2.ClusterLoadAssignment | None:
-    """The finished load assignment of a service's cluster or subset cluster ``plan``
-    (None for a plan that is not a mesh service's)."""
+def _assignment(
+    state: MeshState, identity: MeshIdentity | None, plan: ClusterPlan
+) -> tuple[endpoint_pb2.ClusterLoadAssignment, tuple[Problem, ...]]:
+    """The load assignment of a mesh service's cluster or subset cluster ``plan``, before
+    locality: the instances it holds (:mod:`.upstream_tls`), and the problems of those left
+    out."""
     service = plan.service
-    if service is None:
-        return None
+    assert service is not None
     instances = state.instances_of(service.name)
     if plan.subset is not None:
         labels = plan.subset.labels
         instances = tuple(i for i in instances if selects(labels, i))
-    assignment = load_assignment(service, instances, mutual_tls(service.name))
+    held = cluster_endpoints(state, identity, plan, instances)
+    assignment = load_assignment(service, held.instances, held.mutual_tls)
     assignment.cluster_name = plan.name
+    return assignment, held.problems
+
+
+def plan_assignment(
+    state: MeshState, identity: MeshIdentity | None, proxy: Proxy, plan: ClusterPlan
+) -> tuple[endpoint_pb2.ClusterLoadAssignment, tuple[Problem, ...]] | None:
+    """The finished load assignment of a service's cluster or subset cluster ``plan`` for
+    ``proxy``, and the problems of the instances left out of it (None for a plan that is not
+    a mesh service's)."""
+    if plan.service is None:
+        return None
+    assignment, problems = _assignment(state, identity, plan)
     finish_assignment(assignment, plan, proxy)
-    return assignment
+    return assignment, problems
 
 
 def _copy(cluster: cluster_pb2.Cluster) -> cluster_pb2.Cluster:
@@ -104,11 +113,14 @@ def _subset_cluster(base: cluster_pb2.Cluster, plan: ClusterPlan) -> cluster_pb2
 
 class DestinationRules:
     """The DestinationRules pass: every service cluster and assignment gets its rule's
-    policies, and every subset a cluster and assignment of its own. Other clusters (inbound,
-    tracing) pass through; ServiceEntry clusters are the ServiceEntries pass's."""
+    policies, and every subset a cluster and assignment of its own; a ``tls`` mode decides
+    which instances each holds and how they are reached (:mod:`.upstream_tls`). Other
+    clusters (inbound, tracing) pass through; ServiceEntry clusters are the ServiceEntries
+    pass's."""
 
     def apply(self, ctx: PassContext, draft: Draft) -> list[Problem]:
         destinations = ctx.destinations
+        problems: list[Problem] = []
         by_name = {c.name: c for c in draft.clusters}
         # Subsets start from their service's cluster as it was before its own policy.
         with_subsets = {destinations.base_name(p) for p in destinations.plans.values() if p.subset}
@@ -117,28 +129,28 @@ class DestinationRules:
         out_clusters = [c for c in draft.clusters if c.name not in destinations.plans]
         out_endpoints = [e for e in draft.endpoints if e.cluster_name not in destinations.plans]
         for plan in destinations.plans.values():
-            service = plan.service
-            if service is None:
+            if plan.service is None:
                 continue
             if plan.subset is None:
-                cluster, assignment = by_name.get(plan.name), assignments.get(plan.name)
+                cluster = by_name.get(plan.name)
                 if cluster is None:
                     continue
+                # The base draft's assignment is the default (auto-mTLS) one.
+                assignment = assignments.get(plan.name) if plan.policy.tls is None else None
             else:
                 base = pristine.get(destinations.base_name(plan))
                 if base is None:
                     continue
-                cluster = _subset_cluster(base, plan)
-                labels = plan.subset.labels
-                chosen = [i for i in ctx.state.instances_of(service.name) if selects(labels, i)]
-                assignment = load_assignment(service, chosen, ctx.mutual_tls(service.name))
-                assignment.cluster_name = plan.name
+                cluster, assignment = _subset_cluster(base, plan), None
+            if assignment is None:
+                assignment, left_out = _assignment(ctx.state, ctx.identity, plan)
+                problems += left_out
             kept = finish(cluster, assignment, plan, ctx.proxy)
             out_clusters.append(cluster)
             if kept is not None:
                 out_endpoints.append(kept)
         draft.clusters, draft.endpoints = out_clusters, out_endpoints
-        return []
+        return problems
 
 
 def _action_clusters(action: route_components_pb2.RouteAction) -> list[str]:
