@@ -113,6 +113,7 @@ def _change_endpoint(server: cp.ControlPlane, service: int, serial: int) -> floa
             "port": 15006,
             "labels": {"version": "v2"},
             "locality": "region-a/zone-2",
+            "sidecar": True,  # as seeded: only the address moves
         },
     )
     response.raise_for_status()

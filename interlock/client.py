@@ -186,13 +186,17 @@ class InterlockClient:
         locality: str = "",
         healthy: bool = True,
         ttl: str | None = None,
+        sidecar: bool = False,
     ) -> Any:
+        """Register (or update) an instance; ``sidecar``: an Interlock sidecar fronts it (it
+        takes mutual TLS); ``ttl``: heartbeats must arrive within it."""
         body: dict[str, Any] = {
             "address": address,
             "port": port,
             "labels": dict(labels or {}),
             "locality": locality,
             "healthy": healthy,
+            "sidecar": sidecar,
         }
         if ttl is not None:
             body["ttl"] = ttl

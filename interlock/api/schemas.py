@@ -245,6 +245,12 @@ class InstanceSpec(_Body):
         description="heartbeats (PUT …/heartbeat) must arrive within it, else the instance "
         "is unhealthy until the next one: for instances without a sidecar",
     )
+    sidecar: bool = Field(
+        default=False,
+        description="true when an Interlock sidecar fronts the instance (address:port is its "
+        "inbound listener), so callers send it mutual TLS; false (the default) for a plain "
+        "app, a database, a gateway: callers send it plain text",
+    )
 
     def to_model(self, service: str, instance_id: str) -> Instance:
         return Instance(
@@ -256,6 +262,7 @@ class InstanceSpec(_Body):
             locality=self.locality,
             healthy=self.healthy,
             ttl=None if self.ttl is None else duration_seconds(self.ttl),
+            sidecar=self.sidecar,
         )
 
 
@@ -289,6 +296,7 @@ def instance_fields(instance: Instance) -> dict[str, Any]:
         "healthy": instance.routable,
         "ttl": None if instance.ttl is None else format_seconds(instance.ttl),
         "health": health_view(instance),
+        "sidecar": instance.sidecar,
     }
 
 
@@ -306,6 +314,7 @@ class InstanceView(_Out):
     )
     ttl: str | None
     health: HealthView
+    sidecar: bool
 
     @classmethod
     def of(cls, instance: Instance) -> InstanceView:

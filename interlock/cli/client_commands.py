@@ -107,6 +107,7 @@ def get_instances(service: str, output: OutputFormat, api: Api) -> None:
             ("locality", "LOCALITY"),
             ("ttl", "TTL"),
             ("healthy", "HEALTHY"),
+            ("sidecar", "SIDECAR"),
             ("reason", "REASON"),
         ],
         rows,

@@ -122,7 +122,14 @@ def put_instance(
     service: Annotated[str, typer.Argument(help="The service.")],
     instance_id: Annotated[str, typer.Argument(help="The instance id.")],
     address: Annotated[str, typer.Option(help="Where mesh traffic enters the instance.")],
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Its sidecar's inbound port.")],
+    port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Where mesh traffic enters it: its sidecar's inbound port, or the app's own.",
+        ),
+    ],
     labels: Annotated[str, typer.Option(help="k=v,k2=v2")] = "",
     locality: Annotated[str, typer.Option(help="region/zone/subzone")] = "",
     healthy: Annotated[bool, typer.Option("--healthy/--unhealthy")] = True,
@@ -133,6 +140,13 @@ def put_instance(
             "instance is unhealthy until the next: for instances without a sidecar."
         ),
     ] = None,
+    sidecar: Annotated[
+        bool,
+        typer.Option(
+            "--sidecar/--no-sidecar",
+            help="An Interlock sidecar fronts it (callers send mTLS); default: plain text.",
+        ),
+    ] = False,
     wait: Wait = False,
     timeout: Timeout = 30.0,
     output: Output = OutputFormat.TABLE,
@@ -152,6 +166,7 @@ def put_instance(
             locality=locality,
             healthy=healthy,
             ttl=ttl,
+            sidecar=sidecar,
         ),
         wait,
         timeout,

@@ -94,12 +94,19 @@ class Service:
 
 @dataclass(frozen=True)
 class Instance:
-    """One running copy of a service: where mesh traffic enters it (its sidecar's inbound port).
+    """One running copy of a service: where mesh traffic enters it (its sidecar's inbound port,
+    or the app itself when no sidecar fronts it).
 
     ``healthy`` and ``ttl`` are registered (``healthy=False`` takes the instance out of traffic
     by hand; ``ttl``, in seconds, asks for heartbeats within it); ``health`` is what the
     registry's checks found (see :mod:`interlock.model.health`), runtime state that no
     registration sets. The instance receives traffic while it is :attr:`routable`.
+
+    ``sidecar`` says whether an Interlock sidecar fronts the instance, so that it takes mutual
+    TLS (Istio's ``tlsMode: istio`` endpoint label): callers send mTLS only to such instances,
+    plain text to the others (a database, a legacy service, another fleet). It is true here
+    because an instance in the mesh is a sidecar's unless it says otherwise (rows stored before
+    the field existed were sidecars'); a REST registration that does not say is *not* one.
     """
 
     service: str
@@ -111,6 +118,7 @@ class Instance:
     healthy: bool = True
     ttl: float | None = None
     health: Health = HEALTHY
+    sidecar: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.labels, MappingProxyType):
@@ -133,4 +141,5 @@ class Instance:
             and self.locality == other.locality
             and self.healthy == other.healthy
             and self.ttl == other.ttl
+            and self.sidecar == other.sidecar
         )

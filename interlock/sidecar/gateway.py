@@ -157,6 +157,8 @@ def register_gateway(client: InterlockClient, spec: GatewaySpec, timeout: float,
             port=listen,
             labels=spec.all_labels,
             locality=spec.locality,
+            # Its listeners serve the Gateway's servers, not mesh mTLS: callers send plain text.
+            sidecar=False,
         )
         say(f"registered gateway {spec.name}/{spec.node_id}")
 

@@ -160,6 +160,7 @@ def register(client: InterlockClient, spec: SidecarSpec, opts: SidecarOptions, s
             port=spec.inbound_port,
             labels=spec.labels,
             locality=spec.locality,
+            sidecar=True,  # its inbound listener takes mTLS (as PeerAuthentication allows)
         )
         say(
             f"registered instance {spec.service}/{spec.instance_id} at {spec.address}:"

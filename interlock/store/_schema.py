@@ -86,6 +86,8 @@ instances = sa.Table(
     sa.Column("health_since", sa.Double, nullable=False, server_default="0"),
     sa.Index("ix_instances_heartbeat_deadline", "heartbeat_deadline"),
     sa.Index("ix_instances_proxy_down", "proxy_down"),
+    # True when an Interlock sidecar fronts the instance (it takes mTLS); migration 0004.
+    sa.Column("sidecar", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 
 # Policy resources (VirtualService, DestinationRule, ...): the spec as the user wrote it (after

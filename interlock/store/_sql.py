@@ -169,6 +169,7 @@ def _instance(row: RowMapping) -> Instance:
             row["health_reason"],
             row["health_since"],
         ),
+        sidecar=bool(row["sidecar"]),
     )
 
 
@@ -214,8 +215,8 @@ def delete_instance_rows(conn: Connection, service: str, instance_ids: Sequence[
 # uses). Driver errors are translated like SQLAlchemy's (see ``_engine.translated_errors``).
 
 _INSTANCE_COLUMNS = (
-    "service, instance_id, address, port, labels, locality, healthy, ttl, proxy_down, "
-    "app_failing, ttl_missed, health_reason, health_since"
+    "service, instance_id, address, port, labels, locality, healthy, sidecar, ttl, "
+    "proxy_down, app_failing, ttl_missed, health_reason, health_since"
 )
 
 
@@ -277,7 +278,7 @@ def _labels_in(labels: Any) -> dict[str, str]:
 
 
 def _row_instance(row: Sequence[Any]) -> Instance:
-    service, instance_id, address, port, labels, locality, healthy, ttl, *health = row
+    service, instance_id, address, port, labels, locality, healthy, sidecar, ttl, *health = row
     ttl = _ttl(ttl)
     return Instance(
         service=service,
@@ -289,6 +290,7 @@ def _row_instance(row: Sequence[Any]) -> Instance:
         healthy=bool(healthy),
         ttl=ttl,
         health=health_of(ttl, *health),
+        sidecar=bool(sidecar),
     )
 
 
@@ -300,7 +302,7 @@ def fetch_registration(
     row = driver_execute(
         conn,
         "SELECT s.namespace, i.service, i.instance_id, i.address, i.port, i.labels, "
-        "i.locality, i.healthy, i.ttl, i.proxy_down, i.app_failing, i.ttl_missed, "
+        "i.locality, i.healthy, i.sidecar, i.ttl, i.proxy_down, i.app_failing, i.ttl_missed, "
         "i.health_reason, i.health_since FROM services s LEFT JOIN instances i "
         "ON i.service = s.name AND i.instance_id = ? WHERE s.name = ?",
         (instance_id, service),
@@ -336,6 +338,7 @@ def _instance_params(instance: Instance, heartbeat_deadline: float | None) -> tu
         json.dumps(dict(instance.labels)),
         instance.locality,
         instance.healthy,
+        instance.sidecar,
         instance.ttl,
         Check.PROXY in health.failing,
         health.failing.get(Check.APP),
@@ -353,7 +356,7 @@ def insert_instance_fast(
     driver_execute(
         conn,
         f"INSERT INTO instances ({_INSTANCE_COLUMNS}, heartbeat_deadline) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (instance.service, instance.instance_id, *_instance_params(instance, heartbeat_deadline)),
     )
 
@@ -366,7 +369,7 @@ def update_instance_fast(
     driver_execute(
         conn,
         "UPDATE instances SET address = ?, port = ?, labels = ?, locality = ?, healthy = ?, "
-        "ttl = ?, proxy_down = ?, app_failing = ?, ttl_missed = ?, health_reason = ?, "
+        "sidecar = ?, ttl = ?, proxy_down = ?, app_failing = ?, ttl_missed = ?, health_reason = ?, "
         "health_since = ?, heartbeat_deadline = COALESCE(?, heartbeat_deadline) "
         "WHERE service = ? AND instance_id = ?",
         (

@@ -50,6 +50,8 @@ def check_instance(instance: Instance) -> None:
         _text(errors, "locality", instance.locality, names.locality_error)
     if not isinstance(instance.healthy, bool):
         errors.append(FieldError("healthy", "healthy must be true or false"))
+    if not isinstance(instance.sidecar, bool):
+        errors.append(FieldError("sidecar", "sidecar must be true or false"))
     _raise(errors, f"instance {instance.service}/{instance.instance_id}")
 
 

@@ -61,6 +61,7 @@ def test_concurrent_puts_each_get_their_own_answer_at_a_shared_revision(
                 "reason": "registered",
                 "since": "2001-09-09T01:46:40.000+00:00",
             },
+            "sidecar": False,
             "revision": 2,
             "created": True,
             "changed": True,

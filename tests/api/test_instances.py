@@ -14,6 +14,7 @@ B1 = {
     "labels": {"version": "v1"},
     "locality": "eu/west-1",
     "healthy": True,
+    "sidecar": True,
 }
 
 
@@ -51,11 +52,27 @@ def test_put_creates_with_201(with_b: TestClient) -> None:
     }
 
 
-def test_defaults_for_labels_locality_and_health(with_b: TestClient) -> None:
+def test_defaults_for_labels_locality_health_and_sidecar(with_b: TestClient) -> None:
     response = with_b.put("/v1/services/b/instances/b-1", json={"address": "::1", "port": 1})
 
     instance = response.json()
     assert (instance["labels"], instance["locality"], instance["healthy"]) == ({}, "", True)
+    # A registration that does not say is a plain instance: callers send it plain text.
+    assert instance["sidecar"] is False
+
+
+def test_whether_a_sidecar_fronts_it_is_part_of_the_registration(with_b: TestClient) -> None:
+    with_b.put("/v1/services/b/instances/b-1", json=B1)
+
+    plain = with_b.put("/v1/services/b/instances/b-1", json={**B1, "sidecar": False})
+
+    assert (plain.status_code, plain.json()["changed"], plain.json()["revision"]) == (200, True, 3)
+    assert with_b.get("/v1/services/b/instances/b-1").json()["sidecar"] is False
+    assert_problem(
+        with_b.put("/v1/services/b/instances/b-1", json={**B1, "sidecar": "yes"}),
+        422,
+        "sidecar",
+    )
 
 
 def test_the_same_put_again_is_200_with_the_same_revision(with_b: TestClient) -> None:

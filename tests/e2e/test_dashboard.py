@@ -312,7 +312,7 @@ def test_dashboard_shows_a_nack_and_then_its_fix(
         def relabel(value: str) -> None:
             with inprocess.api() as api:
                 body = api.get("/v1/services/b/instances/b-1").json()
-                keep = {k: body[k] for k in ("address", "port", "locality", "healthy")}
+                keep = {k: body[k] for k in ("address", "port", "locality", "healthy", "sidecar")}
                 api.put("/v1/services/b/instances/b-1", json={**keep, "labels": {"try": value}})
 
         def set_transform(transform: object) -> None:

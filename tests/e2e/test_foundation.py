@@ -99,7 +99,9 @@ def test_instances_join_and_leave_within_a_second_without_failed_requests(mesh: 
         assert b2_app.hits_since(t0 + 1.0) == 0
 
         # Register again: within 1 s requests reach both.
-        body = {k: instance[k] for k in ("address", "port", "labels", "locality", "healthy")}
+        body = {
+            k: instance[k] for k in ("address", "port", "labels", "locality", "healthy", "sidecar")
+        }
         t1 = time.monotonic()
         assert api.put("/v1/services/b/instances/b-2", json=body).status_code in (200, 201)
         wait_until(lambda: b2_app.hits_since(t1), 1.0, what="b-2 back in rotation within 1 s")

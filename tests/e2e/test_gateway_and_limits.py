@@ -93,6 +93,28 @@ def test_an_external_client_reaches_a_service_through_the_gateway_over_http_and_
     gateway = GatewayProcess("edge", [80, 443], mesh.server, tmp_path, mesh.xds_protocol)
     with running(gateway.start()):
         check_gateway(mesh, gateway, ca, cert, key)
+        # A sidecar calling the gateway by name reaches it in plain text (its listeners serve
+        # the Gateway's servers, not mesh mTLS): the gateway's own 404 for a host no
+        # VirtualService binds, not the 503 of a failed TLS handshake.
+        with mesh.server.api() as api:
+            assert api.get("/v1/services/edge/instances/edge").json()["sidecar"] is False
+        _, caller = mesh.service("a", "a-1")
+        stat = "http.gateway_80.downstream_rq_4xx"
+
+        def answered() -> int:
+            text = httpx.get(f"http://127.0.0.1:{gateway.admin_port}/stats", timeout=2).text
+            for line in text.splitlines():
+                name, _, value = line.partition(": ")
+                if name == stat:
+                    return int(value)
+            return 0
+
+        before = answered()
+        answer = httpx.get(
+            f"http://127.0.0.1:{caller.outbound_port}/", headers={"Host": "edge"}, timeout=5
+        )
+        assert answer.status_code == 404, answer.text
+        assert answered() == before + 1
 
 
 def check_gateway(mesh: Mesh, gateway: GatewayProcess, ca: Path, cert: Path, key: Path) -> None:

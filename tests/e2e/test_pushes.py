@@ -46,7 +46,7 @@ def test_a_write_that_changes_no_config_pushes_nothing(mesh: Mesh) -> None:
         assert api.put("/v1/services/b", json=same).json()["revision"] == service["revision"]
         # A new revision whose translation is identical (labels select nothing yet).
         inst = api.get("/v1/services/b/instances/b-1").json()
-        body = {k: inst[k] for k in ("address", "port", "locality", "healthy")}
+        body = {k: inst[k] for k in ("address", "port", "locality", "healthy", "sidecar")}
         new = api.put("/v1/services/b/instances/b-1", json={**body, "labels": {"team": "x"}})
         revision = new.json()["revision"]
         assert revision > service["revision"]

@@ -147,6 +147,49 @@ def test_missing_gateway_and_mirror_subset() -> None:
     ]
 
 
+def test_istio_mutual_names_each_instance_no_sidecar_fronts() -> None:
+    plain = [
+        *INSTANCES,  # sidecars'
+        Instance("reviews", "legacy", "10.0.0.9", 9080, {"version": "v1"}, sidecar=False),
+        Instance("reviews", "old-v2", "10.0.0.8", 9080, {"version": "v2"}, sidecar=False),
+    ]
+    rule = doc(
+        NET,
+        "DestinationRule",
+        "reviews",
+        {
+            "host": "reviews",
+            "subsets": [
+                {
+                    "name": "v2",
+                    "labels": {"version": "v2"},
+                    "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
+                }
+            ],
+        },
+    )
+    (found,) = policy_problems(_with_instances(state(rule), plain))
+    assert (found.resource, found.field, found.severity) == (
+        "DestinationRule/default/reviews",
+        "spec.subsets[0].trafficPolicy.tls.mode",
+        Severity.ERROR,
+    )
+    assert "'old-v2'" in found.message  # only the plain instance the subset covers
+    whole = doc(NET, "DestinationRule", "reviews", {"host": "reviews", "trafficPolicy": RULE_TLS})
+    found_all = policy_problems(_with_instances(state(whole), plain))
+    assert sorted(p.message.split("'")[1] for p in found_all) == [
+        "legacy",
+        "old-v2",
+    ]
+
+
+RULE_TLS = {"tls": {"mode": "ISTIO_MUTUAL"}}
+
+
+def _with_instances(current: MeshState, instances: list[Instance]) -> MeshState:
+    return current.with_instances(current.revision, {"reviews": tuple(instances)})
+
+
 def test_two_virtual_services_for_one_host_warn_on_the_newer() -> None:
     found = problems(state(route_to("reviews", name="first"), route_to("reviews", name="second")))
     assert found == [("VirtualService/default/second", "spec.hosts[0]", Severity.WARNING)]

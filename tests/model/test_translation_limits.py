@@ -24,7 +24,19 @@ def test_what_the_translator_cannot_do_is_a_problem_of_the_resource() -> None:
         NET,
         "DestinationRule",
         "reviews",
-        {"host": "reviews", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
+        {"host": "reviews", "trafficPolicy": {"tls": {"mode": "SIMPLE"}}},
+    )
+    external_tls = doc(
+        NET,
+        "DestinationRule",
+        "apis",
+        {"host": "*.googleapis.com", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
+    )
+    translated = doc(
+        NET,
+        "DestinationRule",
+        "db",
+        {"host": "db", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
     )
     gateway = doc(
         NET,
@@ -47,9 +59,13 @@ def test_what_the_translator_cannot_do_is_a_problem_of_the_resource() -> None:
         {"target": {"service": "db"}, "tokenBucket": {"maxTokens": 1, "fillInterval": "1s"}},
     )
     services = [Service("reviews", port=9080), Service("db", protocol=Protocol.TCP, port=5432)]
-    found = problems(state(entry, rule, gateway, limit, services=services))
+    found = problems(
+        state(entry, rule, external_tls, translated, gateway, limit, services=services)
+    )
     assert found == [
-        ("DestinationRule/default/reviews", "spec.trafficPolicy.tls", Severity.WARNING),
+        # ISTIO_MUTUAL and DISABLE are translated for services (DestinationRule/default/db).
+        ("DestinationRule/default/apis", "spec.trafficPolicy.tls", Severity.WARNING),
+        ("DestinationRule/default/reviews", "spec.trafficPolicy.tls.mode", Severity.WARNING),
         ("Gateway/default/edge", "spec.servers[0].tls.mode", Severity.ERROR),
         ("RateLimit/default/db", "spec.target.service", Severity.ERROR),
         ("ServiceEntry/default/google", "spec.resolution", Severity.ERROR),

@@ -115,3 +115,42 @@ def test_instances_registered_before_health_keep_their_registration(db_url: str)
     assert (two.routable, two.health.reason) == (False, "registered with healthy: false")
     assert before - 5 < one.health.since <= time.time()
     assert schema_version(db_url) == [LATEST]
+
+
+def _upgrade_to(url: str, version: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, version)
+    finally:
+        engine.dispose()
+
+
+def test_instances_stored_before_the_sidecar_field_keep_mtls(db_url: str) -> None:
+    """Rows from before migration 0006 were sidecars' registrations: they stay sidecar-fronted
+    (callers keep sending them mTLS); a new row says what it is."""
+    _upgrade_to(db_url, "0005")
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO services (name, namespace, protocol, port) "
+                "VALUES ('b', 'default', 'http', 8080)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO instances (service, instance_id, address, port, labels, locality, "
+                "healthy) VALUES ('b', 'b-1', '127.0.0.1', 15006, '{}', '', true)"
+            )
+    finally:
+        engine.dispose()
+    with Store.open(db_url) as store:
+        assert store.get_instance("b", "b-1").sidecar is True
+        store.put_instance(Instance("b", "b-2", "127.0.0.1", 9000, sidecar=False))
+        assert store.get_instance("b", "b-2").sidecar is False
+        store.put_instance(Instance("b", "b-1", "127.0.0.1", 15006, sidecar=False))
+        assert store.get_instance("b", "b-1").sidecar is False
+    assert schema_version(db_url) == [LATEST]

@@ -1,11 +1,12 @@
 """The incremental path gives exactly what a full translation gives.
 
-For every golden scenario (and a topology with subsets, localities and mTLS), each kind of
-instance change — a new instance, one gone, a moved address, a health flip (registered, or a
-failing check), labels that move it between subsets, another locality — is applied to one
+For every golden scenario (with and without mTLS, and a topology whose DestinationRules
+require mTLS of some instances), each kind of instance change — a new instance, one gone, a
+moved address, a health flip (registered, or a failing check), labels that move it between
+subsets, another locality, a sidecar that fronts it or no longer does — is applied to one
 service at a time;
 ``refresh_endpoints`` on the previous result must equal ``translate`` on the new state, byte
-for byte, and must share every message it did not replace.
+for byte and problem for problem, and must share every message it did not replace.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from interlock.model import Instance, MeshState, Proxy
+from interlock.model import Instance, MeshState, Proxy, Service
 from interlock.model.health import Check, Health
 from interlock.model.identity import MeshIdentity
+from interlock.model.policy import read_resources
 from interlock.reconcile import as_type_map
 from interlock.xds.translate import Resources, refresh_endpoints, translate
 from tests.golden.scenario import GOLDEN_DIR, load_scenario, scenario_names
@@ -68,6 +70,14 @@ def _relocated(_service: str, instances: tuple[Instance, ...]) -> tuple[Instance
     return tuple(dataclasses.replace(i, locality="region-b/zone-9") for i in instances)
 
 
+def _unplugged(_service: str, instances: tuple[Instance, ...]) -> tuple[Instance, ...]:
+    """Every other instance changes sides: a sidecar fronts it now, or no longer does."""
+    return tuple(
+        dataclasses.replace(i, sidecar=not i.sidecar) if n % 2 == 0 else i
+        for n, i in enumerate(instances)
+    )
+
+
 MUTATIONS: dict[str, Mutation] = {
     "added": _added,
     "removed": _removed,
@@ -76,6 +86,7 @@ MUTATIONS: dict[str, Mutation] = {
     "check-flipped": _check_flipped,
     "relabelled": _relabelled,
     "relocated": _relocated,
+    "unplugged": _unplugged,
 }
 
 
@@ -86,11 +97,71 @@ def _wire(resources: Resources) -> dict[str, list[bytes]]:
     }
 
 
+def _required_mtls() -> tuple[MeshState, Proxy]:
+    """b: ISTIO_MUTUAL for the host, one plain instance; c: ISTIO_MUTUAL on one subset only,
+    DISABLE on another, one plain instance and two behind a DISABLE PeerAuthentication."""
+    services = [Service("a"), Service("b"), Service("c", port=9090)]
+    instances = [
+        Instance("a", "a-1", "127.0.0.1", 15001),
+        Instance("b", "b-1", "127.0.0.1", 15002, {"version": "v1"}),
+        Instance("b", "b-2", "127.0.0.2", 8080, {"version": "v2"}, sidecar=False),
+        Instance("c", "c-1", "127.0.0.1", 15003, {"version": "v1"}),
+        Instance("c", "c-2", "127.0.0.3", 9090, {"version": "v1"}, sidecar=False),
+        Instance("c", "c-3", "127.0.0.1", 15013, {"version": "v2", "legacy": "yes"}),
+        Instance("c", "c-4", "127.0.0.1", 15023, {"version": "v1", "legacy": "yes"}),
+    ]
+    documents = [
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": {"name": "b", "namespace": "default"},
+            "spec": {
+                "host": "b",
+                "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
+                "subsets": [{"name": "v2", "labels": {"version": "v2"}}],
+            },
+        },
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": {"name": "c", "namespace": "default"},
+            "spec": {
+                "host": "c",
+                "subsets": [
+                    {
+                        "name": "v1",
+                        "labels": {"version": "v1"},
+                        "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
+                    },
+                    {
+                        "name": "v2",
+                        "labels": {"version": "v2"},
+                        "trafficPolicy": {"tls": {"mode": "DISABLE"}},
+                    },
+                ],
+            },
+        },
+        {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "PeerAuthentication",
+            "metadata": {"name": "legacy", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"legacy": "yes"}}, "mtls": {"mode": "DISABLE"}},
+        },
+    ]
+    resources = [
+        dataclasses.replace(r, generation=1, created_revision=n + 1, revision=n + 1)
+        for n, r in enumerate(read_resources(documents, batch=True))
+    ]
+    proxy = Proxy("a-1", "a", inbound_port=15001, app_port=16001, outbound_port=15101)
+    return MeshState.build(9, services, instances, resources), proxy
+
+
 def _cases() -> Iterator[tuple[str, MeshState, Proxy, MeshIdentity | None]]:
     for name in scenario_names():
         state, proxy = load_scenario(GOLDEN_DIR / name)
         yield name, state, proxy, None
         yield f"{name}+mtls", state, proxy, IDENTITY
+    yield "required-mtls", *_required_mtls(), IDENTITY
 
 
 CASES = list(_cases())
@@ -109,7 +180,9 @@ def test_refresh_equals_full_translation(
         after = state.with_instances(state.revision + 1, {service: changed})
         refreshed = refresh_endpoints(before, after, proxy, [service], identity)
         assert refreshed is not None, f"{service}: the incremental path refused an instance change"
-        assert _wire(refreshed) == _wire(translate(after, proxy, identity)), service
+        full = translate(after, proxy, identity)
+        assert _wire(refreshed) == _wire(full), service
+        assert refreshed.problems == full.problems, service
         # Everything but load assignments is the very same message objects.
         for kind in ("listeners", "clusters", "routes", "secrets"):
             assert all(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from interlock.model.policy.destination_rule import TLSMode
 from interlock.model.policy.gateway import ServerProtocol, ServerTLSMode
 from interlock.model.policy.lookup import service_for_host
 from interlock.model.policy.service_entry import Resolution
@@ -29,17 +30,29 @@ def translation_limits(state: MeshState) -> Iterator[Problem]:
                 Severity.ERROR,
             )
     for rule in policies.destination_rules:
+        service = service_for_host(state, rule.spec.host, rule.namespace)
         policies_with_tls = [("spec.trafficPolicy", rule.spec.traffic_policy)] + [
             (f"spec.subsets[{i}].trafficPolicy", s.traffic_policy)
             for i, s in enumerate(rule.spec.subsets)
         ]
         for field, policy in policies_with_tls:
-            if policy is not None and policy.tls is not None:
+            if policy is None or policy.tls is None:
+                continue
+            if service is None:
                 yield Problem(
                     rule.ref,
                     f"{field}.tls",
-                    "tls is not translated yet: sidecars use mutual TLS to every instance whose "
-                    "PeerAuthentication allows it, and plain TCP to external hosts",
+                    "tls is translated for registered services only yet: sidecars reach "
+                    "ServiceEntry hosts in plain TCP (TLS, if any, is the app's)",
+                    Severity.WARNING,
+                )
+            elif policy.tls.mode in (TLSMode.SIMPLE, TLSMode.MUTUAL):
+                yield Problem(
+                    rule.ref,
+                    f"{field}.tls.mode",
+                    f"tls.mode {policy.tls.mode} is not translated yet (its certificate fields "
+                    "are not supported): sidecars send mutual TLS to the instances a sidecar "
+                    "fronts and plain text to the others, as without a mode",
                     Severity.WARNING,
                 )
     for limit in policies.rate_limits:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from interlock.model.identity import DEFAULT_ROOT_NAMESPACE
 from interlock.model.policy.common import Destination
-from interlock.model.policy.destination_rule import DestinationRule
+from interlock.model.policy.destination_rule import DestinationRule, TLSMode
 from interlock.model.policy.hosts import canonical_host
 from interlock.model.policy.limits import translation_limits
 from interlock.model.policy.lookup import (
@@ -227,6 +227,7 @@ class _Checker:
                         f"instance(s) of {service.name!r}",
                         WARNING,
                     )
+            self._mutual_tls(dr, service)
         for other in self.rules_for(spec.host, dr.namespace):
             if other.key != dr.key and _order(other) < _order(dr):
                 self.report(
@@ -237,6 +238,28 @@ class _Checker:
                     WARNING,
                 )
                 break
+
+    def _mutual_tls(self, dr: Policy[DestinationRule], service: Service) -> None:
+        """``tls.mode: ISTIO_MUTUAL`` where an instance it covers has no sidecar to take
+        mTLS: sidecars leave that instance out rather than send it plain text."""
+        scopes = [("spec.trafficPolicy", dr.spec.traffic_policy, None)] + [
+            (f"spec.subsets[{i}].trafficPolicy", s.traffic_policy, s.labels)
+            for i, s in enumerate(dr.spec.subsets)
+        ]
+        for field, policy, labels in scopes:
+            if policy is None or policy.tls is None or policy.tls.mode is not TLSMode.ISTIO_MUTUAL:
+                continue
+            for instance in self.state.instances_of(service.name):
+                if instance.sidecar or (labels is not None and not selects(labels, instance)):
+                    continue
+                self.report(
+                    dr,
+                    f"{field}.tls.mode",
+                    f"ISTIO_MUTUAL requires mutual TLS, but no sidecar fronts instance "
+                    f"{instance.instance_id!r} of {service.name!r} (registered with sidecar: "
+                    "false); sidecars leave it out rather than send it plain text",
+                    ERROR,
+                )
 
     def _service_entry(self, se: Policy[ServiceEntry]) -> None:
         for index, host in enumerate(se.spec.hosts):

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from interlock.model import MeshState, Proxy
 from interlock.model.identity import MeshIdentity
-from interlock.xds.naming import inbound_route
-from interlock.xds.translate import authz, jwt, mtls
+from interlock.xds.translate import jwt, mtls
 from interlock.xds.translate.clusters import inbound_cluster, outbound_cluster
 from interlock.xds.translate.common import config_source
 from interlock.xds.translate.consistency import check_consistency
+from interlock.xds.translate.destinations import Destinations
+from interlock.xds.translate.draft import Draft, PassContext
 from interlock.xds.translate.endpoints import load_assignment
 from interlock.xds.translate.incremental import refresh_endpoints
-from interlock.xds.translate.listeners import plan_listeners
+from interlock.xds.translate.listeners import ListenerPlan, plan_listeners
+from interlock.xds.translate.passes import apply_passes
 from interlock.xds.translate.resources import Resources
 from interlock.xds.translate.routes import (
     inbound_route_configuration,
@@ -29,7 +31,6 @@ from interlock.xds.translate.telemetry import (
     tracing_cluster,
 )
 from interlock.xds.translate.tls import InboundSecurity
-from interlock.xds.translate.traffic import Draft, apply_traffic_management
 
 __all__ = ["Resources", "check_consistency", "refresh_endpoints", "translate"]
 
@@ -46,8 +47,9 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
       whose PeerAuthentication mode accepts it (PERMISSIVE unless a policy says otherwise),
       and the inbound listener accepts what its own mode allows. The TLS contexts name the
       secrets ``default`` and ``ROOTCA``, which are per proxy and not part of the result.
-    - Traffic policies (VirtualService, DestinationRule, ServiceEntry, Gateway, RateLimit)
-      are then applied to them (:mod:`interlock.xds.translate.traffic`).
+    - The policy passes (:mod:`.passes`: DestinationRule, ServiceEntry, VirtualService,
+      Gateway, RateLimit, AuthorizationPolicy, hash policies) are then applied to them, in
+      one fixed order, each under the contract of :mod:`.draft`.
     - A sidecar's inbound side enforces the RequestAuthentications (:mod:`.jwt`) and
       AuthorizationPolicies (:mod:`.authz`) of its workload; without ``identity`` the mesh's
       defaults (trust domain, root namespace) are used for them.
@@ -61,54 +63,23 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
     if identity is not None:
         mode = mtls.proxy_mode(state, proxy, identity.root_namespace)
         inbound_security = InboundSecurity(identity, mode, source)
-    security_identity = identity or MeshIdentity()
-    authentications = jwt.applicable_authentications(state, proxy, security_identity.root_namespace)
+    root_namespace = (identity or MeshIdentity()).root_namespace
+    authentications = jwt.applicable_authentications(state, proxy, root_namespace)
     plan = plan_listeners(
         proxy, services, telemetry_plan, inbound_security, jwt.authn_filter(authentications)
     )
-    caller = source_header(proxy)
-    clusters = [outbound_cluster(s, source, identity, caller) for s in services]
-    if plan.inbound is not None:
-        clusters.append(inbound_cluster(plan.inbound.app_port, plan.inbound.protocol))
-    if telemetry_plan.tracing is not None and plan.listeners:
-        clusters.append(tracing_cluster(telemetry_plan.tracing))
-    problems = list(plan.problems)
-    routes = []
-    if plan.inbound is not None and plan.inbound.protocol.is_http:
-        routes.append(
-            inbound_route_configuration(
-                plan.inbound.app_port, proxy.service, source_virtual_clusters(services)
-            )
-        )
-    if plan.outbound_http:
-        route_config, route_problems = outbound_route_configuration(services, caller)
-        routes.append(route_config)
-        problems += route_problems
-    endpoints = [
-        load_assignment(
-            s, state.instances_of(s.name), mtls.mutual_tls_instances(state, s.name, identity)
-        )
-        for s in services
-    ]
-    draft = Draft(plan.listeners, clusters, routes, endpoints, problems)
-    apply_traffic_management(
+    ctx = PassContext(
         state,
         proxy,
         services,
-        draft,
-        source=source,
-        plan=telemetry_plan,
-        mutual_tls=lambda name: mtls.mutual_tls_instances(state, name, identity),
-        inbound_route=inbound_route(plan.inbound.app_port) if plan.inbound else None,
+        Destinations(state, services),
+        identity,
+        source,
+        telemetry_plan,
+        plan.inbound,
     )
-    draft.problems += authz.apply_authorization(
-        state,
-        proxy,
-        draft.route(inbound_route(plan.inbound.app_port)) if plan.inbound else None,
-        security_identity,
-        authentications,
-        tcp_inbound=plan.inbound is not None and not plan.inbound.protocol.is_http,
-    )
+    draft = _base_draft(ctx, plan)
+    draft.problems += apply_passes(ctx, draft)
     return Resources(
         listeners=tuple(sorted(draft.listeners, key=lambda r: r.name)),
         clusters=tuple(sorted(draft.clusters, key=lambda r: r.name)),
@@ -117,3 +88,32 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
         secrets=(),
         problems=tuple(sorted(set(draft.problems))),
     )
+
+
+def _base_draft(ctx: PassContext, plan: ListenerPlan) -> Draft:
+    """What every proxy gets before any policy pass: ``plan``'s listeners, a cluster and load
+    assignment per service, the inbound and outbound route configurations, and the inbound
+    and tracing clusters when they are needed."""
+    services, identity = ctx.services, ctx.identity
+    caller = source_header(ctx.proxy)
+    clusters = [outbound_cluster(s, ctx.source, identity, caller) for s in services]
+    if plan.inbound is not None:
+        clusters.append(inbound_cluster(plan.inbound.app_port, plan.inbound.protocol))
+    if ctx.telemetry.tracing is not None and plan.listeners:
+        clusters.append(tracing_cluster(ctx.telemetry.tracing))
+    problems = list(plan.problems)
+    routes = []
+    if plan.inbound is not None and plan.inbound.protocol.is_http:
+        routes.append(
+            inbound_route_configuration(
+                plan.inbound.app_port, ctx.proxy.service, source_virtual_clusters(services)
+            )
+        )
+    if plan.outbound_http:
+        route_config, route_problems = outbound_route_configuration(services, caller)
+        routes.append(route_config)
+        problems += route_problems
+    endpoints = [
+        load_assignment(s, ctx.state.instances_of(s.name), ctx.mutual_tls(s.name)) for s in services
+    ]
+    return Draft(plan.listeners, clusters, routes, endpoints, problems)

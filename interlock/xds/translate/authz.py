@@ -34,12 +34,10 @@ from envoy.config.rbac.v3.rbac_pb2 import RBAC as _RBAC
 from envoy.config.rbac.v3.rbac_pb2 import Permission as _Permission
 from envoy.config.rbac.v3.rbac_pb2 import Principal as _Principal
 from envoy.config.route.v3 import route_components_pb2 as rc
-from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, string_pb2, value_pb2
 
 from interlock.model import MeshState, Problem, Proxy, ProxyKind, Severity
-from interlock.model.identity import MeshIdentity
 from interlock.model.policy.authorization_policy import (
     Action,
     AuthorizationPolicy,
@@ -49,7 +47,6 @@ from interlock.model.policy.authorization_policy import (
     Source,
 )
 from interlock.model.policy.policies import Policy
-from interlock.model.policy.request_authentication import RequestAuthentication
 from interlock.xds.translate import route_filters
 from interlock.xds.translate.authz_match import (
     Kind,
@@ -63,7 +60,8 @@ from interlock.xds.translate.authz_match import (
     string_matcher,
 )
 from interlock.xds.translate.common import typed, uint32
-from interlock.xds.translate.jwt import JWT_AUTHN, PAYLOAD_KEY
+from interlock.xds.translate.draft import Draft, PassContext
+from interlock.xds.translate.jwt import JWT_AUTHN, PAYLOAD_KEY, applicable_authentications
 from interlock.xds.translate.workload_policies import applicable
 
 #: The RBAC filter each action goes to (see :mod:`.route_filters`).
@@ -381,43 +379,40 @@ def applicable_policies(
     return applicable(state.policies.authorization_policies, proxy, root_namespace)
 
 
-def apply_authorization(
-    state: MeshState,
-    proxy: Proxy,
-    inbound: route_pb2.RouteConfiguration | None,
-    identity: MeshIdentity,
-    authentications: Sequence[Policy[RequestAuthentication]] = (),
-    *,
-    tcp_inbound: bool = False,
-) -> list[Problem]:
-    """Switch the RBAC filters on in ``inbound`` (the proxy's inbound route configuration, in
-    place) for the AuthorizationPolicies of its workload; the problems met doing so.
+class Authorization:
+    """The AuthorizationPolicy pass: the RBAC filters switched on in a sidecar's inbound route
+    configuration for the policies of its workload.
 
-    Where an AuthorizationPolicy or one of ``authentications`` (the RequestAuthentications of
-    the workload) applies but cannot be enforced — on a gateway proxy, on a tcp service — the
-    policy gets a problem (error): nothing is silently left out.
+    Where an AuthorizationPolicy or a RequestAuthentication applies but cannot be enforced —
+    on a gateway proxy, on a tcp service — the policy gets a problem (error): nothing is
+    silently left out.
     """
-    policies = applicable_policies(state, proxy, identity.root_namespace)
-    where = None
-    if proxy.kind is ProxyKind.GATEWAY:
-        where = "gateway proxies"
-    elif tcp_inbound:
-        where = "tcp services (they see no HTTP request)"
-    if where is not None:
-        scoped: list[Policy[Any]] = [*policies, *authentications]
-        return [
-            Problem(
-                p.ref,
-                "spec",
-                f"applies to {proxy.namespace}/{proxy.service}, but {p.kind} is not enforced "
-                f"on {where} yet",
-                Severity.ERROR,
-            )
-            for p in scoped
-        ]
-    if not policies or inbound is None or len(inbound.virtual_hosts) != 1:
+
+    def apply(self, ctx: PassContext, draft: Draft) -> list[Problem]:
+        proxy, identity = ctx.proxy, ctx.security
+        policies = applicable_policies(ctx.state, proxy, identity.root_namespace)
+        where = None
+        if proxy.kind is ProxyKind.GATEWAY:
+            where = "gateway proxies"
+        elif ctx.inbound is not None and not ctx.inbound.protocol.is_http:
+            where = "tcp services (they see no HTTP request)"
+        if where is not None:
+            authentications = applicable_authentications(ctx.state, proxy, identity.root_namespace)
+            scoped: list[Policy[Any]] = [*policies, *authentications]
+            return [
+                Problem(
+                    p.ref,
+                    "spec",
+                    f"applies to {proxy.namespace}/{proxy.service}, but {p.kind} is not "
+                    f"enforced on {where} yet",
+                    Severity.ERROR,
+                )
+                for p in scoped
+            ]
+        inbound = draft.route(ctx.inbound_route)
+        if not policies or inbound is None or len(inbound.virtual_hosts) != 1:
+            return []
+        vhost = inbound.virtual_hosts[0]
+        for name, config in per_route_configs(policies, identity.trust_domain).items():
+            vhost.typed_per_filter_config[name].CopyFrom(typed(config))
         return []
-    vhost = inbound.virtual_hosts[0]
-    for name, config in per_route_configs(policies, identity.trust_domain).items():
-        vhost.typed_per_filter_config[name].CopyFrom(typed(config))
-    return []

@@ -27,12 +27,10 @@ from interlock.xds.translate.common import (
     uint32,
 )
 from interlock.xds.translate.endpoints import static_load_assignment
+from interlock.xds.translate.ports import APP_ADDRESS
 
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 """The key of a cluster's upstream HTTP options in ``typed_extension_protocol_options``."""
-
-APP_ADDRESS = "127.0.0.1"
-"""Where a sidecar finds its app: the app listens on loopback, beside its Envoy."""
 
 
 def _speak_http2(cluster: cluster_pb2.Cluster) -> None:

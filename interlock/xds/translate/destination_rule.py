@@ -6,7 +6,7 @@ proxy's locality, and the hash policies consistent hashing needs on routes and t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Iterable
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -14,10 +14,12 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
-from interlock.model import MeshState, Proxy
+from interlock.model import MeshState, Problem, Proxy
+from interlock.model.identity import MeshIdentity
 from interlock.model.policy.selectors import selects
 from interlock.xds import naming
 from interlock.xds.translate.destinations import ClusterPlan, Destinations
+from interlock.xds.translate.draft import Draft, PassContext
 from interlock.xds.translate.endpoints import load_assignment
 from interlock.xds.translate.locality import apply_locality
 from interlock.xds.translate.traffic_policy import (
@@ -26,9 +28,7 @@ from interlock.xds.translate.traffic_policy import (
     set_tcp_hash,
     tcp_hash_policies,
 )
-
-MutualTls = Callable[[str], Container[str]]
-"""Service name → the ids of its instances that accept mTLS."""
+from interlock.xds.translate.upstream_tls import cluster_endpoints
 
 _Cluster = cluster_pb2.Cluster
 
@@ -62,25 +62,35 @@ def finish_assignment(
     )
 
 
-def plan_assignment(
-    state: MeshState,
-    proxy: Proxy,
-    plan: ClusterPlan,
-    mutual_tls: MutualTls,
-) -> endpoint_pb2.ClusterLoadAssignment | None:
-    """The finished load assignment of a service's cluster or subset cluster ``plan``
-    (None for a plan that is not a mesh service's)."""
+def _assignment(
+    state: MeshState, identity: MeshIdentity | None, plan: ClusterPlan
+) -> tuple[endpoint_pb2.ClusterLoadAssignment, tuple[Problem, ...]]:
+    """The load assignment of a mesh service's cluster or subset cluster ``plan``, before
+    locality: the instances it holds (:mod:`.upstream_tls`), and the problems of those left
+    out."""
     service = plan.service
-    if service is None:
-        return None
+    assert service is not None
     instances = state.instances_of(service.name)
     if plan.subset is not None:
         labels = plan.subset.labels
         instances = tuple(i for i in instances if selects(labels, i))
-    assignment = load_assignment(service, instances, mutual_tls(service.name))
+    held = cluster_endpoints(state, identity, plan, instances)
+    assignment = load_assignment(service, held.instances, held.mutual_tls)
     assignment.cluster_name = plan.name
+    return assignment, held.problems
+
+
+def plan_assignment(
+    state: MeshState, identity: MeshIdentity | None, proxy: Proxy, plan: ClusterPlan
+) -> tuple[endpoint_pb2.ClusterLoadAssignment, tuple[Problem, ...]] | None:
+    """The finished load assignment of a service's cluster or subset cluster ``plan`` for
+    ``proxy``, and the problems of the instances left out of it (None for a plan that is not
+    a mesh service's)."""
+    if plan.service is None:
+        return None
+    assignment, problems = _assignment(state, identity, plan)
     finish_assignment(assignment, plan, proxy)
-    return assignment
+    return assignment, problems
 
 
 def _copy(cluster: cluster_pb2.Cluster) -> cluster_pb2.Cluster:
@@ -101,45 +111,46 @@ def _subset_cluster(base: cluster_pb2.Cluster, plan: ClusterPlan) -> cluster_pb2
     return cluster
 
 
-def apply_destination_rules(
-    state: MeshState,
-    proxy: Proxy,
-    destinations: Destinations,
-    clusters: list[cluster_pb2.Cluster],
-    endpoints: list[endpoint_pb2.ClusterLoadAssignment],
-    mutual_tls: MutualTls,
-) -> tuple[list[cluster_pb2.Cluster], list[endpoint_pb2.ClusterLoadAssignment]]:
-    """The service clusters and assignments with their DestinationRules applied, plus one
-    cluster and assignment per subset. Other clusters (inbound, tracing) pass through."""
-    by_name = {c.name: c for c in clusters}
-    # Subsets start from their service's cluster as it was before its own policy.
-    with_subsets = {destinations.base_name(p) for p in destinations.plans.values() if p.subset}
-    pristine = {name: _copy(by_name[name]) for name in with_subsets if name in by_name}
-    assignments = {e.cluster_name: e for e in endpoints}
-    out_clusters = [c for c in clusters if c.name not in destinations.plans]
-    out_endpoints = [e for e in endpoints if e.cluster_name not in destinations.plans]
-    for plan in destinations.plans.values():
-        service = plan.service
-        if service is None:
-            continue
-        if plan.subset is None:
-            cluster, assignment = by_name.get(plan.name), assignments.get(plan.name)
-            if cluster is None:
+class DestinationRules:
+    """The DestinationRules pass: every service cluster and assignment gets its rule's
+    policies, and every subset a cluster and assignment of its own; a ``tls`` mode decides
+    which instances each holds and how they are reached (:mod:`.upstream_tls`). Other
+    clusters (inbound, tracing) pass through; ServiceEntry clusters are the ServiceEntries
+    pass's."""
+
+    def apply(self, ctx: PassContext, draft: Draft) -> list[Problem]:
+        destinations = ctx.destinations
+        problems: list[Problem] = []
+        by_name = {c.name: c for c in draft.clusters}
+        # Subsets start from their service's cluster as it was before its own policy.
+        with_subsets = {destinations.base_name(p) for p in destinations.plans.values() if p.subset}
+        pristine = {name: _copy(by_name[name]) for name in with_subsets if name in by_name}
+        assignments = {e.cluster_name: e for e in draft.endpoints}
+        out_clusters = [c for c in draft.clusters if c.name not in destinations.plans]
+        out_endpoints = [e for e in draft.endpoints if e.cluster_name not in destinations.plans]
+        for plan in destinations.plans.values():
+            if plan.service is None:
                 continue
-        else:
-            base = pristine.get(destinations.base_name(plan))
-            if base is None:
-                continue
-            cluster = _subset_cluster(base, plan)
-            labels = plan.subset.labels
-            chosen = [i for i in state.instances_of(service.name) if selects(labels, i)]
-            assignment = load_assignment(service, chosen, mutual_tls(service.name))
-            assignment.cluster_name = plan.name
-        kept = finish(cluster, assignment, plan, proxy)
-        out_clusters.append(cluster)
-        if kept is not None:
-            out_endpoints.append(kept)
-    return out_clusters, out_endpoints
+            if plan.subset is None:
+                cluster = by_name.get(plan.name)
+                if cluster is None:
+                    continue
+                # The base draft's assignment is the default (auto-mTLS) one.
+                assignment = assignments.get(plan.name) if plan.policy.tls is None else None
+            else:
+                base = pristine.get(destinations.base_name(plan))
+                if base is None:
+                    continue
+                cluster, assignment = _subset_cluster(base, plan), None
+            if assignment is None:
+                assignment, left_out = _assignment(ctx.state, ctx.identity, plan)
+                problems += left_out
+            kept = finish(cluster, assignment, plan, ctx.proxy)
+            out_clusters.append(cluster)
+            if kept is not None:
+                out_endpoints.append(kept)
+        draft.clusters, draft.endpoints = out_clusters, out_endpoints
+        return problems
 
 
 def _action_clusters(action: route_components_pb2.RouteAction) -> list[str]:
@@ -190,3 +201,13 @@ def attach_tcp_hash_policies(
                     continue
                 set_tcp_hash(proxy, policies[:1])
                 config.Pack(proxy, deterministic=True)
+
+
+class HashPolicies:
+    """The last pass: every route and tcp proxy to a consistent-hash cluster gets its hash
+    policy (whichever pass made the route or pointed it at the cluster)."""
+
+    def apply(self, ctx: PassContext, draft: Draft) -> list[Problem]:
+        attach_route_hash_policies(draft.routes, ctx.destinations)
+        attach_tcp_hash_policies(draft.listeners, ctx.destinations)
+        return []

@@ -39,8 +39,9 @@ from interlock.xds import naming
 from interlock.xds.translate import filters, telemetry, tls
 from interlock.xds.translate.common import boolean, config_source, socket_address, typed
 from interlock.xds.translate.destinations import Destinations, age
+from interlock.xds.translate.draft import Draft, PassContext
 from interlock.xds.translate.http_routes import RouteScope, http_routes
-from interlock.xds.translate.ports import Binding, PortTable
+from interlock.xds.translate.ports import Binding, PortTable, bound_table
 from interlock.xds.translate.virtual_service import proxy_labels, route_tcp_proxy, tcp_targets
 
 _VirtualHost = route_components_pb2.VirtualHost
@@ -358,34 +359,35 @@ class _Builder:
         self.out.listeners.append(listener)
 
 
-def gateway_resources(
-    state: MeshState,
-    proxy: Proxy,
-    destinations: Destinations,
-    plan: telemetry.TelemetryPlan,
-    table: PortTable,
-) -> GatewayResources:
-    """The listeners and route configurations of a gateway proxy (nothing for sidecars)."""
-    if proxy.kind is not ProxyKind.GATEWAY:
-        return GatewayResources()
-    builder = _Builder(state, proxy, destinations, plan, table)
-    listen_on = dict(proxy.gateway_ports)
-    by_port: dict[int, list[_Server]] = {}
-    for gateway in selected_gateways(state, proxy):
-        for index, server in enumerate(gateway.spec.servers):
-            number = server.port.number
-            entry = _Server(gateway, index, server)
-            if number not in listen_on:
-                ports = ", ".join(str(p) for p in listen_on) or "none"
-                builder.problem(
-                    entry,
-                    ".port.number",
-                    f"gateway {proxy.namespace}/{proxy.service} does not serve port {number} "
-                    f"(its ports: {ports}); start it with --port {number}",
-                    warning=True,
-                )
-                continue
-            by_port.setdefault(number, []).append(entry)
-    for number in sorted(by_port):
-        builder.port(number, listen_on[number], by_port[number])
-    return builder.out
+class Gateways:
+    """The Gateways pass: a gateway proxy's listeners and route configurations, from the
+    Gateways that select it (sidecars get nothing)."""
+
+    def apply(self, ctx: PassContext, draft: Draft) -> list[Problem]:
+        proxy = ctx.proxy
+        if proxy.kind is not ProxyKind.GATEWAY:
+            return []
+        table = bound_table(draft.listeners, proxy)
+        builder = _Builder(ctx.state, proxy, ctx.destinations, ctx.telemetry, table)
+        listen_on = dict(proxy.gateway_ports)
+        by_port: dict[int, list[_Server]] = {}
+        for gateway in selected_gateways(ctx.state, proxy):
+            for index, server in enumerate(gateway.spec.servers):
+                number = server.port.number
+                entry = _Server(gateway, index, server)
+                if number not in listen_on:
+                    ports = ", ".join(str(p) for p in listen_on) or "none"
+                    builder.problem(
+                        entry,
+                        ".port.number",
+                        f"gateway {proxy.namespace}/{proxy.service} does not serve port {number} "
+                        f"(its ports: {ports}); start it with --port {number}",
+                        warning=True,
+                    )
+                    continue
+                by_port.setdefault(number, []).append(entry)
+        for number in sorted(by_port):
+            builder.port(number, listen_on[number], by_port[number])
+        draft.listeners += builder.out.listeners
+        draft.routes += builder.out.routes
+        return builder.out.problems

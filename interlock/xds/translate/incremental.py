@@ -2,9 +2,10 @@
 
 When nothing but the instances of some services changed, a proxy's listeners, routes and
 clusters stay as they were; only the load assignments of those services' clusters (and of
-their DestinationRule subset clusters) change. :func:`refresh_endpoints` recomputes exactly
-those and shares every other message with the previous result, object for object, so the
-cache serializes nothing else. Its result is byte-identical to :func:`translate`'s for the
+their DestinationRule subset clusters) change, and the problems naming their instances
+(one a DestinationRule's ``ISTIO_MUTUAL`` left out). :func:`refresh_endpoints` recomputes
+exactly those and shares every other message with the previous result, object for object, so
+the cache serializes nothing else. Its result is byte-identical to :func:`translate`'s for the
 same state (``tests/xds/test_incremental.py`` holds it to that on every golden scenario).
 """
 
@@ -16,12 +17,12 @@ from dataclasses import replace
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 
-from interlock.model import MeshState, Proxy
+from interlock.model import MeshState, Problem, Proxy
 from interlock.model.identity import MeshIdentity
-from interlock.xds.translate import mtls
 from interlock.xds.translate.destination_rule import plan_assignment
 from interlock.xds.translate.destinations import Destinations
 from interlock.xds.translate.resources import Resources
+from interlock.xds.translate.upstream_tls import instances_resource
 
 
 def refresh_endpoints(
@@ -35,20 +36,19 @@ def refresh_endpoints(
     ``state`` only in the instances of ``services``) brought up to ``state``; None when that
     cannot be done by replacing load assignments (then translate in full)."""
     fresh: dict[str, endpoint_pb2.ClusterLoadAssignment] = {}
+    stale: list[str] = []  # whose instance problems are recomputed
+    problems: list[Problem] = []
     for name in sorted(set(services)):
         service = state.services.get(name)
         if service is None:
             return None
+        stale.append(instances_resource(service))
         for plan in Destinations(state, [service], external=False).plans.values():
-            assignment = plan_assignment(
-                state,
-                proxy,
-                plan,
-                lambda n: mtls.mutual_tls_instances(state, n, identity),
-            )
-            if assignment is None:
+            planned = plan_assignment(state, identity, proxy, plan)
+            if planned is None:
                 return None
-            fresh[plan.name] = assignment
+            fresh[plan.name], left_out = planned
+            problems += left_out
     endpoints = list(previous.endpoints)
     position = {e.cluster_name: i for i, e in enumerate(endpoints)}
     clusters: dict[str, cluster_pb2.Cluster] | None = None
@@ -63,4 +63,5 @@ def refresh_endpoints(
         if cluster is None or cluster.type == cluster_pb2.Cluster.DiscoveryType.EDS:
             return None  # an EDS cluster without its assignment: not what translate makes
         # A cluster that does not use EDS (e.g. PASSTHROUGH) has no assignment to refresh.
-    return replace(previous, endpoints=tuple(endpoints))
+    problems += [p for p in previous.problems if not p.resource.startswith(tuple(stale))]
+    return replace(previous, endpoints=tuple(endpoints), problems=tuple(sorted(set(problems))))

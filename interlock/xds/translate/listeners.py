@@ -21,9 +21,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from interlock.model import Problem, Protocol, Proxy, ProxyKind, Service, Severity
 from interlock.xds import naming
 from interlock.xds.translate import filters, telemetry, tls
-from interlock.xds.translate.clusters import APP_ADDRESS
 from interlock.xds.translate.common import config_source, socket_address
-from interlock.xds.translate.ports import Binding, PortTable
+from interlock.xds.translate.ports import APP_ADDRESS, Binding, PortTable
 
 
 @dataclass(frozen=True)

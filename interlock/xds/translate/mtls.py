@@ -11,6 +11,9 @@ Istio's semantics, with Interlock's names:
   the mode for one port, and its ``UNSET`` inherits the policy's own mode;
 - with no policy at all the mode is ``PERMISSIVE``: plain text and mTLS are both accepted.
 
+Only an instance a sidecar fronts (``Instance.sidecar``) has an inbound listener that could
+take mTLS; any other instance takes whatever its app speaks, and callers send it plain text.
+
 A workload's port is the port its instance is registered at, which is where mesh traffic
 arrives (the sidecar's ``--inbound-port``); callers know it from the registry, so both sides of
 a connection agree on the mode.
@@ -107,11 +110,13 @@ def endpoint_modes(
 
 
 def mutual_tls_instances(state: MeshState, service: str, identity: MeshIdentity | None) -> set[str]:
-    """The ids of ``service``'s instances that accept mTLS (none without an identity)."""
+    """The ids of ``service``'s instances that accept mTLS: a sidecar fronts them and their
+    mode accepts it (none without an identity)."""
     if identity is None:
         return set()
     namespace = state.services[service].namespace
-    modes = endpoint_modes(state, namespace, state.instances_of(service), identity.root_namespace)
+    fronted = [i for i in state.instances_of(service) if i.sidecar]
+    modes = endpoint_modes(state, namespace, fronted, identity.root_namespace)
     return {instance_id for instance_id, mode in modes.items() if accepts_mtls(mode)}
 
 

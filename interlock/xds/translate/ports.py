@@ -8,7 +8,15 @@ one learns what it collides with, to be reported as a Problem and left out.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from envoy.config.listener.v3 import listener_pb2
+
+from interlock.model import Proxy
+
+APP_ADDRESS = "127.0.0.1"
+"""Where a sidecar finds its app: the app listens on loopback, beside its Envoy."""
 
 
 @dataclass(frozen=True)
@@ -54,3 +62,14 @@ class PortTable:
                 return taken
         self._taken.append(binding)
         return None
+
+
+def bound_table(listeners: Iterable[listener_pb2.Listener], proxy: Proxy) -> PortTable:
+    """The address:ports ``listeners`` (and the app) already hold."""
+    table = PortTable()
+    if proxy.app_port is not None:
+        table.claim(Binding(APP_ADDRESS, proxy.app_port, "the app's own port"))
+    for listener in listeners:
+        address = listener.address.socket_address
+        table.claim(Binding(address.address, address.port_value, f"listener {listener.name}"))
+    return table

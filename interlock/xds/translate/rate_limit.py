@@ -26,7 +26,7 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
 from envoy.type.v3 import http_status_pb2, token_bucket_pb2
 
-from interlock.model import MeshState, Proxy, ProxyKind
+from interlock.model import MeshState, Problem, Proxy, ProxyKind
 from interlock.model.policy.lookup import service_for_host
 from interlock.model.policy.policies import Policy
 from interlock.model.policy.rate_limit import RateLimit
@@ -35,6 +35,7 @@ from interlock.xds import naming
 from interlock.xds.translate import route_filters
 from interlock.xds.translate.common import typed, uint32
 from interlock.xds.translate.destinations import age
+from interlock.xds.translate.draft import Draft, PassContext
 from interlock.xds.translate.http_routes import fraction, route_match
 from interlock.xds.translate.traffic_policy import duration
 from interlock.xds.translate.virtual_service import MeshVirtualServices
@@ -93,7 +94,9 @@ def _matches(
     return found
 
 
-def apply_rate_limits(state: MeshState, proxy: Proxy, config: route_pb2.RouteConfiguration) -> None:
+def _apply_rate_limits(
+    state: MeshState, proxy: Proxy, config: route_pb2.RouteConfiguration
+) -> None:
     """Turn the local rate limit on in ``config``, the inbound route configuration of
     ``proxy`` (in place), as the RateLimits of its service say."""
     if proxy.kind is not ProxyKind.SIDECAR or len(config.virtual_hosts) != 1:
@@ -127,3 +130,13 @@ def apply_rate_limits(state: MeshState, proxy: Proxy, config: route_pb2.RouteCon
     if selected:
         del vhost.routes[:]
         vhost.routes.extend(selected + catch_all)
+
+
+class RateLimits:
+    """The RateLimits pass: buckets in a sidecar's inbound route configuration."""
+
+    def apply(self, ctx: PassContext, draft: Draft) -> list[Problem]:
+        inbound = draft.route(ctx.inbound_route)
+        if inbound is not None:
+            _apply_rate_limits(ctx.state, ctx.proxy, inbound)
+        return []

@@ -17,9 +17,6 @@ several hosts tells them apart by SNI. Traffic to external hosts is plain TCP fr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2, config_source_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -40,24 +37,14 @@ from interlock.xds.translate.common import (
 )
 from interlock.xds.translate.destination_rule import finish
 from interlock.xds.translate.destinations import ClusterPlan, Destinations, ExternalPort
+from interlock.xds.translate.draft import Draft, PassContext
 from interlock.xds.translate.locality import split
-from interlock.xds.translate.ports import Binding, PortTable
+from interlock.xds.translate.ports import Binding, PortTable, bound_table
 from interlock.xds.translate.routes import default_retry_policy
 from interlock.xds.translate.traffic_policy import HTTP_PROTOCOL_OPTIONS
 
 _Cluster = cluster_pb2.Cluster
 _TLS_PROTOCOLS = (PortProtocol.TLS, PortProtocol.HTTPS)
-
-
-@dataclass
-class External:
-    """What the ServiceEntries add to one proxy."""
-
-    clusters: list[cluster_pb2.Cluster] = field(default_factory=list)
-    endpoints: list[endpoint_pb2.ClusterLoadAssignment] = field(default_factory=list)
-    virtual_hosts: list[route_components_pb2.VirtualHost] = field(default_factory=list)
-    listeners: list[listener_pb2.Listener] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
 
 
 def _endpoint_port(port: ExternalPort, endpoint: WorkloadEntry | None) -> int:
@@ -124,25 +111,20 @@ def _cluster(plan: ClusterPlan, source: config_source_pb2.ConfigSource) -> clust
     return cluster
 
 
-def _clusters(
-    destinations: Destinations,
-    proxy: Proxy,
-    source: config_source_pb2.ConfigSource,
-    out: External,
-) -> None:
-    for plan in destinations.plans.values():
+def _clusters(ctx: PassContext, draft: Draft) -> None:
+    for plan in ctx.destinations.plans.values():
         if plan.external is None:
             continue
-        cluster = _cluster(plan, source)
+        cluster = _cluster(plan, ctx.source)
         if cluster.type == _Cluster.DiscoveryType.STRICT_DNS:
-            finish(cluster, cluster.load_assignment, plan, proxy)
+            finish(cluster, cluster.load_assignment, plan, ctx.proxy)
             if cluster.type == _Cluster.DiscoveryType.ORIGINAL_DST:
                 cluster.ClearField("load_assignment")
         else:
-            assignment = finish(cluster, _assignment(plan), plan, proxy)
+            assignment = finish(cluster, _assignment(plan), plan, ctx.proxy)
             if assignment is not None:
-                out.endpoints.append(assignment)
-        out.clusters.append(cluster)
+                draft.endpoints.append(assignment)
+        draft.clusters.append(cluster)
 
 
 def _default_route(cluster: str) -> route_components_pb2.Route:
@@ -155,10 +137,14 @@ def _default_route(cluster: str) -> route_components_pb2.Route:
 
 
 def _virtual_hosts(
-    destinations: Destinations, taken: set[str], out: External
-) -> dict[str, ExternalPort]:
-    """One virtual host per external host and HTTP port; returns them by name."""
-    made: dict[str, ExternalPort] = {}
+    destinations: Destinations,
+    outbound: route_pb2.RouteConfiguration,
+    draft: Draft,
+    problems: list[Problem],
+) -> None:
+    """One virtual host per external host and HTTP port, in ``outbound``."""
+    taken = {d for v in outbound.virtual_hosts for d in v.domains}
+    made = draft.external_hosts
     http = [p for p in destinations.external if p.is_http]
     bare: dict[str, ExternalPort] = {}
     for port in sorted(http, key=lambda p: (p.port.number != 80, p.port.number)):
@@ -170,7 +156,7 @@ def _virtual_hosts(
         domains = []
         for domain in wanted:
             if domain in taken:
-                out.problems.append(
+                problems.append(
                     Problem(
                         port.entry.ref,
                         "spec.hosts",
@@ -186,31 +172,35 @@ def _virtual_hosts(
             continue
         name = naming.external_virtual_host(port.host, port.port.number)
         cluster = naming.external_cluster(port.host, port.port.number)
-        out.virtual_hosts.append(
+        outbound.virtual_hosts.append(
             route_components_pb2.VirtualHost(
                 name=name, domains=domains, routes=[_default_route(cluster)]
             )
         )
         made[name] = port
-    return made
 
 
 def _tcp_listeners(
-    destinations: Destinations, proxy: Proxy, table: PortTable, out: External
-) -> dict[str, list[ExternalPort]]:
-    """One listener per ServiceEntry and non-HTTP port; returns the ports behind each."""
+    destinations: Destinations,
+    proxy: Proxy,
+    table: PortTable,
+    draft: Draft,
+    problems: list[Problem],
+) -> None:
+    """One listener per ServiceEntry and non-HTTP port."""
     groups: dict[tuple[str, int], list[ExternalPort]] = {}
     for port in destinations.external:
         if not port.is_http:
             groups.setdefault((port.entry.ref, port.port.number), []).append(port)
-    made: dict[str, list[ExternalPort]] = {}
+    made = draft.external_listeners
+    listeners: list[listener_pb2.Listener] = []
     for (ref, number), ports in groups.items():
         first = ports[0]
         name = naming.external_tcp_listener(first.host, number)
         owner = f"the listener of ServiceEntry {ref} port {number}"
         binding = Binding(proxy.outbound_address, number, owner)
         if taken := table.claim(binding):
-            out.problems.append(
+            problems.append(
                 Problem(
                     ref,
                     "spec.ports",
@@ -238,47 +228,22 @@ def _tcp_listeners(
             listener.filter_chains.append(chain)
         if by_sni:
             listener.listener_filters.append(tls.tls_inspector())
-        out.listeners.append(listener)
+        listeners.append(listener)
         made[name] = ports
-    return made
+    draft.listeners += listeners
 
 
-def bound_table(listeners: Iterable[listener_pb2.Listener], proxy: Proxy) -> PortTable:
-    """The address:ports ``listeners`` (and the app) already hold."""
-    table = PortTable()
-    if proxy.app_port is not None:
-        table.claim(Binding("127.0.0.1", proxy.app_port, "the app's own port"))
-    for listener in listeners:
-        address = listener.address.socket_address
-        table.claim(Binding(address.address, address.port_value, f"listener {listener.name}"))
-    return table
+class ServiceEntries:
+    """The ServiceEntries pass: clusters and assignments of every external port; with the
+    outbound HTTP listener, virtual hosts for HTTP ports and listeners for the others
+    (recorded in the draft's ``external_hosts`` and ``external_listeners``)."""
 
-
-@dataclass
-class ExternalRouting:
-    """Which external ports the virtual hosts and tcp listeners made here serve (for
-    VirtualServices)."""
-
-    virtual_hosts: dict[str, ExternalPort]
-    tcp_listeners: dict[str, list[ExternalPort]]
-
-
-def external_resources(
-    destinations: Destinations,
-    proxy: Proxy,
-    source: config_source_pb2.ConfigSource,
-    outbound: route_pb2.RouteConfiguration | None,
-    listeners: list[listener_pb2.Listener],
-) -> tuple[External, ExternalRouting]:
-    """Clusters and assignments of every external port; with the outbound HTTP listener
-    (``outbound``, its route configuration), virtual hosts for HTTP ports and listeners for
-    the others."""
-    out = External()
-    _clusters(destinations, proxy, source, out)
-    routing = ExternalRouting({}, {})
-    if outbound is not None:
-        taken = {d for v in outbound.virtual_hosts for d in v.domains}
-        routing.virtual_hosts = _virtual_hosts(destinations, taken, out)
-        table = bound_table(listeners, proxy)
-        routing.tcp_listeners = _tcp_listeners(destinations, proxy, table, out)
-    return out, routing
+    def apply(self, ctx: PassContext, draft: Draft) -> list[Problem]:
+        problems: list[Problem] = []
+        _clusters(ctx, draft)
+        outbound = draft.route(naming.outbound_http_route())
+        if outbound is not None:
+            table = bound_table(draft.listeners, ctx.proxy)
+            _virtual_hosts(ctx.destinations, outbound, draft, problems)
+            _tcp_listeners(ctx.destinations, ctx.proxy, table, draft, problems)
+        return problems

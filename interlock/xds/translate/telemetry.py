@@ -9,6 +9,7 @@ Telemetry policies decide it (the defaults below apply while none says otherwise
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from envoy.config.accesslog.v3 import accesslog_pb2
@@ -234,7 +235,9 @@ def http_access_logs(
     return logs
 
 
-def source_virtual_clusters(services: list[Service]) -> list[route_components_pb2.VirtualCluster]:
+def source_virtual_clusters(
+    services: Sequence[Service],
+) -> list[route_components_pb2.VirtualCluster]:
     """One virtual cluster per service that may call this proxy (matched on the source header
     its sidecar stamps), plus ``unknown`` for requests without one. Envoy keeps request counts
     by code and a duration histogram per virtual cluster: the callee's per-source metrics."""

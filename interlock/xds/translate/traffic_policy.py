@@ -3,8 +3,9 @@ detection — and the route hash policies consistent hashing needs.
 
 A cluster's policy is the DestinationRule's ``trafficPolicy``, overridden field by field
 (``loadBalancer``, ``connectionPool``, ``outlierDetection``) by its ``portLevelSettings`` for
-the cluster's port, then by the subset's ``trafficPolicy`` and that one's port-level settings
-(Istio's order).
+the cluster's port, then by the subset's ``trafficPolicy`` (``tls`` too) and that one's
+port-level settings (Istio's order). ``tls`` decides what callers send each endpoint
+(:mod:`.upstream_tls`), not a field of the cluster.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from envoy.type.v3 import hash_policy_pb2
 from google.protobuf.duration_pb2 import Duration
 
 from interlock.model.policy.destination_rule import (
+    ClientTLSSettings,
     ConnectionPoolSettings,
     LoadBalancerSettings,
     OutlierDetection,
@@ -48,6 +50,7 @@ class EffectivePolicy:
     load_balancer: LoadBalancerSettings | None = None
     connection_pool: ConnectionPoolSettings | None = None
     outlier_detection: OutlierDetection | None = None
+    tls: ClientTLSSettings | None = None
 
     @property
     def locality_aware(self) -> bool:
@@ -76,8 +79,8 @@ def effective_policy(
     """The policy of the cluster on ``port`` (of a subset, when ``subset`` is its policy)."""
     found: dict[str, object] = {}
     for layer in _layers(rule, port) + _layers(subset, port):
-        for name in ("load_balancer", "connection_pool", "outlier_detection"):
-            value = getattr(layer, name)
+        for name in ("load_balancer", "connection_pool", "outlier_detection", "tls"):
+            value = getattr(layer, name, None)  # port-level settings have no tls
             if value is not None:
                 found[name] = value
     return EffectivePolicy(**found)  # type: ignore[arg-type]

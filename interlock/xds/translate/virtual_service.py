@@ -15,7 +15,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
-from interlock.model import MeshState, Proxy, Service
+from interlock.model import MeshState, Problem, Proxy, Service
 from interlock.model.policy.hosts import canonical_host, host_matches
 from interlock.model.policy.lookup import service_for_host
 from interlock.model.policy.policies import Policy
@@ -23,6 +23,7 @@ from interlock.model.policy.selectors import APP_LABEL
 from interlock.model.policy.virtual_service import L4MatchAttributes, TCPRoute, VirtualService
 from interlock.xds import naming
 from interlock.xds.translate.destinations import Destinations, ExternalPort, age
+from interlock.xds.translate.draft import Draft, PassContext
 from interlock.xds.translate.http_routes import RouteScope, http_routes
 
 
@@ -66,7 +67,7 @@ class MeshVirtualServices:
         return next((vs for pattern, vs in self.wildcards if host_matches(pattern, host)), None)
 
 
-def apply_http(
+def _apply_http(
     config: route_pb2.RouteConfiguration,
     services: Sequence[Service],
     external: Mapping[str, ExternalPort],
@@ -151,7 +152,7 @@ def _retarget(listener: listener_pb2.Listener, targets: list[tuple[str, int]]) -
                 network_filter.typed_config.Pack(proxy, deterministic=True)
 
 
-def apply_tcp(
+def _apply_tcp(
     listeners: list[listener_pb2.Listener],
     services: Sequence[Service],
     external: Mapping[str, Sequence[ExternalPort]],
@@ -179,3 +180,25 @@ def apply_tcp(
         found = tcp_targets(vs, port, labels, destinations)
         if found is not None:
             _retarget(listener, found)
+
+
+class VirtualServices:
+    """The mesh VirtualServices pass: HTTP rules replace the default routes of the virtual
+    hosts (services' and ServiceEntry ports') they name; TCP rules retarget tcp listeners."""
+
+    def apply(self, ctx: PassContext, draft: Draft) -> list[Problem]:
+        mesh = MeshVirtualServices(ctx.state)
+        outbound = draft.route(naming.outbound_http_route())
+        if outbound is not None:
+            _apply_http(
+                outbound, ctx.services, draft.external_hosts, mesh, ctx.proxy, ctx.destinations
+            )
+        _apply_tcp(
+            draft.listeners,
+            ctx.services,
+            draft.external_listeners,
+            mesh,
+            ctx.proxy,
+            ctx.destinations,
+        )
+        return []
