@@ -138,7 +138,8 @@ class InProcessServer:
         """A client of the REST API with the admin token."""
         return httpx.Client(
             base_url=self.api_url,
-            timeout=5,
+            # Long polls (`?wait=` up to 10 s) answer by themselves; reads wait longer.
+            timeout=httpx.Timeout(5.0, read=15.0),
             headers={"Authorization": f"Bearer {self.admin_token}"},
             verify=self.tls(),
         )
