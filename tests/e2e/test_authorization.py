@@ -206,3 +206,53 @@ def test_request_authentication_and_request_principals(mesh: Mesh) -> None:
     # Envoy holds the public key set, never a token.
     dump = json.dumps(backend.config_dump())
     assert ISSUER in dump and valid not in dump
+
+
+# --- dry run --------------------------------------------------------------------------------
+
+
+def _inbound_lines(sidecar: Sidecar, path: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in sidecar.log().splitlines() if line.startswith("{")]
+    return [e for e in lines if e.get("direction") == "inbound" and e.get("path") == path]
+
+
+def test_a_dry_run_policy_denies_nothing_and_says_what_it_would_have_denied(mesh: Mesh) -> None:
+    """Istio's ``istio.io/dry-run: "true"``: the policy is evaluated as Envoy RBAC shadow rules.
+    Every request still succeeds; the sidecar's stats count what the policy would have denied
+    and its access log names the rule."""
+    backend_app, backend = mesh.service("backend", "backend-1")
+    _, frontend = mesh.service("frontend", "frontend-1")
+    wait_until(lambda: call(frontend, "/api/x") == 200, 10, what="frontend -> backend")
+
+    deny_all = policy("AuthorizationPolicy", "deny-all", {"action": "DENY", "rules": [{}]})
+    deny_all["metadata"]["annotations"] = {"istio.io/dry-run": "true"}
+    only_admins = policy(
+        "AuthorizationPolicy",
+        "only-admins",
+        {"action": "ALLOW", "rules": [{"to": [{"operation": {"paths": ["/admin/*"]}}]}]},
+    )
+    only_admins["metadata"]["annotations"] = {"istio.io/dry-run": "true"}
+    apply(mesh, deny_all, only_admins)
+
+    before = len(backend_app.hits)
+    assert [call(frontend, "/api/dry") for _ in range(20)] == [200] * 20
+    assert len(backend_app.hits) - before == 20  # every request reached the app
+
+    def shadow(action: str, result: str) -> int:
+        stats = backend.stats()
+        return sum(v for k, v in stats.items() if k.endswith(f"rbac.{action}.shadow_{result}"))
+
+    wait_until(lambda: shadow("deny", "denied") >= 20, 5, what="20 shadow denials counted")
+    assert shadow("allow", "denied") >= 20  # no dry-run ALLOW rule matches /api/dry
+    # Envoy flushes its stdout access log every 10 s (--file-flush-interval-msec).
+    wait_until(lambda: len(_inbound_lines(backend, "/api/dry")) >= 20, 15, what="access log")
+    line = _inbound_lines(backend, "/api/dry")[-1]
+    assert line["status"] == 200
+    assert line["dry_run_deny"] == "denied"
+    assert line["dry_run_deny_policy"] == "default/deny-all/rules[0]"
+    assert line["dry_run_allow"] == "denied"
+
+    # Enforcing it is one annotation away.
+    deny_all["metadata"]["annotations"] = {"istio.io/dry-run": "false"}
+    apply(mesh, deny_all)
+    assert call(frontend, "/api/dry") == 403

@@ -1151,6 +1151,23 @@ INVALID: dict[str, Invalid] = {
         "spec.jwtRules[0].audiences[0]",
     ),
     # --- AuthorizationPolicy ------------------------------------------------------------
+    "ap dry-run not a boolean": Invalid(
+        patched("AuthorizationPolicy", "metadata.annotations", {"istio.io/dry-run": "yes"}),
+        'metadata.annotations["istio.io/dry-run"]',
+        'write "true" or "false"',
+    ),
+    "ap dry-run of an AUDIT policy": Invalid(
+        {
+            **ap(action="AUDIT", rules=[{}]),
+            "metadata": {
+                "name": "x",
+                "namespace": "default",
+                "annotations": {"istio.io/dry-run": "true"},
+            },
+        },
+        'metadata.annotations["istio.io/dry-run"]',
+        "not AUDIT",
+    ),
     "ap CUSTOM action": Invalid(ap(action="CUSTOM", rules=[{}]), "spec.action", "not supported"),
     "ap unknown action": Invalid(ap(action="PERMIT"), "spec.action", "ALLOW"),
     "ap DENY without rules": Invalid(ap(action="DENY"), "spec.rules", "never matches"),

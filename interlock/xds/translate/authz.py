@@ -45,6 +45,7 @@ from interlock.model.policy.authorization_policy import (
     Operation,
     Rule,
     Source,
+    is_dry_run,
 )
 from interlock.model.policy.policies import Policy
 from interlock.xds.translate import route_filters
@@ -361,14 +362,25 @@ def _rbac(
 def per_route_configs(
     policies: Sequence[Policy[AuthorizationPolicy]], trust_domain: str
 ) -> dict[str, http_rbac_pb2.RBACPerRoute]:
-    """filter name → its per-route configuration, for the actions ``policies`` use."""
+    """filter name → its per-route configuration, for the actions ``policies`` use.
+
+    A dry-run policy (``istio.io/dry-run: "true"``) goes to its action's ``shadow_rules``, as
+    Istio does: Envoy evaluates it, counts and records the result (see
+    :data:`~.route_filters.SHADOW_STAT_PREFIX`), and enforces nothing. An action with only
+    dry-run policies has no ``rules``, so its filter lets everything through."""
     configs: dict[str, http_rbac_pb2.RBACPerRoute] = {}
     for action in (Action.AUDIT, Action.DENY, Action.ALLOW):
         of_action = [p for p in policies if p.spec.action is action]
-        if of_action:
-            configs[FILTER_OF_ACTION[action]] = http_rbac_pb2.RBACPerRoute(
-                rbac=http_rbac_pb2.RBAC(rules=_rbac(action, of_action, trust_domain))
-            )
+        if not of_action:
+            continue
+        enforced = [p for p in of_action if not is_dry_run(p.resource.annotations)]
+        dry_run = [p for p in of_action if is_dry_run(p.resource.annotations)]
+        rbac = http_rbac_pb2.RBAC()
+        if enforced:
+            rbac.rules.CopyFrom(_rbac(action, enforced, trust_domain))
+        if dry_run:
+            rbac.shadow_rules.CopyFrom(_rbac(action, dry_run, trust_domain))
+        configs[FILTER_OF_ACTION[action]] = http_rbac_pb2.RBACPerRoute(rbac=rbac)
     return configs
 
 

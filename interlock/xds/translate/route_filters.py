@@ -38,9 +38,20 @@ def outbound_http_filters() -> list[hcm_pb2.HttpFilter]:
     ]
 
 
+#: Where the dry-run (shadow) rules of each RBAC filter report: the counters
+#: ``http.<connection manager>.rbac.<action>.shadow_allowed``/``shadow_denied``, and the dynamic
+#: metadata ``envoy.filters.http.rbac: <action>.shadow_engine_result`` (``allowed``/``denied``)
+#: and ``<action>.shadow_effective_policy_id`` (the rule that decided) — all filters share the
+#: RBAC extension's metadata namespace, so the action's prefix keeps them apart.
+SHADOW_STAT_PREFIX = {RBAC_DENY: "deny.", RBAC_ALLOW: "allow."}
+RBAC_METADATA_NAMESPACE = "envoy.filters.http.rbac"
+
+
 def _rbac(name: str, stat_prefix: str) -> hcm_pb2.HttpFilter:
     # No rules: the filter lets everything through until a route's RBACPerRoute says otherwise.
-    config = rbac_pb2.RBAC(rules_stat_prefix=stat_prefix)
+    config = rbac_pb2.RBAC(
+        rules_stat_prefix=stat_prefix, shadow_rules_stat_prefix=SHADOW_STAT_PREFIX.get(name, "")
+    )
     return hcm_pb2.HttpFilter(name=name, typed_config=typed(config))
 
 
