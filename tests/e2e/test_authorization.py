@@ -256,3 +256,49 @@ def test_a_dry_run_policy_denies_nothing_and_says_what_it_would_have_denied(mesh
     deny_all["metadata"]["annotations"] = {"istio.io/dry-run": "false"}
     apply(mesh, deny_all)
     assert call(frontend, "/api/dry") == 403
+
+
+# --- tcp workloads --------------------------------------------------------------------------
+
+
+def tcp_call(caller_address: str) -> int | str:
+    """An HTTP request carried as bytes through the caller's outbound tcp listener for ``db``
+    (port 8080) and the db sidecar's tcp proxy: the status, or how the connection failed."""
+    try:
+        return httpx.get(f"http://{caller_address}:8080/q", timeout=3).status_code
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+
+
+def test_policies_on_a_tcp_service_guard_its_connections(mesh: Mesh) -> None:
+    """A tcp service's sidecar enforces AuthorizationPolicy on connections (RBAC network
+    filter): by peer identity; and an ALLOW rule that needs an HTTP request matches nothing."""
+    db_app = mesh.app("db", "db-1")
+    db = mesh.sidecar("db", "db-1", db_app, extra=["--protocol", "tcp"])
+    mesh.service("frontend", "frontend-1", extra=["--outbound-address", "127.0.0.71"])
+    mesh.service("other", "other-1", extra=["--outbound-address", "127.0.0.72"])
+    for address in ("127.0.0.71", "127.0.0.72"):
+        wait_until(lambda a=address: tcp_call(a) == 200, 15, what=f"{address} -> db over tcp")
+
+    only_frontend = {
+        "selector": {"matchLabels": {"app": "db"}},
+        "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/default/sa/frontend"]}}]}],
+    }
+    apply(mesh, policy("AuthorizationPolicy", "db-clients", only_frontend))
+    wait_until(lambda: tcp_call("127.0.0.72") != 200, 10, what="other refused")
+    assert [tcp_call("127.0.0.71") for _ in range(5)] == [200] * 5
+    assert tcp_call("127.0.0.72") != 200
+    stats = db.stats()
+    assert any(k.endswith(".allow.rbac.denied") and v >= 1 for k, v in stats.items()), stats
+
+    # An ALLOW rule on methods cannot hold on tcp: it matches nothing (Istio), and says so.
+    by_method = {
+        "selector": {"matchLabels": {"app": "db"}},
+        "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}],
+    }
+    apply(mesh, policy("AuthorizationPolicy", "db-clients", by_method))
+    wait_until(lambda: tcp_call("127.0.0.71") != 200, 10, what="frontend refused")
+    # The control plane says so (its log, for the db proxy's translation).
+    warning = "AuthorizationPolicy/default/db-clients spec.rules[0]: to[0].operation.methods"
+    wait_until(lambda: warning in mesh.server.log(), 5, what="the warning in the server log")
+    assert "matches nothing" in mesh.server.log().split(warning)[-1].splitlines()[0]
