@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +16,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.e2e.conftest import Mesh
-from tests.support.mesh import Sidecar, wait_until
+from tests.support import policies as gateway_policies
+from tests.support.gateway import GatewayProcess
+from tests.support.mesh import Sidecar, running, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -302,3 +305,83 @@ def test_policies_on_a_tcp_service_guard_its_connections(mesh: Mesh) -> None:
     warning = "AuthorizationPolicy/default/db-clients spec.rules[0]: to[0].operation.methods"
     wait_until(lambda: warning in mesh.server.log(), 5, what="the warning in the server log")
     assert "matches nothing" in mesh.server.log().split(warning)[-1].splitlines()[0]
+
+
+# --- gateways -------------------------------------------------------------------------------
+
+
+def test_a_gateway_enforces_request_authentication_and_authorization(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    """As at Istio's ingress gateway: policies selecting the gateway's workload check the
+    external client's JWT and decide by path and source before any route is taken."""
+    issuer = Issuer()
+    valid = issuer.token(iss=ISSUER, sub="alice", exp=int(time.time()) + 3600)
+    mesh.service("shop", "shop-1")
+    gateway = GatewayProcess("edge", [80], mesh.server, tmp_path, mesh.xds_protocol)
+    with running(gateway.start()):
+        gateway_policies.apply(
+            mesh.server,
+            gateway_policies.doc(
+                "Gateway",
+                "edge-gw",
+                {
+                    "selector": {"gateway": "edge"},
+                    "servers": [
+                        {
+                            "port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                            "hosts": ["shop.example.com"],
+                        }
+                    ],
+                },
+            ),
+            gateway_policies.doc(
+                "VirtualService",
+                "shop",
+                {
+                    "hosts": ["shop.example.com"],
+                    "gateways": ["edge-gw"],
+                    "http": [{"route": [{"destination": {"host": "shop"}}]}],
+                },
+            ),
+        )
+        gateway.wait_listening("gateway|80")
+
+        def status(path: str, token: str | None = None) -> int:
+            headers = {"Host": "shop.example.com"}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
+            url = f"http://127.0.0.1:{gateway.listen[80]}{path}"
+            return httpx.get(url, headers=headers, timeout=5).status_code
+
+        wait_until(lambda: status("/") == 200, 10, what="the gateway routes to shop")
+        on_gateway = {"selector": {"matchLabels": {"app": "edge"}}}
+        apply(
+            mesh,
+            policy(
+                "RequestAuthentication",
+                "edge-jwt",
+                {**on_gateway, "jwtRules": [{"issuer": ISSUER, "jwks": issuer.jwks()}]},
+            ),
+            policy(
+                "AuthorizationPolicy",
+                "no-admin",
+                {
+                    **on_gateway,
+                    "action": "DENY",
+                    "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}],
+                },
+            ),
+            policy(
+                "AuthorizationPolicy",
+                "users-only",
+                {
+                    **on_gateway,
+                    "rules": [{"from": [{"source": {"requestPrincipals": [f"{ISSUER}/*"]}}]}],
+                },
+            ),
+        )
+        wait_until(lambda: status("/", valid) == 200 and status("/") == 403, 10, what="enforced")
+        assert status("/", "not.a.token") == 401  # an invalid token is refused by jwt_authn
+        assert status("/admin/users", valid) == 403  # DENY before ALLOW
+        assert status("/orders", valid) == 200

@@ -2,8 +2,8 @@
 
 On an HTTP sidecar they switch on the RBAC filters of its inbound route configuration
 (:mod:`.authz`); on a tcp sidecar they become RBAC network filters of its inbound listener
-(:mod:`.authz_tcp`). Nothing that applies is left out quietly: what cannot be enforced yet (on
-gateway proxies) is an error of the policy, and what tcp changes is a warning.
+(:mod:`.authz_tcp`); on a gateway proxy, both, port by port. Nothing that applies is left out
+quietly: what tcp changes is a warning of the policy.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from interlock.model import Problem, ProxyKind, Severity
 from interlock.model.policy.authorization_policy import AuthorizationPolicy
 from interlock.model.policy.policies import Policy
 from interlock.xds import naming
-from interlock.xds.translate import authz_tcp
+from interlock.xds.translate import authz_tcp, filters
 from interlock.xds.translate.authz import applicable_policies, per_route_configs
 from interlock.xds.translate.common import typed
 from interlock.xds.translate.draft import Draft, PassContext
@@ -36,17 +36,7 @@ class Authorization:
         policies = applicable_policies(ctx.state, proxy, identity.root_namespace)
         authentications = applicable_authentications(ctx.state, proxy, identity.root_namespace)
         if proxy.kind is ProxyKind.GATEWAY:
-            scoped: list[Policy[Any]] = [*policies, *authentications]
-            return [
-                Problem(
-                    p.ref,
-                    "spec",
-                    f"applies to {proxy.namespace}/{proxy.service}, but {p.kind} is not "
-                    "enforced on gateway proxies yet",
-                    Severity.ERROR,
-                )
-                for p in scoped
-            ]
+            return self._gateway(ctx, draft, policies)
         if ctx.inbound is not None and not ctx.inbound.protocol.is_http:
             return self._tcp(ctx, draft, policies, authentications)
         inbound = draft.route(ctx.inbound_route)
@@ -93,3 +83,38 @@ class Authorization:
             if listener.name == naming.inbound_listener():
                 authz_tcp.guard_listener(listener, rbac_filters)
         return problems + found
+
+    def _gateway(
+        self, ctx: PassContext, draft: Draft, policies: list[Policy[AuthorizationPolicy]]
+    ) -> list[Problem]:
+        """A gateway proxy (as Istio's ingress gateway): the RBAC filters of its HTTP and HTTPS
+        ports are switched on in every virtual host of their routes; its TCP and TLS ports get
+        RBAC network filters, with the tcp rule for HTTP-only fields. Its RequestAuthentications
+        are already in its connection managers (:mod:`.gateway`)."""
+        if not policies:
+            return []
+        proxy = ctx.proxy
+        trust_domain = ctx.security.trust_domain
+        configs = per_route_configs(policies, trust_domain)
+        prefix = naming.gateway_route(0).rsplit("|", 1)[0] + "|"
+        for route in draft.routes:
+            if not route.name.startswith(prefix):
+                continue
+            for vhost in route.virtual_hosts:
+                for name, config in configs.items():
+                    vhost.typed_per_filter_config[name].CopyFrom(typed(config))
+        problems: list[Problem] = []
+        for listener in draft.listeners:
+            chains = listener.filter_chains
+            if not chains or chains[0].filters[-1].name != filters.TCP_PROXY:
+                continue
+            port = listener.name.rsplit("|", 1)[-1]
+            rbac_filters, found = authz_tcp.network_filters(
+                policies,
+                trust_domain,
+                f"gateway_{port}",
+                f"gateway {proxy.namespace}/{proxy.service} port {port}",
+            )
+            authz_tcp.guard_listener(listener, rbac_filters)
+            problems += [p for p in found if p not in problems]
+        return problems

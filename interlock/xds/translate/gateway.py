@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 
 from interlock.model import MeshState, Problem, Proxy, ProxyKind, Severity
@@ -36,11 +39,12 @@ from interlock.model.policy.hosts import canonical_host, host_matches
 from interlock.model.policy.policies import Policy
 from interlock.model.policy.virtual_service import VirtualService
 from interlock.xds import naming
-from interlock.xds.translate import filters, telemetry, tls
+from interlock.xds.translate import filters, route_filters, telemetry, tls
 from interlock.xds.translate.common import boolean, config_source, socket_address, typed
 from interlock.xds.translate.destinations import Destinations, age
 from interlock.xds.translate.draft import Draft, PassContext
 from interlock.xds.translate.http_routes import RouteScope, http_routes
+from interlock.xds.translate.jwt import applicable_authentications, authn_filter
 from interlock.xds.translate.ports import Binding, PortTable, bound_table
 from interlock.xds.translate.virtual_service import proxy_labels, route_tcp_proxy, tcp_targets
 
@@ -133,7 +137,9 @@ class _Builder:
         destinations: Destinations,
         plan: telemetry.TelemetryPlan,
         table: PortTable,
+        authn: hcm_pb2.HttpFilter | None = None,
     ) -> None:
+        self.authn = authn
         self.state = state
         self.proxy = proxy
         self.destinations = destinations
@@ -207,6 +213,7 @@ class _Builder:
             config_source(self.proxy),
             telemetry.http_access_logs(self.proxy, inbound=False, plan=self.plan),
             telemetry.http_tracing(self.proxy, self.plan.tracing) if self.plan.tracing else None,
+            route_filters.gateway_http_filters(self.authn),
         )
         return filters.http_connection_manager_filter(manager)
 
@@ -368,7 +375,10 @@ class Gateways:
         if proxy.kind is not ProxyKind.GATEWAY:
             return []
         table = bound_table(draft.listeners, proxy)
-        builder = _Builder(ctx.state, proxy, ctx.destinations, ctx.telemetry, table)
+        authentications = applicable_authentications(ctx.state, proxy, ctx.security.root_namespace)
+        builder = _Builder(
+            ctx.state, proxy, ctx.destinations, ctx.telemetry, table, authn_filter(authentications)
+        )
         listen_on = dict(proxy.gateway_ports)
         by_port: dict[int, list[_Server]] = {}
         for gateway in selected_gateways(ctx.state, proxy):

@@ -68,3 +68,18 @@ def inbound_http_filters(authn: hcm_pb2.HttpFilter | None = None) -> list[hcm_pb
         _rbac(RBAC_ALLOW, "allow"),
         hcm_pb2.HttpFilter(name=LOCAL_RATE_LIMIT, typed_config=typed(limit)),
     ]
+
+
+def gateway_http_filters(authn: hcm_pb2.HttpFilter | None = None) -> list[hcm_pb2.HttpFilter]:
+    """A gateway's connection manager: CORS first (it answers preflights, which carry no
+    credentials), then ``authn`` (the JWT filter of the gateway's RequestAuthentications), the
+    RBAC filters of its AuthorizationPolicies — audit, deny, allow — and fault injection,
+    before the router."""
+    return [
+        hcm_pb2.HttpFilter(name=CORS, typed_config=typed(cors_pb2.Cors())),
+        *([authn] if authn is not None else []),
+        _rbac(RBAC_AUDIT, "audit"),
+        _rbac(RBAC_DENY, "deny"),
+        _rbac(RBAC_ALLOW, "allow"),
+        hcm_pb2.HttpFilter(name=FAULT, typed_config=typed(fault_pb2.HTTPFault())),
+    ]
