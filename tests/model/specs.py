@@ -849,10 +849,38 @@ INVALID: dict[str, Invalid] = {
     "dr unknown tls mode": Invalid(
         dr(trafficPolicy={"tls": {"mode": "STRICT"}}), "spec.trafficPolicy.tls.mode", "ISTIO_MUTUAL"
     ),
-    "dr tls certificates": Invalid(
-        dr(trafficPolicy={"tls": {"mode": "SIMPLE", "caCertificates": "/ca.pem"}}),
-        "spec.trafficPolicy.tls.caCertificates",
+    "dr tls credentialName": Invalid(
+        dr(trafficPolicy={"tls": {"mode": "SIMPLE", "credentialName": "x"}}),
+        "spec.trafficPolicy.tls.credentialName",
         "not supported",
+    ),
+    "dr tls SIMPLE without caCertificates": Invalid(
+        dr(trafficPolicy={"tls": {"mode": "SIMPLE"}}),
+        "spec.trafficPolicy.tls.caCertificates",
+        "insecureSkipVerify",
+    ),
+    "dr tls MUTUAL without a key": Invalid(
+        dr(
+            trafficPolicy={
+                "tls": {
+                    "mode": "MUTUAL",
+                    "caCertificates": "/ca.pem",
+                    "clientCertificate": "/c.pem",
+                }
+            }
+        ),
+        "spec.trafficPolicy.tls.privateKey",
+        "required with mode MUTUAL",
+    ),
+    "dr tls certificate for ISTIO_MUTUAL": Invalid(
+        dr(trafficPolicy={"tls": {"mode": "ISTIO_MUTUAL", "caCertificates": "/ca.pem"}}),
+        "spec.trafficPolicy.tls.caCertificates",
+        "SIMPLE or MUTUAL",
+    ),
+    "dr tls relative path": Invalid(
+        dr(trafficPolicy={"tls": {"mode": "SIMPLE", "caCertificates": "ca.pem"}}),
+        "spec.trafficPolicy.tls.caCertificates",
+        "absolute path",
     ),
     "dr duplicate port settings": Invalid(
         dr(
