@@ -617,6 +617,19 @@ INVALID: dict[str, Invalid] = {
     "neither route nor redirect": Invalid(
         vs([{"timeout": "1s"}]), "spec.http[0].route", "required"
     ),
+    "redirect with a timeout": Invalid(
+        vs([{"redirect": {"uri": "/x"}, "timeout": "1s"}]), "spec.http[0].timeout", "no effect"
+    ),
+    "redirect with retries": Invalid(
+        vs([{"redirect": {"uri": "/x"}, "retries": {"attempts": 2}}]),
+        "spec.http[0].retries",
+        "no effect",
+    ),
+    "redirect with a mirror": Invalid(
+        vs([{"redirect": {"uri": "/x"}, "mirror": {"host": "reviews"}}]),
+        "spec.http[0].mirror",
+        "no effect",
+    ),
     "redirect code 200": Invalid(
         vs([{"redirect": {"uri": "/x", "redirectCode": 200}}]), "spec.http[0].redirect.redirectCode"
     ),
