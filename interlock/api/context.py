@@ -9,11 +9,12 @@ take it (or one of its parts) as a FastAPI dependency — :data:`ContextDep`,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
+from google.protobuf.message import Message
 from starlette.types import Scope
 
 from interlock.model.health import DEFAULT_INSTANCE_TTL
@@ -26,8 +27,9 @@ from interlock.xds.status import StatusRegistry
 if TYPE_CHECKING:  # the CA router imports this module
     from interlock.api.routers.ca import BundleSource, CaAdmin
 
-ConfigReader = Callable[[str], Mapping[str, list[dict[str, Any]]] | None]
-"""snapshot key → {type URL: [resource as JSON]}, secrets already redacted (None: no snapshot)."""
+ConfigReader = Callable[[str], Mapping[str, Sequence[Message]] | None]
+"""snapshot key → {type URL: [resource]}, private keys included: the route that shows them
+redacts them (None: no snapshot)."""
 GraphReader = Callable[[float], Graph]
 """The traffic graph over a window of seconds."""
 
