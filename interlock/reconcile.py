@@ -75,6 +75,27 @@ class ViewReport:
     inconsistencies: tuple[str, ...]
 
 
+RETRY_MIN_S = 0.1
+RETRY_MAX_S = 5.0
+"""The reconciler's backoff after a failure: 0.1 s, doubling, at most 5 s."""
+
+_STAGES = {
+    "check": "the reconciler's periodic revision check",
+    "rebuild": "loading and publishing the mesh state",
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The reconciler's failures in a row: the last one's stage and reason, how many, since
+    when (wall clock)."""
+
+    stage: str
+    reason: str
+    count: int
+    since: float
+
+
 @dataclass
 class View:
     """Everything the reconciler holds for one view, forgotten together."""
@@ -170,6 +191,9 @@ class Reconciler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: object = None
+        #: The failures in a row of the loop, None while it succeeds.
+        self.failure: Failure | None = None
+        self._incomplete = False
         self.builds = 0
         self._wakes = 0
         #: A test-only seam: rewrites each view's translation before it is checked and
@@ -278,24 +302,78 @@ class Reconciler:
             loop.call_soon_threadsafe(self._wake.set)
 
     async def _run(self) -> None:
+        """The loop, which never ends but by cancellation: a failure of any step is logged
+        with its stage, counted, reported by :meth:`failing_problem` and retried with backoff (a
+        commit heard meanwhile retries at once: the store works again)."""
+        failures = 0
         while True:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands
-            # as the event is set, and stop() would then wait forever.
+            stage = "check"
             try:
-                async with asyncio.timeout(self.debounce.resync_interval):
-                    await self._wake.wait()
-            except TimeoutError:
-                stored = await asyncio.to_thread(self.store.revision)
-                if self.state is not None and stored == self.state.revision:
-                    self._forget_idle_views()
-                    continue
-            await self._settle()
-            try:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # lands as the event is set, and stop() would then wait forever.
+                try:
+                    async with asyncio.timeout(self.debounce.resync_interval):
+                        await self._wake.wait()
+                except TimeoutError:
+                    stored = await asyncio.to_thread(self.store.revision)
+                    if self.state is not None and stored == self.state.revision:
+                        self._forget_idle_views()
+                        self.failure = None
+                        failures = 0
+                        continue
+                stage = "rebuild"
+                await self._settle()
                 await self.rebuild()
-            except InterlockError as exc:
-                log.warning("could not load the mesh state: %s", exc.message)
-                await asyncio.sleep(self.debounce.quiet)
-                self._wake.set()
+                self.failure = None
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                delay = min(RETRY_MAX_S, RETRY_MIN_S * 2 ** min(failures - 1, 16))
+                self._failed(stage, exc, failures, delay)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                self._wake.set()  # retry: load and publish whatever the store now holds
+
+    def _failed(self, stage: str, exc: Exception, failures: int, delay: float) -> None:
+        reason = exc.message if isinstance(exc, InterlockError) else f"{type(exc).__name__}: {exc}"
+        revision = self.state.revision if self.state is not None else -1
+        what = _STAGES[stage]
+        since = self.failure.since if self.failure is not None else time.time()
+        self.failure = Failure(stage, reason, failures, since)
+        if self.metrics is not None:
+            self.metrics.reconcile_errors.labels(stage).inc()
+        # A store error is expected in an outage (its message is enough); anything else is a
+        # bug, logged with its traceback.
+        log.log(
+            logging.WARNING if isinstance(exc, InterlockError) else logging.ERROR,
+            "%s failed (published revision %d, failure %d in a row): %s; retrying in %.1f s",
+            what,
+            revision,
+            failures,
+            reason,
+            delay,
+            exc_info=None if isinstance(exc, InterlockError) else exc,
+        )
+
+    def running_problem(self) -> str | None:
+        """ "not running" when the loop's task has ended (it ends only by :meth:`stop`)."""
+        task = self._task
+        if task is None or task.done():
+            return "the reconciler is not running"
+        return None
+
+    def failing_problem(self) -> str | None:
+        """Why the proxies may be behind the store: the loop's last attempt failed and it is
+        retrying (None while it succeeds)."""
+        failure = self.failure
+        if failure is None:
+            return None
+        return (
+            f"{_STAGES[failure.stage]} failed {failure.count} time(s) in a row since "
+            f"{time.strftime('%H:%M:%S', time.gmtime(failure.since))}Z: {failure.reason}"
+        )
 
     async def _settle(self) -> None:
         """Return once writes have been quiet for ``quiet`` s, or ``max_wait`` s have passed."""
@@ -317,9 +395,16 @@ class Reconciler:
         unless ``force``)."""
         previous = self.state
         state, change = await asyncio.to_thread(self.store.load_state_since, previous)
-        if not force and previous is not None and state.revision == previous.revision:
+        # A rebuild that failed half-way is redone in full, even at the same revision.
+        incomplete = self._incomplete
+        if (
+            not force
+            and not incomplete
+            and previous is not None
+            and state.revision == previous.revision
+        ):
             return
-        if force or previous is None:
+        if force or previous is None or incomplete:
             change = StateChange.everything()
         if self.metrics is not None:
             if self._wakes > 1:
@@ -331,9 +416,10 @@ class Reconciler:
                 except InterlockError:
                     pass
         self._wakes = 0
-        self.state = state
+        self._incomplete = True
         # Secrets first (see the module docstring), then the views.
         await self.security.refresh()
+        self.state = state
         bases: dict[str, str] = {}
         for proxy_key in self.security.attached():
             proxy = self.proxies.get(proxy_key)
@@ -347,6 +433,7 @@ class Reconciler:
             self._build(key, change, since)
         for proxy_key, base in bases.items():
             self.security.rebase(proxy_key, base)
+        self._incomplete = False
 
     def _forget_idle_views(self) -> None:
         watched = self.cache.watched_keys()

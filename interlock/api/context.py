@@ -34,6 +34,16 @@ GraphReader = Callable[[float], Graph]
 """The traffic graph over a window of seconds."""
 
 
+@dataclass(frozen=True)
+class HealthCheck:
+    """One check of ``/healthz`` and ``/readyz``: ``problem`` says what is wrong (None: all
+    is well); ``readiness_only`` checks count for ``/readyz`` alone."""
+
+    name: str
+    problem: Callable[[], str | None]
+    readiness_only: bool = False
+
+
 @dataclass(frozen=True, eq=False)
 class ApiContext:
     """Everything the routes use: the store, and the server's parts the API reads.
@@ -43,7 +53,9 @@ class ApiContext:
     ``/metrics``; ``ca_admin`` enables ``/v1/ca/rotation``; ``bundle`` (the server's TLS
     identity) serves ``/v1/ca/bundle``; ``root_namespace`` is the mesh's; ``instance_ttl`` is
     how long a proxy has to connect once its token is issued (the server's
-    ``--instance-ttl``). ``commit_times`` is the API's own cache of revision → commit time.
+    ``--instance-ttl``). ``health_checks`` are the server's parts' checks (``/healthz``,
+    ``/readyz``; the store's is always made). ``commit_times`` is the API's own cache of
+    revision → commit time.
     """
 
     store: Store
@@ -55,6 +67,7 @@ class ApiContext:
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     bundle: BundleSource | None = None
     instance_ttl: float = DEFAULT_INSTANCE_TTL
+    health_checks: tuple[HealthCheck, ...] = ()
     commit_times: dict[int, float] = field(default_factory=dict)
 
 

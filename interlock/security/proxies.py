@@ -340,6 +340,11 @@ class ProxySecurity:
         self._bundle = self.ca.bundle_pem()
         self._task = asyncio.create_task(self._renewals(), name="interlock-svid-renewal")
 
+    @property
+    def running(self) -> bool:
+        """Whether its loop runs (it ends only by :meth:`stop`)."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -357,6 +362,9 @@ class ProxySecurity:
                     await self._reissue(due, "renewal")
                 except InterlockError as exc:
                     log.warning("SVID renewal failed (%s); retrying in 1 s", exc.message)
+                    await asyncio.sleep(1.0)
+                except Exception:
+                    log.exception("SVID renewal failed; retrying in 1 s")
                     await asyncio.sleep(1.0)
                 continue
             upcoming = [self._issued[i].renew_at for i in live]
