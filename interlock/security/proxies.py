@@ -114,6 +114,7 @@ class ProxySecurity:
         self._bundle = b""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.metrics.watch_expiry(self.certificate_margins)
 
     # -- authentication ----------------------------------------------------------------------
     async def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> Token:
@@ -229,6 +230,20 @@ class ProxySecurity:
         return identity_secrets(
             issued.svid.certificate_chain_pem(), issued.key_pem, self.ca.bundle_pem()
         )
+
+    def certificate_margins(self) -> list[tuple[tuple[str, str, str], float]]:
+        """((namespace, service, node id), seconds until its certificate expires) for each
+        attached proxy."""
+        now = self.ca.clock()
+        margins = []
+        for key, attached in tuple(self._attached.items()):
+            issued = self._issued.get(attached.instance)
+            if issued is not None:
+                namespace, service, _ = attached.instance
+                node_id = key.rpartition("@")[2]
+                seconds = (issued.svid.not_after - now).total_seconds()
+                margins.append(((namespace, service, node_id), seconds))
+        return margins
 
     def _publish(self, key: str) -> None:
         attached = self._attached[key]
