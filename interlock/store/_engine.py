@@ -49,6 +49,9 @@ INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
 DATABASE_ERRORS: tuple[type[Exception], ...] = (exc.SQLAlchemyError, sqlite3.Error, psycopg.Error)
 DEFAULT_TIMEOUT_S = 10.0
 """How long one wait on the database may take (``interlock server --db-timeout``)."""
+MIGRATION_BUSY_TIMEOUT_S = 30.0
+"""How long a SQLite schema migration waits for another process's lock (replicas starting
+together)."""
 #: libpq's (and psycopg's) smallest connect timeout.
 _MIN_CONNECT_TIMEOUT_S = 2
 #: The client's deadline on a round trip is the server's statement timeout plus this, so
@@ -232,6 +235,36 @@ class Database:
                 conn.execution_options(**{_WRITE_OPTION: True})
                 with conn.begin():
                     yield conn
+
+    @contextlib.contextmanager
+    def write_unbounded(self) -> Iterator[Connection]:
+        """:meth:`write` with the waits of a schema migration: on PostgreSQL no statement,
+        lock or round-trip timeout (a migration may rewrite a large table, and a replica
+        starting beside another waits for its migration's lock); on SQLite a busy timeout of
+        at least :data:`MIGRATION_BUSY_TIMEOUT_S`. Connecting is still bounded."""
+        with self._serial, translated_errors():
+            self._check_open()
+            with self.engine.connect() as conn:
+                raw = conn.connection.dbapi_connection
+                if self.dialect == "postgresql":
+                    assert isinstance(raw, BoundedConnection)
+                    raw.bound = None
+                else:
+                    busy = max(self.timeout, MIGRATION_BUSY_TIMEOUT_S)
+                    raw.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")  # type: ignore[union-attr]
+                try:
+                    conn.execution_options(**{_WRITE_OPTION: True})
+                    with conn.begin():
+                        if self.dialect == "postgresql":
+                            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                            conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+                        yield conn
+                finally:
+                    if isinstance(raw, BoundedConnection):
+                        raw.bound = self.timeout + _CLIENT_MARGIN_S
+                    elif raw is not None:
+                        ms = max(1, int(self.timeout * 1000))
+                        raw.execute(f"PRAGMA busy_timeout = {ms}")
 
     def connect_writer(self) -> Connection:
         """A connection of its own for a long-lived writer (see :meth:`write_on`); close it
