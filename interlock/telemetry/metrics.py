@@ -101,6 +101,8 @@ class ControlPlaneMetrics:
             ["stage"],
             registry=r,
         )
+        for stage in ("check", "rebuild"):  # every series exists from the start, at 0
+            self.reconcile_errors.labels(stage)
         self.merged = Counter(
             "interlock_reconcile_debounce_merged",
             "Commits folded into a later build by the debounce",

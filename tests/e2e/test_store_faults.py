@@ -216,6 +216,7 @@ def test_postgresql_paused_30s_under_traffic(
                     wait_until(lambda sc=sc: serials(sc) - held[sc.instance_id], 5)
                 time.sleep(1.0)
             failures = traffic.failures()
+            print(f"{len(traffic.results)} requests between the sidecars, {len(failures)} failed")
             assert len(traffic.results) > 1000, len(traffic.results)
             assert failures == [], failures[:5]
             errors = {stage: float(n) for stage, n in _ERRORS.findall(metrics(api))}
