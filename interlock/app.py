@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -16,12 +17,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 
 from interlock.api import create_app
 from interlock.api.auth import ApiAuth
+from interlock.api.context import HealthCheck
 from interlock.api.routers.ca import CaAdmin
 from interlock.liveness import Liveness
 from interlock.model import InterlockError
@@ -42,7 +44,7 @@ from interlock.security.metrics import SecurityMetrics
 from interlock.security.proxies import ProxySecurity
 from interlock.security.revocation import DEFAULT_RECHECK_SECONDS, Revocations
 from interlock.security.serving import ServerNames, ServingIdentity, server_name_error
-from interlock.store import Store
+from interlock.store import DEFAULT_DB_TIMEOUT, Store
 from interlock.telemetry.als import AccessLogReceiver
 from interlock.telemetry.graph import TrafficGraph
 from interlock.telemetry.metrics import ControlPlaneMetrics
@@ -105,6 +107,8 @@ class ServerSettings:
     ca_bundle_file: Path | None = None
     #: Seconds without an xDS stream from an instance's proxy before it is unhealthy.
     instance_ttl: float = DEFAULT_INSTANCE_TTL
+    #: Seconds one wait on the database may take (busy, connect and statement timeouts).
+    db_timeout: float = DEFAULT_DB_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,8 @@ def _security_settings(settings: ServerSettings) -> OperatorCa | None:
         raise SettingsError("--leaf-lifetime must be at least 10 seconds")
     if settings.token_recheck <= 0:
         raise SettingsError("--token-recheck must be positive")
+    if not settings.db_timeout > 0:
+        raise SettingsError("--db-timeout must be positive")
     if settings.instance_ttl < 1:
         raise SettingsError("--instance-ttl must be at least 1 second")
     for name in settings.server_names:
@@ -236,7 +242,9 @@ async def serve(
         # API first, the store last), also when a later part fails to start.
         api_sock = listen_socket(settings.api.host, settings.api.port, "the REST API (--api)")
         parts.callback(api_sock.close)
-        store = await asyncio.to_thread(Store.open, settings.db_url)
+        store = await asyncio.to_thread(
+            functools.partial(Store.open, settings.db_url, timeout=settings.db_timeout)
+        )
         parts.push_async_callback(asyncio.to_thread, store.close)
         try:
             kek, generated = resolve_kek(
@@ -341,6 +349,13 @@ async def serve(
             root_namespace=settings.root_namespace,
             bundle=serving,
             instance_ttl=settings.instance_ttl,
+            health_checks=(
+                HealthCheck("reconciler", reconciler.running_problem),
+                HealthCheck("change_feed", store.feed_problem),
+                HealthCheck("liveness", _stopped(liveness, "the liveness sweep")),
+                HealthCheck("svid_renewal", _stopped(security, "SVID renewal")),
+                HealthCheck("reconciler", reconciler.failing_problem, readiness_only=True),
+            ),
         )
         api_task = await _start_api(
             api,
@@ -388,6 +403,20 @@ async def serve(
         stop_wait = asyncio.create_task(stop.wait())
         await asyncio.wait({stop_wait, api_task}, return_when=asyncio.FIRST_COMPLETED)
         stop_wait.cancel()
+
+
+class _Running(Protocol):
+    @property
+    def running(self) -> bool: ...
+
+
+def _stopped(part: _Running, what: str) -> Callable[[], str | None]:
+    """A health check: "<what> is not running" once ``part``'s loop has ended."""
+
+    def problem() -> str | None:
+        return None if part.running else f"{what} is not running"
+
+    return problem
 
 
 async def _start_api(

@@ -9,11 +9,12 @@ take it (or one of its parts) as a FastAPI dependency — :data:`ContextDep`,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
+from google.protobuf.message import Message
 from starlette.types import Scope
 
 from interlock.model.health import DEFAULT_INSTANCE_TTL
@@ -26,10 +27,21 @@ from interlock.xds.status import StatusRegistry
 if TYPE_CHECKING:  # the CA router imports this module
     from interlock.api.routers.ca import BundleSource, CaAdmin
 
-ConfigReader = Callable[[str], Mapping[str, list[dict[str, Any]]] | None]
-"""snapshot key → {type URL: [resource as JSON]}, secrets already redacted (None: no snapshot)."""
+ConfigReader = Callable[[str], Mapping[str, Sequence[Message]] | None]
+"""snapshot key → {type URL: [resource]}, private keys included: the route that shows them
+redacts them (None: no snapshot)."""
 GraphReader = Callable[[float], Graph]
 """The traffic graph over a window of seconds."""
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """One check of ``/healthz`` and ``/readyz``: ``problem`` says what is wrong (None: all
+    is well); ``readiness_only`` checks count for ``/readyz`` alone."""
+
+    name: str
+    problem: Callable[[], str | None]
+    readiness_only: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,7 +53,9 @@ class ApiContext:
     ``/metrics``; ``ca_admin`` enables ``/v1/ca/rotation``; ``bundle`` (the server's TLS
     identity) serves ``/v1/ca/bundle``; ``root_namespace`` is the mesh's; ``instance_ttl`` is
     how long a proxy has to connect once its token is issued (the server's
-    ``--instance-ttl``). ``commit_times`` is the API's own cache of revision → commit time.
+    ``--instance-ttl``). ``health_checks`` are the server's parts' checks (``/healthz``,
+    ``/readyz``; the store's is always made). ``commit_times`` is the API's own cache of
+    revision → commit time.
     """
 
     store: Store
@@ -53,6 +67,7 @@ class ApiContext:
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     bundle: BundleSource | None = None
     instance_ttl: float = DEFAULT_INSTANCE_TTL
+    health_checks: tuple[HealthCheck, ...] = ()
     commit_times: dict[int, float] = field(default_factory=dict)
 
 

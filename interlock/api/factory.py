@@ -12,7 +12,7 @@ import interlock
 from interlock.api import problems
 from interlock.api.auth import ApiAuth, BearerAuth
 from interlock.api.body import BodyLimit
-from interlock.api.context import ApiContext, ConfigReader, GraphReader
+from interlock.api.context import ApiContext, ConfigReader, GraphReader, HealthCheck
 from interlock.api.fast_path import RegistrationFastPath
 from interlock.api.routers import ROUTERS
 from interlock.api.routers.ca import BundleSource, CaAdmin
@@ -43,6 +43,7 @@ def create_app(
     root_namespace: str = DEFAULT_ROOT_NAMESPACE,
     bundle: BundleSource | None = None,
     instance_ttl: float = DEFAULT_INSTANCE_TTL,
+    health_checks: tuple[HealthCheck, ...] = (),
 ) -> FastAPI:
     """An ASGI app serving API v1 from ``store`` (OpenAPI at ``/openapi.json``).
 
@@ -56,13 +57,14 @@ def create_app(
     :class:`~interlock.api.fast_path.RegistrationFastPath`; status endpoints run on the event
     loop that owns ``status``.
 
-    ``auth`` makes every request but ``/healthz``, ``/openapi.json`` and ``/ui`` carry an admin
-    bearer token (reads too, unless ``auth.open_reads``); the server always passes one, and
-    only in-process tests of other behaviour leave it out. ``ca_admin`` enables
+    ``auth`` makes every request but ``/healthz``, ``/readyz``, ``/openapi.json`` and ``/ui``
+    carry an admin bearer token (reads too, unless ``auth.open_reads``); the server always
+    passes one, and only in-process tests of other behaviour leave it out. ``ca_admin`` enables
     ``/v1/ca/rotation``. ``root_namespace`` is the mesh's (policy problems depend on it).
     ``bundle`` (the server's TLS identity) serves ``/v1/ca/bundle`` and its long-poll;
     without it the bundle is read from the store. ``instance_ttl`` is the server's
-    ``--instance-ttl`` (a proxy token's proxy must connect within it).
+    ``--instance-ttl`` (a proxy token's proxy must connect within it). ``health_checks``
+    are the server's parts' checks for ``/healthz`` and ``/readyz``.
     """
     app = FastAPI(
         title="Interlock",
@@ -81,6 +83,7 @@ def create_app(
         root_namespace=root_namespace,
         bundle=bundle,
         instance_ttl=instance_ttl,
+        health_checks=health_checks,
     )
     problems.install(app)
     app.add_middleware(RegistrationFastPath, store=store)  # innermost: after auth and limits

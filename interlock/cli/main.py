@@ -133,6 +133,14 @@ def server(
             "unhealthy (e.g. 15s); it is healthy again when its proxy reconnects."
         ),
     ] = "15s",
+    db_timeout: Annotated[
+        str,
+        typer.Option(
+            help="How long one wait on the database may take (SQLite's busy timeout; "
+            "PostgreSQL's connect and statement timeouts): past it the API answers 503 and "
+            "the reconciler retries."
+        ),
+    ] = "10s",
 ) -> None:
     """Run the control plane: xDS server, REST API, CA and store in one process."""
     from interlock.app import ServerSettings, run_server
@@ -160,6 +168,7 @@ def server(
         plaintext=plaintext,
         ca_bundle_file=ca_bundle_file,
         instance_ttl=parse_duration(instance_ttl, "--instance-ttl"),
+        db_timeout=parse_duration(db_timeout, "--db-timeout"),
     )
     raise typer.Exit(run_server(settings))
 

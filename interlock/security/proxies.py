@@ -114,6 +114,7 @@ class ProxySecurity:
         self._bundle = b""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.metrics.watch_expiry(self.certificate_margins)
 
     # -- authentication ----------------------------------------------------------------------
     async def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> Token:
@@ -230,6 +231,20 @@ class ProxySecurity:
             issued.svid.certificate_chain_pem(), issued.key_pem, self.ca.bundle_pem()
         )
 
+    def certificate_margins(self) -> list[tuple[tuple[str, str, str], float]]:
+        """((namespace, service, node id), seconds until its certificate expires) for each
+        attached proxy."""
+        now = self.ca.clock()
+        margins = []
+        for key, attached in tuple(self._attached.items()):
+            issued = self._issued.get(attached.instance)
+            if issued is not None:
+                namespace, service, _ = attached.instance
+                node_id = key.rpartition("@")[2]
+                seconds = (issued.svid.not_after - now).total_seconds()
+                margins.append(((namespace, service, node_id), seconds))
+        return margins
+
     def _publish(self, key: str) -> None:
         attached = self._attached[key]
         issued = self._issued[attached.instance]
@@ -340,6 +355,11 @@ class ProxySecurity:
         self._bundle = self.ca.bundle_pem()
         self._task = asyncio.create_task(self._renewals(), name="interlock-svid-renewal")
 
+    @property
+    def running(self) -> bool:
+        """Whether its loop runs (it ends only by :meth:`stop`)."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -357,6 +377,9 @@ class ProxySecurity:
                     await self._reissue(due, "renewal")
                 except InterlockError as exc:
                     log.warning("SVID renewal failed (%s); retrying in 1 s", exc.message)
+                    await asyncio.sleep(1.0)
+                except Exception:
+                    log.exception("SVID renewal failed; retrying in 1 s")
                     await asyncio.sleep(1.0)
                 continue
             upcoming = [self._issued[i].renew_at for i in live]

@@ -7,6 +7,9 @@
 - ``interlock_reconcile_builds_total``, ``interlock_reconcile_build_seconds``: view
   translations (translate + check + publish) and their duration.
 - ``interlock_reconcile_debounce_merged_total``: commits folded into a later build.
+- ``interlock_reconcile_errors_total{stage}``: failures of the reconciler's loop (``check``:
+  the periodic revision check; ``rebuild``: loading and publishing a revision), each logged
+  and retried with backoff.
 - ``interlock_api_request_seconds{method, route, status}``: REST API latency.
 - ``interlock_access_log_entries_total``: requests reported by sidecars over ALS.
 - ``interlock_access_log_entries_dropped_total{reason}``: reported requests the service graph
@@ -92,6 +95,14 @@ class ControlPlaneMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.reconcile_errors = Counter(
+            "interlock_reconcile_errors",
+            "Failures of the reconciler's loop, each retried with backoff",
+            ["stage"],
+            registry=r,
+        )
+        for stage in ("check", "rebuild"):  # every series exists from the start, at 0
+            self.reconcile_errors.labels(stage)
         self.merged = Counter(
             "interlock_reconcile_debounce_merged",
             "Commits folded into a later build by the debounce",

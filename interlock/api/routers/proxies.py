@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Query
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
@@ -33,9 +35,15 @@ class ProxyConfig(BaseModel):
     resources: dict[str, list[dict[str, Any]]]
 
 
+def as_json(message: Message) -> dict[str, Any]:
+    """A served resource as JSON (proto field names), secrets still in: see :func:`redact`."""
+    data: dict[str, Any] = MessageToDict(message, preserving_proto_field_name=True)
+    return data
+
+
 def redact(value: Any, *, inside_secret: bool = False) -> Any:
-    """``value`` with private keys and passwords replaced, however deep (defence in depth:
-    the glue redacts too)."""
+    """``value`` with private keys and passwords replaced, however deep (any secret's
+    inline bytes or string under a ``private_key`` too)."""
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
@@ -125,7 +133,7 @@ async def get_proxy_config(
         )
     config = reader(streams[0].snapshot_key) or {}
     resources = {
-        name: redact(list(config.get(url, [])))
+        name: [redact(as_json(m)) for m in config.get(url, ())]
         for url, name in TYPE_NAMES.items()
         if name in wanted
     }
