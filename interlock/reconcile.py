@@ -36,7 +36,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from interlock.model import InterlockError, MeshState, Problem, Proxy, StateChange
+from interlock.model import InterlockError, MeshState, Problem, Proxy, ProxyKind, StateChange
 from interlock.model.identity import PROXY_SECRETS, MeshIdentity
 from interlock.model.service import Instance
 from interlock.security.proxies import ProxySecurity
@@ -154,6 +154,9 @@ class Reconciler:
         node_id = str(getattr(node, "id", ""))
         cluster = str(getattr(node, "cluster", ""))
         meta = MessageToDict(node.metadata) if hasattr(node, "metadata") else {}
+        if "kind" not in meta and str(getattr(node, "user_agent_name", "")).startswith("gRPC"):
+            # gRPC's own xDS client (proxyless) with a bootstrap that does not say so
+            meta["kind"] = ProxyKind.GRPC.value
         try:
             proxy = Proxy.from_node(node_id, cluster, meta)
         except InterlockError as exc:

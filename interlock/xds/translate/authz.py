@@ -394,6 +394,8 @@ class Authorization:
         where = None
         if proxy.kind is ProxyKind.GATEWAY:
             where = "gateway proxies"
+        elif proxy.kind is ProxyKind.GRPC:
+            where = "proxyless gRPC workloads (their servers take no xDS from Interlock)"
         elif ctx.inbound is not None and not ctx.inbound.protocol.is_http:
             where = "tcp services (they see no HTTP request)"
         if where is not None:
