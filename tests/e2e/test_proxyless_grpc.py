@@ -1,0 +1,253 @@
+"""Proxyless gRPC, with grpcio's own xDS client and real gRPC servers registered as instances:
+a workload bootstrapped by ``interlock bootstrap --grpc`` (TLS to the control plane, its
+proxy token as JWT call credentials) calls ``xds:///`` targets, and what the mesh says —
+instances, VirtualService splits and matches, retries — decides which server answers."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from tests.support.grpc_apps import Greeter, GrpcClient
+from tests.support.mesh import INTERLOCK, ServerProcess, wait_until
+from tests.support.net import free_ports
+
+pytestmark = pytest.mark.e2e
+
+TARGET = "xds:///greeter"
+FQDN_TARGET = "xds:///greeter.default.svc.cluster.local:50051"
+
+
+class Workload:
+    """The parts of one test: greeter servers registered as instances of ``greeter``, and a
+    gRPC client workload (instance ``c1`` of ``caller``) with its bootstrap."""
+
+    def __init__(self, server: ServerProcess, workdir: Path) -> None:
+        self.server = server
+        self.workdir = workdir
+        self.greeters: dict[str, Greeter] = {}
+        self.client: GrpcClient | None = None
+        with server.api() as api:
+            r = api.put("/v1/services/greeter", json={"port": 50051, "protocol": "grpc"})
+            assert r.is_success, r.text
+            assert api.put("/v1/services/caller", json={"port": 9}).is_success
+            body = {"address": "127.0.0.1", "port": 9}
+            assert api.put("/v1/services/caller/instances/c1", json=body).is_success
+
+    def greeter(self, instance: str, labels: dict[str, str] | None = None, **kw: Any) -> Greeter:
+        greeter = self.greeters[instance] = Greeter(instance, **kw)
+        body = {"address": "127.0.0.1", "port": greeter.port, "labels": labels or {}}
+        with self.server.api() as api:
+            r = api.put(f"/v1/services/greeter/instances/{instance}", json=body)
+            assert r.is_success, r.text
+        return greeter
+
+    def deregister(self, instance: str) -> None:
+        with self.server.api() as api:
+            assert api.delete(f"/v1/services/greeter/instances/{instance}").is_success
+
+    def apply(self, *documents: dict[str, Any]) -> None:
+        with self.server.api() as api:
+            r = api.post("/v1/resources", json=list(documents))
+            assert r.status_code == 200, r.text
+
+    def bootstrap(self) -> Path:
+        """``interlock bootstrap --grpc`` as a user runs it; the bootstrap file's path."""
+        out = subprocess.run(
+            [
+                *INTERLOCK,
+                "bootstrap",
+                "--grpc",
+                "--service",
+                "caller",
+                "--instance-id",
+                "c1",
+                "--xds",
+                self.server.xds_address,
+                "--control-plane",
+                self.server.api_url,
+                "--ca-dir",
+                str(self.workdir / "grpc-ca"),
+                "--token-file",
+                str(self.workdir / "grpc-token.jwt"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "ilp_" not in out.stdout + out.stderr  # the token is in its file, nowhere else
+        token_file = self.workdir / "grpc-token.jwt"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        path = self.workdir / "grpc-bootstrap.json"
+        path.write_text(out.stdout)
+        return path
+
+    def start_client(self) -> GrpcClient:
+        self.client = GrpcClient(self.bootstrap(), self.workdir / "grpc-client.log")
+        return self.client
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.stop()
+        for greeter in self.greeters.values():
+            greeter.stop()
+
+
+@pytest.fixture
+def workload(server: ServerProcess, tmp_path: Path) -> Iterator[Workload]:
+    parts = Workload(server, tmp_path)
+    try:
+        yield parts
+    finally:
+        parts.close()
+
+
+def answered(client: GrpcClient, target: str, count: int, **kw: Any) -> collections.Counter[str]:
+    return collections.Counter(client.call(target, count, **kw))
+
+
+def test_calls_reach_the_instances_and_leave_a_deregistered_one(workload: Workload) -> None:
+    workload.greeter("g1")
+    workload.greeter("g2")
+    client = workload.start_client()
+
+    # Both the short name and the FQDN with port resolve; round robin reaches both servers.
+    for target in (TARGET, FQDN_TARGET):
+        wait_until(lambda t=target: set(client.call(t, 4)) == {"g1", "g2"}, 15, what=target)
+
+    workload.deregister("g2")
+    wait_until(lambda: set(client.call(TARGET, 4)) == {"g1"}, 10, what="calls leave g2")
+    assert answered(client, TARGET, 20) == {"g1": 20}
+    g2_calls = workload.greeters["g2"].calls
+    client.call(TARGET, 10)
+    assert workload.greeters["g2"].calls == g2_calls
+
+
+def test_a_virtual_service_split_and_header_match_steer_calls(workload: Workload) -> None:
+    workload.greeter("v1-a", {"version": "v1"})
+    workload.greeter("v2-a", {"version": "v2"})
+    client = workload.start_client()
+    wait_until(lambda: set(client.call(TARGET, 4)) == {"v1-a", "v2-a"}, 15, what="both")
+
+    workload.apply(
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": {"name": "greeter", "namespace": "default"},
+            "spec": {
+                "host": "greeter",
+                "subsets": [
+                    {"name": "v1", "labels": {"version": "v1"}},
+                    {"name": "v2", "labels": {"version": "v2"}},
+                ],
+            },
+        },
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "greeter", "namespace": "default"},
+            "spec": {
+                "hosts": ["greeter"],
+                "http": [
+                    {
+                        "name": "canary",
+                        "match": [{"headers": {"x-canary": {"exact": "yes"}}}],
+                        "route": [{"destination": {"host": "greeter", "subset": "v2"}}],
+                    },
+                    {
+                        "name": "split",
+                        "route": [
+                            {"destination": {"host": "greeter", "subset": "v1"}, "weight": 90},
+                            {"destination": {"host": "greeter", "subset": "v2"}, "weight": 10},
+                        ],
+                    },
+                ],
+            },
+        },
+    )
+    canary = {"x-canary": "yes"}
+    wait_until(lambda: set(client.call(TARGET, 10, metadata=canary)) == {"v2-a"}, 10, what="canary")
+    assert answered(client, TARGET, 20, metadata=canary) == {"v2-a": 20}
+    split = answered(client, TARGET, 200)
+    assert set(split) == {"v1-a", "v2-a"}, split
+    assert 160 <= split["v1-a"] <= 196, split  # 90 % of 200 (binomial: ±4 sd)
+
+
+def test_a_retry_policy_turns_unavailable_into_success(workload: Workload) -> None:
+    workload.greeter("good")
+    workload.greeter("bad", fail_with=grpc.StatusCode.UNAVAILABLE)
+    client = workload.start_client()
+
+    def virtual_service(retries: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "greeter", "namespace": "default"},
+            "spec": {
+                "hosts": ["greeter"],
+                "http": [{"route": [{"destination": {"host": "greeter"}}], "retries": retries}],
+            },
+        }
+
+    workload.apply(virtual_service({"attempts": 0}))
+    wait_until(
+        lambda: set(client.call(TARGET, 6)) == {"good", "UNAVAILABLE"}, 15, what="no retries"
+    )
+
+    workload.apply(virtual_service({"attempts": 3, "retryOn": "unavailable"}))
+    wait_until(lambda: set(client.call(TARGET, 10)) == {"good"}, 10, what="retries")
+    assert answered(client, TARGET, 30) == {"good": 30}
+    assert workload.greeters["bad"].calls > 0  # the bad one is still picked, then retried
+
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "proxyless-grpc.md"
+
+
+def test_the_guide_example_runs_as_written(tmp_path: Path) -> None:
+    """docs/proxyless-grpc.md ends with a script a user copies: it runs unchanged here (only
+    its ports, which it reads from the environment, are free ones)."""
+    text = GUIDE.read_text()
+    script = text[text.rindex("```bash\n") + len("```bash\n") :]
+    script = script[: script.index("```")]
+    api_port, xds_port = free_ports(2)
+    venv_bin = str(Path(sys.executable).parent)
+    env = dict(
+        os.environ,
+        API_PORT=str(api_port),
+        XDS_PORT=str(xds_port),
+        PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    for key in ("INTERLOCK_TOKEN", "INTERLOCK_CA_FILE", "INTERLOCK_CONTROL_PLANE"):
+        env.pop(key, None)
+    proc = subprocess.Popen(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"the guide's example did not finish in 90 s:\n{out.decode()}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything of its session left behind
+    output = out.decode(errors="replace")
+    assert proc.returncode == 0, output
+    assert output.rstrip().endswith("['g1', 'g2']"), output
+    assert "ilp_" not in output
