@@ -376,6 +376,12 @@ class Reconciler:
             previous, self.state, self.views[key], change.instance_services, self.identity
         )
 
+    def problems_of(self, key: str) -> tuple[Problem, ...]:
+        """The problems the last build of ``key``'s view met (a view, or a proxy's key derived
+        from one): what its proxies are not given, and why."""
+        report = self.reports.get(self.cache.base_of(key) or key)
+        return report.problems if report is not None else ()
+
     def served_config(self, key: str) -> dict[str, list[dict[str, Any]]] | None:
         """The resources served to ``key`` (a view, or a proxy's key derived from one) as JSON,
         by type URL; private keys redacted."""

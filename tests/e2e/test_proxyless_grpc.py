@@ -57,9 +57,17 @@ class Workload:
             assert api.delete(f"/v1/services/greeter/instances/{instance}").is_success
 
     def apply(self, *documents: dict[str, Any]) -> None:
+        """Apply the documents; once the client is connected, wait until it ACKed them (a
+        NACK from grpcio would mean something it cannot take was sent)."""
         with self.server.api() as api:
             r = api.post("/v1/resources", json=list(documents))
             assert r.status_code == 200, r.text
+            if self.client is None:
+                return
+            revision = r.json()["revision"]
+            report = api.get(f"/v1/revisions/{revision}", params={"wait": 10}, timeout=15)
+        proxies = report.json()["proxies"]
+        assert proxies["complete"] and proxies["nacked"] == 0, proxies
 
     def bootstrap(self) -> Path:
         """``interlock bootstrap --grpc`` as a user runs it; the bootstrap file's path."""
@@ -209,6 +217,72 @@ def test_a_retry_policy_turns_unavailable_into_success(workload: Workload) -> No
     wait_until(lambda: set(client.call(TARGET, 10)) == {"good"}, 10, what="retries")
     assert answered(client, TARGET, 30) == {"good": 30}
     assert workload.greeters["bad"].calls > 0  # the bad one is still picked, then retried
+
+
+def test_timeouts_faults_and_ring_hash_reach_grpc_and_the_rest_is_reported(
+    workload: Workload,
+) -> None:
+    for name in ("h1", "h2", "h3"):
+        workload.greeter(name)
+    client = workload.start_client()
+    wait_until(lambda: len(set(client.call(TARGET, 6))) == 3, 15, what="all three")
+
+    workload.apply(
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": {"name": "greeter", "namespace": "default"},
+            "spec": {
+                "host": "greeter",
+                "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}},
+            },
+        },
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "greeter", "namespace": "default"},
+            "spec": {
+                "hosts": ["greeter"],
+                "http": [
+                    {
+                        "name": "slow",
+                        "match": [{"headers": {"x-slow": {"exact": "yes"}}}],
+                        "fault": {"delay": {"fixedDelay": "3s", "percentage": {"value": 100}}},
+                        "timeout": "0.5s",
+                        "route": [{"destination": {"host": "greeter"}}],
+                    },
+                    {
+                        "name": "broken",
+                        "match": [{"headers": {"x-abort": {"exact": "yes"}}}],
+                        "fault": {"abort": {"httpStatus": 503, "percentage": {"value": 100}}},
+                        "route": [{"destination": {"host": "greeter"}}],
+                    },
+                    {
+                        "name": "main",
+                        "headers": {"request": {"set": {"x-extra": "1"}}},
+                        "route": [{"destination": {"host": "greeter"}}],
+                    },
+                ],
+            },
+        },
+    )
+    # gRFC A31 and A33: the route's timeout ends a delayed call; an abort fails it.
+    slow = client.call(TARGET, 2, metadata={"x-slow": "yes"}, timeout=10)
+    assert slow == ["DEADLINE_EXCEEDED"] * 2
+    assert set(client.call(TARGET, 5, metadata={"x-abort": "yes"})) == {"UNAVAILABLE"}
+    # gRFC A42: a user's calls stay on one instance; users spread over the instances.
+    homes = {}
+    for user in (f"user-{n}" for n in range(10)):
+        answers = set(client.call(TARGET, 5, metadata={"x-user": user}))
+        assert len(answers) == 1, (user, answers)
+        homes[user] = answers.pop()
+    assert len(set(homes.values())) >= 2, homes
+
+    # What gRPC does not implement is reported on the proxy, naming the policy.
+    with workload.server.api() as api:
+        proxy = api.get("/v1/proxies/c1").json()
+    reported = {(p["resource"], p["field"]) for p in proxy["problems"]}
+    assert ("VirtualService/default/greeter", "http[main].headers.request") in reported
 
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "proxyless-grpc.md"
