@@ -141,6 +141,14 @@ def test_calls_reach_the_instances_and_leave_a_deregistered_one(workload: Worklo
     client.call(TARGET, 10)
     assert workload.greeters["g2"].calls == g2_calls
 
+    # A deleted service leaves the client too: its listener is gone, calls fail.
+    with workload.server.api() as api:
+        assert api.delete("/v1/services/greeter", params={"cascade": "true"}).is_success
+    wait_until(lambda: client.call(TARGET, 1) == ["UNAVAILABLE"], 10, what="service gone")
+    g1_calls = workload.greeters["g1"].calls
+    assert client.call(TARGET, 3) == ["UNAVAILABLE"] * 3
+    assert workload.greeters["g1"].calls == g1_calls
+
 
 def test_a_virtual_service_split_and_header_match_steer_calls(workload: Workload) -> None:
     workload.greeter("v1-a", {"version": "v1"})
