@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -24,37 +25,43 @@ from tests.support.net import free_ports
 
 pytestmark = pytest.mark.e2e
 
-TARGET = "xds:///greeter"
-FQDN_TARGET = "xds:///greeter.default.svc.cluster.local:50051"
+_SERVICES = itertools.count(1)
 
 
 class Workload:
-    """The parts of one test: greeter servers registered as instances of ``greeter``, and a
-    gRPC client workload (instance ``c1`` of ``caller``) with its bootstrap."""
+    """The parts of one test: greeter servers registered as instances of ``service`` (its
+    own, on a server the module's tests share), and a gRPC client workload (instance
+    ``c-<service>`` of ``caller``) with its bootstrap."""
 
-    def __init__(self, server: ServerProcess, workdir: Path) -> None:
+    def __init__(self, server: ServerProcess, workdir: Path, service: str) -> None:
         self.server = server
         self.workdir = workdir
+        self.service = service
+        self.client_id = f"c-{service}"
+        self.target = f"xds:///{service}"
+        self.fqdn_target = f"xds:///{service}.default.svc.cluster.local:50051"
         self.greeters: dict[str, Greeter] = {}
         self.client: GrpcClient | None = None
         with server.api() as api:
-            r = api.put("/v1/services/greeter", json={"port": 50051, "protocol": "grpc"})
+            r = api.put(f"/v1/services/{service}", json={"port": 50051, "protocol": "grpc"})
             assert r.is_success, r.text
             assert api.put("/v1/services/caller", json={"port": 9}).is_success
             body = {"address": "127.0.0.1", "port": 9}
-            assert api.put("/v1/services/caller/instances/c1", json=body).is_success
+            r = api.put(f"/v1/services/caller/instances/{self.client_id}", json=body)
+            assert r.is_success, r.text
 
     def greeter(self, instance: str, labels: dict[str, str] | None = None, **kw: Any) -> Greeter:
         greeter = self.greeters[instance] = Greeter(instance, **kw)
         body = {"address": "127.0.0.1", "port": greeter.port, "labels": labels or {}}
         with self.server.api() as api:
-            r = api.put(f"/v1/services/greeter/instances/{instance}", json=body)
+            r = api.put(f"/v1/services/{self.service}/instances/{instance}", json=body)
             assert r.is_success, r.text
         return greeter
 
     def deregister(self, instance: str) -> None:
         with self.server.api() as api:
-            assert api.delete(f"/v1/services/greeter/instances/{instance}").is_success
+            r = api.delete(f"/v1/services/{self.service}/instances/{instance}")
+            assert r.is_success, r.text
 
     def apply(self, *documents: dict[str, Any]) -> None:
         """Apply the documents; once the client is connected, wait until it ACKed them (a
@@ -79,7 +86,7 @@ class Workload:
                 "--service",
                 "caller",
                 "--instance-id",
-                "c1",
+                self.client_id,
                 "--xds",
                 self.server.xds_address,
                 "--control-plane",
@@ -112,9 +119,18 @@ class Workload:
             greeter.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One control plane for the module's tests (each has its own service and client)."""
+    server = ServerProcess(tmp_path_factory.mktemp("grpc-server"))
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def workload(server: ServerProcess, tmp_path: Path) -> Iterator[Workload]:
-    parts = Workload(server, tmp_path)
+def workload(shared_server: ServerProcess, tmp_path: Path) -> Iterator[Workload]:
+    parts = Workload(shared_server, tmp_path, f"greeter-{next(_SERVICES)}")
     try:
         yield parts
     finally:
@@ -131,22 +147,22 @@ def test_calls_reach_the_instances_and_leave_a_deregistered_one(workload: Worklo
     client = workload.start_client()
 
     # Both the short name and the FQDN with port resolve; round robin reaches both servers.
-    for target in (TARGET, FQDN_TARGET):
+    for target in (workload.target, workload.fqdn_target):
         wait_until(lambda t=target: set(client.call(t, 4)) == {"g1", "g2"}, 15, what=target)
 
     workload.deregister("g2")
-    wait_until(lambda: set(client.call(TARGET, 4)) == {"g1"}, 10, what="calls leave g2")
-    assert answered(client, TARGET, 20) == {"g1": 20}
+    wait_until(lambda: set(client.call(workload.target, 4)) == {"g1"}, 10, what="calls leave g2")
+    assert answered(client, workload.target, 20) == {"g1": 20}
     g2_calls = workload.greeters["g2"].calls
-    client.call(TARGET, 10)
+    client.call(workload.target, 10)
     assert workload.greeters["g2"].calls == g2_calls
 
     # A deleted service leaves the client too: its listener is gone, calls fail.
     with workload.server.api() as api:
-        assert api.delete("/v1/services/greeter", params={"cascade": "true"}).is_success
-    wait_until(lambda: client.call(TARGET, 1) == ["UNAVAILABLE"], 10, what="service gone")
+        assert api.delete(f"/v1/services/{workload.service}", params={"cascade": "true"}).is_success
+    wait_until(lambda: client.call(workload.target, 1) == ["UNAVAILABLE"], 10, what="service gone")
     g1_calls = workload.greeters["g1"].calls
-    assert client.call(TARGET, 3) == ["UNAVAILABLE"] * 3
+    assert client.call(workload.target, 3) == ["UNAVAILABLE"] * 3
     assert workload.greeters["g1"].calls == g1_calls
 
 
@@ -154,15 +170,15 @@ def test_a_virtual_service_split_and_header_match_steer_calls(workload: Workload
     workload.greeter("v1-a", {"version": "v1"})
     workload.greeter("v2-a", {"version": "v2"})
     client = workload.start_client()
-    wait_until(lambda: set(client.call(TARGET, 4)) == {"v1-a", "v2-a"}, 15, what="both")
+    wait_until(lambda: set(client.call(workload.target, 4)) == {"v1-a", "v2-a"}, 15, what="both")
 
     workload.apply(
         {
             "apiVersion": "networking.istio.io/v1",
             "kind": "DestinationRule",
-            "metadata": {"name": "greeter", "namespace": "default"},
+            "metadata": {"name": workload.service, "namespace": "default"},
             "spec": {
-                "host": "greeter",
+                "host": workload.service,
                 "subsets": [
                     {"name": "v1", "labels": {"version": "v1"}},
                     {"name": "v2", "labels": {"version": "v2"}},
@@ -172,20 +188,26 @@ def test_a_virtual_service_split_and_header_match_steer_calls(workload: Workload
         {
             "apiVersion": "networking.istio.io/v1",
             "kind": "VirtualService",
-            "metadata": {"name": "greeter", "namespace": "default"},
+            "metadata": {"name": workload.service, "namespace": "default"},
             "spec": {
-                "hosts": ["greeter"],
+                "hosts": [workload.service],
                 "http": [
                     {
                         "name": "canary",
                         "match": [{"headers": {"x-canary": {"exact": "yes"}}}],
-                        "route": [{"destination": {"host": "greeter", "subset": "v2"}}],
+                        "route": [{"destination": {"host": workload.service, "subset": "v2"}}],
                     },
                     {
                         "name": "split",
                         "route": [
-                            {"destination": {"host": "greeter", "subset": "v1"}, "weight": 90},
-                            {"destination": {"host": "greeter", "subset": "v2"}, "weight": 10},
+                            {
+                                "destination": {"host": workload.service, "subset": "v1"},
+                                "weight": 90,
+                            },
+                            {
+                                "destination": {"host": workload.service, "subset": "v2"},
+                                "weight": 10,
+                            },
                         ],
                     },
                 ],
@@ -193,9 +215,13 @@ def test_a_virtual_service_split_and_header_match_steer_calls(workload: Workload
         },
     )
     canary = {"x-canary": "yes"}
-    wait_until(lambda: set(client.call(TARGET, 10, metadata=canary)) == {"v2-a"}, 10, what="canary")
-    assert answered(client, TARGET, 20, metadata=canary) == {"v2-a": 20}
-    split = answered(client, TARGET, 200)
+    wait_until(
+        lambda: set(client.call(workload.target, 10, metadata=canary)) == {"v2-a"},
+        10,
+        what="canary",
+    )
+    assert answered(client, workload.target, 20, metadata=canary) == {"v2-a": 20}
+    split = answered(client, workload.target, 200)
     assert set(split) == {"v1-a", "v2-a"}, split
     assert 160 <= split["v1-a"] <= 196, split  # 90 % of 200 (binomial: ±4 sd)
 
@@ -209,21 +235,25 @@ def test_a_retry_policy_turns_unavailable_into_success(workload: Workload) -> No
         return {
             "apiVersion": "networking.istio.io/v1",
             "kind": "VirtualService",
-            "metadata": {"name": "greeter", "namespace": "default"},
+            "metadata": {"name": workload.service, "namespace": "default"},
             "spec": {
-                "hosts": ["greeter"],
-                "http": [{"route": [{"destination": {"host": "greeter"}}], "retries": retries}],
+                "hosts": [workload.service],
+                "http": [
+                    {"route": [{"destination": {"host": workload.service}}], "retries": retries}
+                ],
             },
         }
 
     workload.apply(virtual_service({"attempts": 0}))
     wait_until(
-        lambda: set(client.call(TARGET, 6)) == {"good", "UNAVAILABLE"}, 15, what="no retries"
+        lambda: set(client.call(workload.target, 6)) == {"good", "UNAVAILABLE"},
+        15,
+        what="no retries",
     )
 
     workload.apply(virtual_service({"attempts": 3, "retryOn": "unavailable"}))
-    wait_until(lambda: set(client.call(TARGET, 10)) == {"good"}, 10, what="retries")
-    assert answered(client, TARGET, 30) == {"good": 30}
+    wait_until(lambda: set(client.call(workload.target, 10)) == {"good"}, 10, what="retries")
+    assert answered(client, workload.target, 30) == {"good": 30}
     assert workload.greeters["bad"].calls > 0  # the bad one is still picked, then retried
 
 
@@ -233,64 +263,64 @@ def test_timeouts_faults_and_ring_hash_reach_grpc_and_the_rest_is_reported(
     for name in ("h1", "h2", "h3"):
         workload.greeter(name)
     client = workload.start_client()
-    wait_until(lambda: len(set(client.call(TARGET, 6))) == 3, 15, what="all three")
+    wait_until(lambda: len(set(client.call(workload.target, 6))) == 3, 15, what="all three")
 
     workload.apply(
         {
             "apiVersion": "networking.istio.io/v1",
             "kind": "DestinationRule",
-            "metadata": {"name": "greeter", "namespace": "default"},
+            "metadata": {"name": workload.service, "namespace": "default"},
             "spec": {
-                "host": "greeter",
+                "host": workload.service,
                 "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}},
             },
         },
         {
             "apiVersion": "networking.istio.io/v1",
             "kind": "VirtualService",
-            "metadata": {"name": "greeter", "namespace": "default"},
+            "metadata": {"name": workload.service, "namespace": "default"},
             "spec": {
-                "hosts": ["greeter"],
+                "hosts": [workload.service],
                 "http": [
                     {
                         "name": "slow",
                         "match": [{"headers": {"x-slow": {"exact": "yes"}}}],
                         "fault": {"delay": {"fixedDelay": "3s", "percentage": {"value": 100}}},
                         "timeout": "0.5s",
-                        "route": [{"destination": {"host": "greeter"}}],
+                        "route": [{"destination": {"host": workload.service}}],
                     },
                     {
                         "name": "broken",
                         "match": [{"headers": {"x-abort": {"exact": "yes"}}}],
                         "fault": {"abort": {"httpStatus": 503, "percentage": {"value": 100}}},
-                        "route": [{"destination": {"host": "greeter"}}],
+                        "route": [{"destination": {"host": workload.service}}],
                     },
                     {
                         "name": "main",
                         "headers": {"request": {"set": {"x-extra": "1"}}},
-                        "route": [{"destination": {"host": "greeter"}}],
+                        "route": [{"destination": {"host": workload.service}}],
                     },
                 ],
             },
         },
     )
     # gRFC A31 and A33: the route's timeout ends a delayed call; an abort fails it.
-    slow = client.call(TARGET, 2, metadata={"x-slow": "yes"}, timeout=10)
+    slow = client.call(workload.target, 2, metadata={"x-slow": "yes"}, timeout=10)
     assert slow == ["DEADLINE_EXCEEDED"] * 2
-    assert set(client.call(TARGET, 5, metadata={"x-abort": "yes"})) == {"UNAVAILABLE"}
+    assert set(client.call(workload.target, 5, metadata={"x-abort": "yes"})) == {"UNAVAILABLE"}
     # gRFC A42: a user's calls stay on one instance; users spread over the instances.
     homes = {}
     for user in (f"user-{n}" for n in range(10)):
-        answers = set(client.call(TARGET, 5, metadata={"x-user": user}))
+        answers = set(client.call(workload.target, 5, metadata={"x-user": user}))
         assert len(answers) == 1, (user, answers)
         homes[user] = answers.pop()
     assert len(set(homes.values())) >= 2, homes
 
     # What gRPC does not implement is reported on the proxy, naming the policy.
     with workload.server.api() as api:
-        proxy = api.get("/v1/proxies/c1").json()
+        proxy = api.get(f"/v1/proxies/{workload.client_id}").json()
     reported = {(p["resource"], p["field"]) for p in proxy["problems"]}
-    assert ("VirtualService/default/greeter", "http[main].headers.request") in reported
+    assert (f"VirtualService/default/{workload.service}", "http[main].headers.request") in reported
 
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "proxyless-grpc.md"
