@@ -272,7 +272,12 @@ def test_timeouts_faults_and_ring_hash_reach_grpc_and_the_rest_is_reported(
             "metadata": {"name": workload.service, "namespace": "default"},
             "spec": {
                 "host": workload.service,
-                "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}},
+                "trafficPolicy": {
+                    "loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}},
+                    # not implemented by gRPC: taken out (no NACK), reported
+                    "outlierDetection": {"consecutive5xxErrors": 3},
+                    "connectionPool": {"tcp": {"maxConnections": 10}},
+                },
             },
         },
         {
@@ -298,6 +303,8 @@ def test_timeouts_faults_and_ring_hash_reach_grpc_and_the_rest_is_reported(
                     {
                         "name": "main",
                         "headers": {"request": {"set": {"x-extra": "1"}}},
+                        "mirror": {"host": workload.service},
+                        "corsPolicy": {"allowOrigins": [{"exact": "https://example.com"}]},
                         "route": [{"destination": {"host": workload.service}}],
                     },
                 ],
@@ -319,8 +326,17 @@ def test_timeouts_faults_and_ring_hash_reach_grpc_and_the_rest_is_reported(
     # What gRPC does not implement is reported on the proxy, naming the policy.
     with workload.server.api() as api:
         proxy = api.get(f"/v1/proxies/{workload.client_id}").json()
+    assert proxy["envoy_version"].startswith("gRPC")  # grpcio's user agent
     reported = {(p["resource"], p["field"]) for p in proxy["problems"]}
-    assert (f"VirtualService/default/{workload.service}", "http[main].headers.request") in reported
+    vs = f"VirtualService/default/{workload.service}"
+    service = f"Service/default/{workload.service}"
+    assert {
+        (vs, "http[main].headers.request"),
+        (vs, "http[main].mirror"),
+        (vs, "http[main].corsPolicy"),
+        (service, "DestinationRule.trafficPolicy.outlierDetection"),
+        (service, "DestinationRule.trafficPolicy.connectionPool.tcp.maxConnections"),
+    } <= reported, reported
 
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "proxyless-grpc.md"
