@@ -14,7 +14,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from interlock.model import Instance, MeshState, Problem, Proxy, ProxyKind, Service
+from interlock.model import Instance, MeshState, Problem, Proxy, ProxyKind, Service, Severity
 from interlock.model.identity import MeshIdentity
 from interlock.model.policy import read_resources
 from interlock.model.service import HealthCheck, Protocol
@@ -260,3 +260,16 @@ def test_a_node_says_it_is_a_grpc_client() -> None:
     assert proxy.kind is ProxyKind.GRPC and proxy.view_key() != CLIENT.view().view_key().replace(
         "grpc", "sidecar"
     )
+
+
+def test_an_authorization_policy_on_a_grpc_workload_is_reported_not_enforced() -> None:
+    policy = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": "caller", "namespace": "default"},
+        "spec": {"action": "DENY", "rules": [{"from": [{"source": {"namespaces": ["x"]}}]}]},
+    }
+    resources = translate(state(policy), CLIENT, IDENTITY)
+    (problem,) = problems_of(resources, "AuthorizationPolicy/default/caller").values()
+    assert "not enforced on proxyless gRPC workloads" in problem.message
+    assert problem.severity is Severity.ERROR
