@@ -39,6 +39,7 @@ class Authorization:
             return self._gateway(ctx, draft, policies)
         if proxy.kind is ProxyKind.GRPC:
             # A proxyless client's server side takes no xDS from Interlock (gRFC A36).
+            scoped: list[Policy[Any]] = [*policies, *authentications]
             return [
                 Problem(
                     p.ref,
@@ -48,7 +49,7 @@ class Authorization:
                     "Interlock)",
                     Severity.ERROR,
                 )
-                for p in [*policies, *authentications]
+                for p in scoped
             ]
         if ctx.inbound is not None and not ctx.inbound.protocol.is_http:
             return self._tcp(ctx, draft, policies, authentications)
