@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,12 @@ from typing import Any
 import grpc
 import pytest
 
+from interlock.model.token_envelope import wrap
+from interlock.xds import resource_types as rt
 from tests.support.grpc_apps import Greeter, GrpcClient
 from tests.support.mesh import INTERLOCK, ServerProcess, wait_until
 from tests.support.net import free_ports
+from tests.support.xds_client import XdsClient
 
 pytestmark = pytest.mark.e2e
 
@@ -379,3 +383,41 @@ def test_the_guide_example_runs_as_written(tmp_path: Path) -> None:
     assert proc.returncode == 0, output
     assert output.rstrip().endswith("['g1', 'g2']"), output
     assert "ilp_" not in output
+
+
+async def test_an_expired_or_mismatched_token_envelope_is_refused(
+    shared_server: ServerProcess,
+) -> None:
+    """The envelope is only a wrapper: past its exp, or around another instance's token, the
+    stream is refused before anything is sent, and the token never reaches the log."""
+    with shared_server.api() as api:
+        assert api.put("/v1/services/caller", json={"port": 9}).is_success
+        body = {"address": "127.0.0.1", "port": 9}
+        assert api.put("/v1/services/caller/instances/c-env", json=body).is_success
+        token = str(api.post("/v1/services/caller/instances/c-env/token").json()["token"])
+    now = int(time.time())
+    cases = [
+        (wrap(token, "default/caller/c-env", now - 7200, 3600), "c-env", "UNAUTHENTICATED"),
+        (wrap(token, "default/caller/c-env", now, 3600), "c-other", "PERMISSION_DENIED"),
+        (wrap(token, "default/caller/c-env", now, 3600), "c-env", None),
+    ]
+    async with shared_server.xds_channel() as channel:
+        for envelope, node, refused in cases:
+            client = XdsClient(
+                channel,
+                node,
+                cluster="caller",
+                variant="sotw",
+                node_metadata={"kind": "grpc"},
+                call_metadata=(("authorization", f"Bearer {envelope}"),),
+                auto_ack=True,
+            )
+            async with client as c:
+                await c.subscribe(rt.LISTENER, ["nosuch"])
+                if refused is None:
+                    assert (await c.recv_type(rt.LISTENER)).names == []
+                    continue
+                ended = await c.finished()
+                assert ended.code.name == refused, (node, ended)
+                assert c.received == 0
+    assert token not in shared_server.log()
