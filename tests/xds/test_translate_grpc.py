@@ -273,3 +273,40 @@ def test_an_authorization_policy_on_a_grpc_workload_is_reported_not_enforced() -
     (problem,) = problems_of(resources, "AuthorizationPolicy/default/caller").values()
     assert "not enforced on proxyless gRPC workloads" in problem.message
     assert problem.severity is Severity.ERROR
+
+
+def test_one_address_twice_is_sent_once_and_the_second_instance_named() -> None:
+    twin = Instance("greeter", "g3", "10.0.0.1", 50051, sidecar=False)
+    mesh = MeshState.build(3, SERVICES, [*INSTANCES, twin], [])
+    resources = translate(mesh, CLIENT, IDENTITY)
+    (assignment,) = [
+        e for e in resources.endpoints if e.cluster_name == "outbound|50051||greeter.default"
+    ]
+    addresses = [
+        (e.endpoint.address.socket_address.address, e.endpoint.address.socket_address.port_value)
+        for g in assignment.endpoints
+        for e in g.lb_endpoints
+    ]
+    assert len(addresses) == len(set(addresses)) == 2
+    assert "address" in problems_of(resources, "Instance/default/greeter/g3")
+
+
+def test_localities_distribute_weighs_are_kept_and_unweighted_ones_get_nothing() -> None:
+    rule = doc(
+        "DestinationRule",
+        {
+            "host": "greeter",
+            "trafficPolicy": {
+                "loadBalancer": {
+                    "localityLbSetting": {"distribute": [{"from": "us/*", "to": {"eu/*": 100}}]}
+                }
+            },
+        },
+    )
+    client = dataclasses.replace(CLIENT, locality="us/east")
+    resources = translate(state(rule), client, IDENTITY)
+    (assignment,) = [
+        e for e in resources.endpoints if e.cluster_name == "outbound|50051||greeter.default"
+    ]
+    weights = {g.locality.region: g.load_balancing_weight.value for g in assignment.endpoints}
+    assert weights["eu"] > 0 and weights[""] == 0  # as in Envoy: no share, no traffic

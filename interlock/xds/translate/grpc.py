@@ -508,9 +508,10 @@ def grpc_assignment(
     client, and the problems of the instances left out (None for other plans).
 
     A sidecar-fronted instance whose PeerAuthentication requires mutual TLS (STRICT) would
-    refuse the client's plain text: it is left out and reported. Every group of endpoints has
-    a locality (gRPC refuses one without, even empty) and a weight (its endpoints' count,
-    unless locality weights were given): gRPC ignores a locality without one.
+    refuse the client's plain text: it is left out and reported, as is a second instance at
+    the same address (gRPC refuses the assignment). Every group of endpoints has a locality
+    (gRPC refuses one without, even empty) and, unless ``distribute`` weighed them, a weight
+    (its endpoints' count): gRPC ignores a locality without one.
     """
     service = plan.service
     if service is None:
@@ -541,11 +542,30 @@ def grpc_assignment(
                     Severity.WARNING,
                 )
             )
+    # gRPC refuses an assignment that names one address twice (Envoy takes it): the first
+    # instance of an address (in id order) is kept, the others are named.
+    held = [i for i in held if i.routable]
+    first: dict[tuple[str, int], Instance] = {}
+    for instance in sorted(held, key=lambda i: i.instance_id):
+        kept = first.setdefault((instance.address, instance.port), instance)
+        if kept is not instance:
+            problems.append(
+                Problem(
+                    instance_resource(service, instance.instance_id),
+                    "address",
+                    f"{instance.address}:{instance.port} is also instance {kept.instance_id}'s; "
+                    f"proxyless gRPC clients take each address once, so it is left out of "
+                    f"{plan.name} for them",
+                    Severity.WARNING,
+                )
+            )
+    held = [i for i in held if first[(i.address, i.port)] is i]
     assignment = load_assignment(service, held)
     assignment.cluster_name = plan.name
     finish_assignment(assignment, plan, proxy)
+    weighted = any(group.load_balancing_weight.value for group in assignment.endpoints)
     for group in assignment.endpoints:
         group.locality.SetInParent()  # gRPC refuses a group without one, even an empty one
-        if not group.HasField("load_balancing_weight") or group.load_balancing_weight.value == 0:
+        if not weighted:  # (with localityLbSetting.distribute, unweighted ones get nothing)
             group.load_balancing_weight.value = max(1, len(group.lb_endpoints))
     return assignment, tuple(problems)
