@@ -108,9 +108,10 @@ def translate_grpc(state: MeshState, proxy: Proxy, identity: MeshIdentity | None
     draft.problems += _grpc_clusters(ctx, draft)
     draft.problems += _grpc_routes(draft)
     draft.endpoints = []
+    served = {c.name for c in draft.clusters}
     for plan in ctx.destinations.plans.values():
-        planned = grpc_assignment(state, identity, proxy, plan)
-        if planned is not None and any(c.name == plan.name for c in draft.clusters):
+        planned = grpc_assignment(state, identity, proxy, plan) if plan.name in served else None
+        if planned is not None:
             draft.endpoints.append(planned[0])
             draft.problems += planned[1]
     draft.listeners = api_listeners(draft.routes)
