@@ -342,6 +342,7 @@ async def serve(
             store,
             status=status,
             config_reader=reconciler.served_config,
+            problem_reader=reconciler.problems_of,
             graph_reader=lambda window: graph.snapshot(window),
             metrics=metrics,
             auth=ApiAuth(store.security.find_token, open_reads=settings.open_reads),

@@ -36,7 +36,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from interlock.model import InterlockError, MeshState, Problem, Proxy, StateChange
+from interlock.model import InterlockError, MeshState, Problem, Proxy, ProxyKind, StateChange
 from interlock.model.identity import MeshIdentity, Token
 from interlock.model.service import Instance
 from interlock.store import Store
@@ -232,6 +232,9 @@ class Reconciler:
         node_id = str(getattr(node, "id", ""))
         cluster = str(getattr(node, "cluster", ""))
         meta = MessageToDict(node.metadata) if hasattr(node, "metadata") else {}
+        if "kind" not in meta and str(getattr(node, "user_agent_name", "")).startswith("gRPC"):
+            # gRPC's own xDS client (proxyless) with a bootstrap that does not say so
+            meta["kind"] = ProxyKind.GRPC.value
         try:
             proxy = Proxy.from_node(node_id, cluster, meta)
         except InterlockError as exc:
@@ -507,6 +510,12 @@ class Reconciler:
         return refresh_endpoints(
             previous, self.state, view.proxy, change.instance_services, self.identity
         )
+
+    def problems_of(self, key: str) -> tuple[Problem, ...]:
+        """The problems the last build of ``key``'s view met (a view, or a proxy's key derived
+        from one): what its proxies are not given, and why."""
+        view = self.views.get(self.cache.base_of(key) or key)
+        return view.report.problems if view is not None and view.report is not None else ()
 
     def served_config(self, key: str) -> dict[str, tuple[Message, ...]] | None:
         """The resources served to ``key`` (a view, or a proxy's key derived from one), by

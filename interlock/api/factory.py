@@ -12,7 +12,13 @@ import interlock
 from interlock.api import problems
 from interlock.api.auth import ApiAuth, BearerAuth
 from interlock.api.body import BodyLimit
-from interlock.api.context import ApiContext, ConfigReader, GraphReader, HealthCheck
+from interlock.api.context import (
+    ApiContext,
+    ConfigReader,
+    GraphReader,
+    HealthCheck,
+    ProblemReader,
+)
 from interlock.api.fast_path import RegistrationFastPath
 from interlock.api.routers import ROUTERS
 from interlock.api.routers.ca import BundleSource, CaAdmin
@@ -35,6 +41,7 @@ def create_app(
     *,
     status: StatusRegistry | None = None,
     config_reader: ConfigReader | None = None,
+    problem_reader: ProblemReader | None = None,
     graph_reader: GraphReader | None = None,
     metrics: ControlPlaneMetrics | None = None,
     max_body_bytes: int = 1_048_576,
@@ -49,7 +56,8 @@ def create_app(
 
     ``status`` (the xDS server's registry) feeds ``/v1/proxies`` and the rollout part of
     ``/v1/revisions/{rev}``; ``config_reader`` maps a proxy's snapshot key to the resources it is
-    served (for ``/v1/proxies/{node_id}/config``); ``graph_reader`` gives the traffic graph
+    served (for ``/v1/proxies/{node_id}/config``), ``problem_reader`` the problems its view
+    met (``/v1/proxies/{node_id}``); ``graph_reader`` gives the traffic graph
     over a window of seconds (for ``/v1/graph``). Request bodies over ``max_body_bytes`` are
     refused with 413. The caller owns ``store`` (the app never closes it). Store reads run in
     FastAPI's thread pool; service and instance writes await the store's group commit on the
@@ -77,6 +85,7 @@ def create_app(
         store=store,
         status=status,
         config_reader=config_reader,
+        problem_reader=problem_reader,
         graph_reader=graph_reader,
         metrics=metrics,
         ca_admin=ca_admin,

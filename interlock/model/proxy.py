@@ -15,6 +15,9 @@ from interlock.model.names import address_error, namespace_error, port_error, se
 class ProxyKind(enum.StrEnum):
     SIDECAR = "sidecar"
     GATEWAY = "gateway"
+    #: A proxyless gRPC client (gRPC's own xDS client, ``xds:///`` targets): it gets API
+    #: listeners named after the hosts it dials, and only what gRPC implements.
+    GRPC = "grpc"
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,9 @@ class Proxy:
         try:
             kind = ProxyKind(kind_text)
         except ValueError:
-            errors.append(FieldError("node.metadata.kind", "kind must be 'sidecar' or 'gateway'"))
+            errors.append(
+                FieldError("node.metadata.kind", "kind must be 'sidecar', 'gateway' or 'grpc'")
+            )
             kind = ProxyKind.SIDECAR
         inbound_address = text("inbound_address", "127.0.0.1")
         outbound_address = text("outbound_address", "127.0.0.1")

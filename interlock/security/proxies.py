@@ -1,7 +1,9 @@
 """Who a stream speaks for, and the secrets it gets: authentication, X.509-SVIDs and renewal.
 
 A stream is authenticated by the proxy token in its ``authorization: Bearer …`` metadata (no
-token, an unknown or a revoked one: UNAUTHENTICATED); access-log (ALS) streams too
+token, an unknown or a revoked one: UNAUTHENTICATED), bare or — what gRPC's xDS clients send —
+in its JWT-shaped envelope (:mod:`interlock.model.token_envelope`; an expired or malformed
+one: UNAUTHENTICATED); access-log (ALS) streams too
 (:meth:`ProxySecurity.access_log_principal`). The token is bound to one instance of one
 service; a node claiming another service, namespace or instance is refused (PERMISSION_DENIED).
 Node metadata is otherwise trusted only for what it cannot abuse: the proxy's own ports.
@@ -36,6 +38,7 @@ from interlock.ca import Svid
 from interlock.ca.storage import seal_svid_key, unseal_svid_key
 from interlock.model import InterlockError, Proxy
 from interlock.model.identity import PROXY_SECRETS, Token, TokenRole, token_hash
+from interlock.model.token_envelope import EnvelopeError, looks_wrapped, unwrap
 from interlock.security.authority import CaRuntime
 from interlock.security.metrics import SecurityMetrics
 from interlock.store.security import SecurityStore, StoredSvid
@@ -127,6 +130,12 @@ class ProxySecurity:
                 "no proxy token: send 'authorization: Bearer <token>' "
                 "(POST /v1/services/{name}/instances/{id}/token issues one)",
             )
+        if looks_wrapped(token):
+            try:
+                token = unwrap(token, time.time()).token
+            except EnvelopeError as exc:
+                self._reject("unauthenticated")
+                raise StreamRejected(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from None
         try:
             record = await asyncio.to_thread(self._store.find_token, token_hash(token))
         except InterlockError as exc:

@@ -4,7 +4,7 @@ which proxies are connected and, per resource type, what was sent, ACKed or reje
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Query
 from google.protobuf.json_format import MessageToDict
@@ -97,11 +97,41 @@ async def list_proxies(context: ContextDep) -> ProxyList:
     return ProxyList(items=await current_views(context))
 
 
+class ProxyProblem(BaseModel):
+    """A problem the proxy's translation met: part of a policy it is not given, and why."""
+
+    model_config = ConfigDict(frozen=True)
+    resource: str
+    field: str
+    message: str
+    severity: Literal["warning", "error"]
+
+
+class ProxyDetail(ProxyView):
+    """One proxy's status, and the problems its configuration met (what it does not get)."""
+
+    problems: list[ProxyProblem]
+
+
 @router.get("/v1/proxies/{node_id}")
-async def get_proxy(context: ContextDep, node_id: str) -> ProxyView:
+async def get_proxy(context: ContextDep, node_id: str) -> ProxyDetail:
+    """One connected proxy's sync state, and the problems its configuration met (e.g. the
+    parts of a policy a proxyless gRPC client does not implement)."""
+    status, reader = context.status, context.problem_reader
+    streams = [s for s in (status.proxies() if status else []) if s.node_id == node_id]
     for view in await current_views(context):
         if view.node_id == node_id:
-            return view
+            found = reader(streams[0].snapshot_key) if reader is not None and streams else ()
+            problems = [
+                ProxyProblem(
+                    resource=p.resource,
+                    field=p.field,
+                    message=p.message,
+                    severity="error" if p.severity.value == "error" else "warning",
+                )
+                for p in found
+            ]
+            return ProxyDetail(**view.model_dump(), problems=problems)
     raise NotFound(
         f"no proxy with node id {node_id!r} is connected",
         errors=(FieldError("path.node_id", "not connected"),),

@@ -37,6 +37,20 @@ class Authorization:
         authentications = applicable_authentications(ctx.state, proxy, identity.root_namespace)
         if proxy.kind is ProxyKind.GATEWAY:
             return self._gateway(ctx, draft, policies)
+        if proxy.kind is ProxyKind.GRPC:
+            # A proxyless client's server side takes no xDS from Interlock (gRFC A36).
+            scoped: list[Policy[Any]] = [*policies, *authentications]
+            return [
+                Problem(
+                    p.ref,
+                    "spec",
+                    f"applies to {proxy.namespace}/{proxy.service}, but {p.kind} is not "
+                    "enforced on proxyless gRPC workloads (their servers take no xDS from "
+                    "Interlock)",
+                    Severity.ERROR,
+                )
+                for p in scoped
+            ]
         if ctx.inbound is not None and not ctx.inbound.protocol.is_http:
             return self._tcp(ctx, draft, policies, authentications)
         inbound = draft.route(ctx.inbound_route)
