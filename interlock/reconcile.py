@@ -37,6 +37,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from interlock.model import InterlockError, MeshState, Problem, Proxy, StateChange
+from interlock.model.envoy_version import node_envoy_version, unsupported_reason
 from interlock.model.identity import PROXY_SECRETS, MeshIdentity
 from interlock.model.service import Instance
 from interlock.security.proxies import ProxySecurity
@@ -146,7 +147,8 @@ class Reconciler:
 
         Refusals, before anything is sent: UNAUTHENTICATED (no, unknown or revoked token),
         INVALID_ARGUMENT (a node that does not describe a proxy), PERMISSION_DENIED (a node
-        claiming another service, namespace or instance than its token).
+        claiming another service, namespace or instance than its token), FAILED_PRECONDITION
+        (an Envoy release outside the supported range, listed by `GET /v1/proxies`).
         """
         token = None
         if self.security is not None:
@@ -159,9 +161,11 @@ class Reconciler:
         except InterlockError as exc:
             raise StreamRejected(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
         if self.security is None or token is None:
+            refuse_unsupported_envoy(node)
             key = self._ensure_view(proxy)
             return key
         self.security.authorize(token, proxy)
+        refuse_unsupported_envoy(node)
         proxy_key = f"{proxy.view_key()}@{proxy.node_id}"
         self.proxies[proxy_key] = proxy
         base = self._ensure_view(self._labelled(proxy))
@@ -386,6 +390,16 @@ class Reconciler:
         return {
             type_url: [redacted_json(m) for m in messages] for type_url, messages in served.items()
         }
+
+
+def refuse_unsupported_envoy(node: object) -> None:
+    """Refuse (FAILED_PRECONDITION, shown in `GET /v1/proxies`) the stream of an Envoy whose
+    release is outside the supported range: it would be served configuration it may reject.
+    Clients that are not Envoy, or do not say their release, pass."""
+    version = node_envoy_version(node)
+    reason = None if version is None else unsupported_reason(version)
+    if reason is not None:
+        raise StreamRejected(grpc.StatusCode.FAILED_PRECONDITION, reason, shown=True)
 
 
 def redacted_json(message: Message) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from interlock.xds import resource_types as rt
-from interlock.xds.status import ProxyStatus, TypeStatus
+from interlock.xds.status import ProxyStatus, RefusedProxy, TypeStatus
 
 TYPE_NAMES: dict[str, str] = {
     rt.CLUSTER: "clusters",
@@ -76,6 +76,11 @@ class ProxyView(_Out):
     synced_revision: int | None
     streams: list[StreamView]
     types: list[TypeView]
+    #: Why the control plane does not serve this proxy (e.g. an unsupported Envoy release);
+    #: such a proxy has no streams and is sent nothing.
+    problems: list[str] = []
+    #: When its last stream was refused (only for a refused proxy).
+    refused_at: str | None = None
 
 
 def type_state(t: TypeStatus) -> SyncState:
@@ -156,6 +161,29 @@ def proxy_views(streams: Iterable[ProxyStatus], commit_time: CommitTime) -> list
                     types.values(),
                     key=lambda v: TYPE_ORDER.index(v.type) if v.type in TYPE_ORDER else 99,
                 ),
+            )
+        )
+    return views
+
+
+def refused_views(refused: Iterable[RefusedProxy]) -> list[ProxyView]:
+    """Proxies whose streams were refused (not connected), each with the reason as a problem."""
+    views = []
+    for r in refused:
+        namespace = r.node_metadata.get("namespace", "default")
+        views.append(
+            ProxyView(
+                node_id=r.node_id,
+                service=r.node_cluster,
+                namespace=namespace if isinstance(namespace, str) else "default",
+                envoy_version=r.envoy_version,
+                variant="",
+                connected_since=None,
+                synced_revision=None,
+                streams=[],
+                types=[],
+                problems=[r.reason],
+                refused_at=iso(r.at),
             )
         )
     return views

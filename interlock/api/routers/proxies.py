@@ -12,7 +12,13 @@ from starlette.concurrency import run_in_threadpool
 
 from interlock.api.context import ApiContext, ContextDep
 from interlock.api.routing import api_router
-from interlock.api.status_views import TYPE_NAMES, TYPE_ORDER, ProxyView, proxy_views
+from interlock.api.status_views import (
+    TYPE_NAMES,
+    TYPE_ORDER,
+    ProxyView,
+    proxy_views,
+    refused_views,
+)
 from interlock.model.errors import FieldError, InvalidInput, NotFound
 from interlock.xds.status import ProxyStatus
 
@@ -83,15 +89,25 @@ async def current_views(context: ApiContext) -> list[ProxyView]:
     return proxy_views(streams, await commit_times(context, streams))
 
 
+async def connected_and_refused(context: ApiContext) -> list[ProxyView]:
+    """The connected proxies, then those refused lately (each with its problem)."""
+    connected = await current_views(context)
+    names = {v.node_id for v in connected}
+    refused = context.status.refused() if context.status is not None else []
+    return connected + [v for v in refused_views(refused) if v.node_id not in names]
+
+
 @router.get("/v1/proxies")
 async def list_proxies(context: ContextDep) -> ProxyList:
-    """Every connected proxy, with per-type sync state (SYNCED, STALE, NACKED, NOT SENT)."""
-    return ProxyList(items=await current_views(context))
+    """Every connected proxy, with per-type sync state (SYNCED, STALE, NACKED, NOT SENT), and
+    every proxy refused lately (an Envoy release outside the supported range), with the
+    reason in ``problems``."""
+    return ProxyList(items=await connected_and_refused(context))
 
 
 @router.get("/v1/proxies/{node_id}")
 async def get_proxy(context: ContextDep, node_id: str) -> ProxyView:
-    for view in await current_views(context):
+    for view in await connected_and_refused(context):
         if view.node_id == node_id:
             return view
     raise NotFound(
