@@ -4,9 +4,10 @@ renders, and carries the core of the mesh between ``interlock sidecar``s.
 
 Per release, one mesh for the whole module (a server with 10 s leaf certificates, a caller
 ``a`` on delta xDS, two instances of ``b`` on SotW and delta), and a few fast assertions in
-order: the release shows in proxy-status; a→b is mTLS under a mesh-wide STRICT policy while
-plain text is refused; a weighted route splits, then moves; a renewed leaf reaches Envoy over
-SDS and traffic goes on; deregistering the last instance of the route's subset leaves 503.
+order: the release shows in proxy-status, and nothing it was sent is unknown or deprecated to
+it; a→b is mTLS under a mesh-wide STRICT policy while plain text is refused; a weighted route
+splits, then moves; a renewed leaf reaches Envoy over SDS and traffic goes on; deregistering
+the last instance of the route's subset leaves 503.
 Each release's tests run on one xdist worker (its group), so its mesh is built once.
 """
 
@@ -167,6 +168,22 @@ def test_each_proxy_shows_its_envoy_release(mesh: ReleaseMesh) -> None:
     assert {(p["node_id"], p["envoy_version"], tuple(p["problems"])) for p in proxies} == {
         (node, f"envoy/{mesh.version}", ()) for node in ("a-1", "b-1", "b-2")
     }
+
+
+def test_nothing_sent_is_unknown_or_deprecated_to_the_release(mesh: ReleaseMesh) -> None:
+    """Envoy counts fields of xDS resources it does not know (and ignores them) and deprecated
+    fields it still takes: what we render must be neither, on every release."""
+    for sidecar in (mesh.a, mesh.b1, mesh.b2):
+        stats = sidecar.stats()
+        counted = {
+            name: stats.get(name)
+            for name in (
+                "server.dynamic_unknown_fields",
+                "server.static_unknown_fields",
+                "runtime.deprecated_feature_use",
+            )
+        }
+        assert counted == dict.fromkeys(counted, 0), (sidecar.instance_id, counted)
 
 
 def test_a_reaches_b_over_mtls_and_plain_text_is_refused(mesh: ReleaseMesh) -> None:
