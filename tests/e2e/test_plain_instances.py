@@ -7,6 +7,7 @@ tests/e2e/test_existing_envoy.py, with the bootstrap of docs/existing-envoy.md."
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,11 +15,11 @@ import pytest
 
 from tests.e2e.conftest import Mesh
 from tests.support.mesh import ServerProcess, UpstreamApp, wait_until
+from tests.support.tls_server import LocalCa, TlsServer
 
 pytestmark = pytest.mark.e2e
 
 SPIFFE_A = "spiffe://interlock.local/ns/default/sa/a"
-CONTROL_PLANE_ID = "spiffe://interlock.local/ns/interlock-system/sa/interlock"
 
 
 def register_plain(server: ServerProcess, service: str, instance: str, app: UpstreamApp) -> None:
@@ -41,7 +42,10 @@ def apply(server: ServerProcess, *documents: dict[str, Any]) -> None:
         assert r.status_code == 200, r.text
         revision = r.json()["revision"]
         report = api.get(f"/v1/revisions/{revision}", params={"wait": 15}, timeout=20).json()
-    assert report["proxies"]["complete"] and report["proxies"]["nacked"] == 0, report
+    assert report["proxies"]["complete"] and report["proxies"]["nacked"] == 0, (
+        report,
+        server.log()[-3000:],
+    )
 
 
 def get_via(port: int, host: str) -> httpx.Response:
@@ -108,3 +112,62 @@ def test_a_service_with_a_sidecar_and_a_plain_instance_serves_both(mesh: Mesh) -
     ]
     assert "'b-2'" in problems[0]["message"]
     assert "Instance/default/b/b-2 sidecar: " in mesh.server.log()
+
+
+def dr_tls(tls: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "legacy", "namespace": "default"},
+        "spec": {"host": "legacy", "trafficPolicy": {"tls": tls}},
+    }
+
+
+def test_a_destination_rule_originates_tls_simple_and_mutual(mesh: Mesh, tmp_path: Path) -> None:
+    """A service outside the mesh's mTLS that speaks TLS with a CA of its own: the caller's
+    app speaks plain HTTP to its sidecar, which originates TLS (SIMPLE) or mutual TLS (MUTUAL)
+    as the DestinationRule says, verifying the server against the rule's CA and SAN."""
+    ca = LocalCa(tmp_path, "legacy CA")
+    server_pem = ca.issue("legacy.example", dns=["legacy.example"])
+    client_pem = ca.issue("caller-a")
+    tls_server = TlsServer(server_pem, client_ca=ca.pem)
+    try:
+        _, a = mesh.service("a", "a-1")
+        with mesh.server.api() as api:
+            assert api.put("/v1/services/legacy", json={"port": 8080}).is_success
+            body = {"address": "127.0.0.1", "port": tls_server.port}
+            assert api.put("/v1/services/legacy/instances/l-1", json=body).is_success
+        # Plain text to a TLS server: no answer a caller can use.
+        wait_until(lambda: get_via(a.outbound_port, "legacy").status_code >= 500, 10, what="5xx")
+
+        simple = {
+            "mode": "SIMPLE",
+            "caCertificates": str(ca.pem),
+            "sni": "legacy.example",
+            "subjectAltNames": ["legacy.example"],
+        }
+        # SIMPLE shows no client certificate: this server requires one, so it still fails...
+        apply(mesh.server, dr_tls(simple))
+        assert get_via(a.outbound_port, "legacy").status_code >= 500
+        # ... and MUTUAL presents the caller's, from files on the caller's host.
+        mutual = {
+            **simple,
+            "mode": "MUTUAL",
+            "clientCertificate": str(client_pem.certificate),
+            "privateKey": str(client_pem.key),
+        }
+        apply(mesh.server, dr_tls(mutual))
+        wait_until(lambda: get_via(a.outbound_port, "legacy").status_code == 200, 10, what="200")
+        assert get_via(a.outbound_port, "legacy").json() == {"server": "tls", "client": "caller-a"}
+        assert tls_server.sni[-1] == "legacy.example"
+
+        # The server's certificate is verified: a SAN it does not have is refused.
+        apply(mesh.server, dr_tls({**mutual, "subjectAltNames": ["other.example"]}))
+        wait_until(lambda: get_via(a.outbound_port, "legacy").status_code >= 500, 10, what="5xx")
+        stats = a.stats()
+        failed = sum(
+            v for k, v in stats.items() if "legacy" in k and k.endswith("ssl.fail_verify_san")
+        )
+        assert failed >= 1, {k: v for k, v in stats.items() if "legacy" in k and "ssl" in k}
+    finally:
+        tls_server.close()

@@ -617,6 +617,19 @@ INVALID: dict[str, Invalid] = {
     "neither route nor redirect": Invalid(
         vs([{"timeout": "1s"}]), "spec.http[0].route", "required"
     ),
+    "redirect with a timeout": Invalid(
+        vs([{"redirect": {"uri": "/x"}, "timeout": "1s"}]), "spec.http[0].timeout", "no effect"
+    ),
+    "redirect with retries": Invalid(
+        vs([{"redirect": {"uri": "/x"}, "retries": {"attempts": 2}}]),
+        "spec.http[0].retries",
+        "no effect",
+    ),
+    "redirect with a mirror": Invalid(
+        vs([{"redirect": {"uri": "/x"}, "mirror": {"host": "reviews"}}]),
+        "spec.http[0].mirror",
+        "no effect",
+    ),
     "redirect code 200": Invalid(
         vs([{"redirect": {"uri": "/x", "redirectCode": 200}}]), "spec.http[0].redirect.redirectCode"
     ),
@@ -849,10 +862,38 @@ INVALID: dict[str, Invalid] = {
     "dr unknown tls mode": Invalid(
         dr(trafficPolicy={"tls": {"mode": "STRICT"}}), "spec.trafficPolicy.tls.mode", "ISTIO_MUTUAL"
     ),
-    "dr tls certificates": Invalid(
-        dr(trafficPolicy={"tls": {"mode": "SIMPLE", "caCertificates": "/ca.pem"}}),
-        "spec.trafficPolicy.tls.caCertificates",
+    "dr tls credentialName": Invalid(
+        dr(trafficPolicy={"tls": {"mode": "SIMPLE", "credentialName": "x"}}),
+        "spec.trafficPolicy.tls.credentialName",
         "not supported",
+    ),
+    "dr tls SIMPLE without caCertificates": Invalid(
+        dr(trafficPolicy={"tls": {"mode": "SIMPLE"}}),
+        "spec.trafficPolicy.tls.caCertificates",
+        "insecureSkipVerify",
+    ),
+    "dr tls MUTUAL without a key": Invalid(
+        dr(
+            trafficPolicy={
+                "tls": {
+                    "mode": "MUTUAL",
+                    "caCertificates": "/ca.pem",
+                    "clientCertificate": "/c.pem",
+                }
+            }
+        ),
+        "spec.trafficPolicy.tls.privateKey",
+        "required with mode MUTUAL",
+    ),
+    "dr tls certificate for ISTIO_MUTUAL": Invalid(
+        dr(trafficPolicy={"tls": {"mode": "ISTIO_MUTUAL", "caCertificates": "/ca.pem"}}),
+        "spec.trafficPolicy.tls.caCertificates",
+        "SIMPLE or MUTUAL",
+    ),
+    "dr tls relative path": Invalid(
+        dr(trafficPolicy={"tls": {"mode": "SIMPLE", "caCertificates": "ca.pem"}}),
+        "spec.trafficPolicy.tls.caCertificates",
+        "absolute path",
     ),
     "dr duplicate port settings": Invalid(
         dr(
@@ -1151,6 +1192,23 @@ INVALID: dict[str, Invalid] = {
         "spec.jwtRules[0].audiences[0]",
     ),
     # --- AuthorizationPolicy ------------------------------------------------------------
+    "ap dry-run not a boolean": Invalid(
+        patched("AuthorizationPolicy", "metadata.annotations", {"istio.io/dry-run": "yes"}),
+        'metadata.annotations["istio.io/dry-run"]',
+        'write "true" or "false"',
+    ),
+    "ap dry-run of an AUDIT policy": Invalid(
+        {
+            **ap(action="AUDIT", rules=[{}]),
+            "metadata": {
+                "name": "x",
+                "namespace": "default",
+                "annotations": {"istio.io/dry-run": "true"},
+            },
+        },
+        'metadata.annotations["istio.io/dry-run"]',
+        "not AUDIT",
+    ),
     "ap CUSTOM action": Invalid(ap(action="CUSTOM", rules=[{}]), "spec.action", "not supported"),
     "ap unknown action": Invalid(ap(action="PERMIT"), "spec.action", "ALLOW"),
     "ap DENY without rules": Invalid(ap(action="DENY"), "spec.rules", "never matches"),
