@@ -3,7 +3,7 @@ bootstraps (written by hand, not rendered by Interlock), filled in and run on re
 the instances and tokens from `interlock credentials --instance`.
 
 - Sidecar mode: Interlock owns the Envoy's listeners and clusters; a meshed sidecar calls it
-  over mTLS and it calls the sidecar back.
+  over mTLS and it calls the sidecar back; rolled back, the instance leaves the callers.
 - Discovery-only: an edge Envoy with its own static listener and route takes CDS/EDS only;
   registering and deregistering instances of ``backend`` (one behind a sidecar, reached over
   mTLS, the others plain) moves its traffic, 503 when none is left, and its static
@@ -13,6 +13,7 @@ the instances and tokens from `interlock credentials --instance`.
 from __future__ import annotations
 
 import collections
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,13 @@ import pytest
 from tests.e2e.conftest import Mesh
 from tests.support.envoy_validate import envoy_binary
 from tests.support.existing_envoy import FleetEnvoy, fill, fleet_credentials, guide_example
-from tests.support.mesh import ServerProcess, UpstreamApp, strip_volatile, wait_until
+from tests.support.mesh import (
+    INTERLOCK,
+    ServerProcess,
+    UpstreamApp,
+    strip_volatile,
+    wait_until,
+)
 from tests.support.net import free_ports
 
 pytestmark = pytest.mark.e2e
@@ -96,6 +103,24 @@ def test_sidecar_mode_a_hand_written_bootstrap_joins_the_mesh(
             "routes": "SYNCED",
             "secrets": "SYNCED",
         }
+
+        # Rolled back as the guide says: Envoy back on its old bootstrap (here: stopped), then
+        # the instance deleted, which takes it out of every caller's endpoints and revokes
+        # its token.
+        envoy.stop()
+        envoy = None
+        deleted = subprocess.run(
+            [*INTERLOCK, "delete", "instance", "b", "b-1", "--control-plane", server.api_url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert deleted.returncode == 0, deleted.stderr
+        wait_until(lambda: get(a.outbound_port, "b").status_code == 503, 10, what="a -> b 503")
+        token_id = (ca_dir / "b-1" / "xds-token-id").read_text()
+        with server.api() as api:
+            tokens = {t["token_id"]: t for t in api.get("/v1/tokens").json()["items"]}
+        assert tokens[token_id]["revoked_at"] is not None
     finally:
         if envoy is not None:
             envoy.stop()
