@@ -29,7 +29,14 @@ from interlock.xds.translate import translate
 from tests.golden.scenario import GOLDEN_DIR, load_scenario, scenario_names
 from tests.support.envoy_validate import validate
 from tests.support.envoys import MATRIX, envoy_binary
-from tests.support.mesh import ServerProcess, Sidecar, UpstreamApp, running, wait_until
+from tests.support.mesh import (
+    INTERLOCK,
+    ServerProcess,
+    Sidecar,
+    UpstreamApp,
+    running,
+    wait_until,
+)
 from tests.support.policies import apply, doc, landings
 
 pytestmark = pytest.mark.e2e
@@ -167,6 +174,18 @@ def test_each_proxy_shows_its_envoy_release(mesh: ReleaseMesh) -> None:
         proxies = api.get("/v1/proxies").json()["items"]
     assert {(p["node_id"], p["envoy_version"], tuple(p["problems"])) for p in proxies} == {
         (node, f"envoy/{mesh.version}", ()) for node in ("a-1", "b-1", "b-2")
+    }
+    shown = subprocess.run(
+        [*INTERLOCK, "proxy-status", "--control-plane", mesh.server.api_url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert shown.returncode == 0 and "problem" not in shown.stderr, shown.stderr
+    rows = [line.split() for line in shown.stdout.splitlines()[1:] if line.strip()]
+    assert {(row[0], row[-1]) for row in rows} == {
+        (node, f"envoy/{mesh.version}") for node in ("a-1", "b-1", "b-2")
     }
 
 
