@@ -37,6 +37,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from interlock.model import InterlockError, MeshState, Problem, Proxy, ProxyKind, StateChange
+from interlock.model.envoy_version import node_envoy_version, unsupported_reason
 from interlock.model.identity import MeshIdentity, Token
 from interlock.model.service import Instance
 from interlock.store import Store
@@ -226,7 +227,8 @@ class Reconciler:
 
         Refusals, before anything is sent: UNAUTHENTICATED (no, unknown or revoked token),
         INVALID_ARGUMENT (a node that does not describe a proxy), PERMISSION_DENIED (a node
-        claiming another service, namespace or instance than its token).
+        claiming another service, namespace or instance than its token), FAILED_PRECONDITION
+        (an Envoy release outside the supported range, listed by `GET /v1/proxies`).
         """
         token = await self.security.authenticate(metadata)
         node_id = str(getattr(node, "id", ""))
@@ -240,8 +242,10 @@ class Reconciler:
         except InterlockError as exc:
             raise StreamRejected(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
         if token is None:  # no security: the stream gets its view as is
+            refuse_unsupported_envoy(node)
             return self._ensure_view(proxy)
         self.security.authorize(token, proxy)
+        refuse_unsupported_envoy(node)
         proxy_key = f"{proxy.view_key()}@{proxy.node_id}"
         self.proxies[proxy_key] = proxy
         base = self._ensure_view(self._labelled(proxy))
@@ -528,6 +532,16 @@ class Reconciler:
         if base != key:
             served[rt.SECRET] = (*served[rt.SECRET], *self.security.secrets_of(key))
         return served
+
+
+def refuse_unsupported_envoy(node: object) -> None:
+    """Refuse (FAILED_PRECONDITION, shown in `GET /v1/proxies`) the stream of an Envoy whose
+    release is outside the supported range: it would be served configuration it may reject.
+    Clients that are not Envoy, or do not say their release, pass."""
+    version = node_envoy_version(node)
+    reason = None if version is None else unsupported_reason(version)
+    if reason is not None:
+        raise StreamRejected(grpc.StatusCode.FAILED_PRECONDITION, reason, shown=True)
 
 
 def as_type_map(resources: Resources) -> dict[str, tuple[Message, ...]]:

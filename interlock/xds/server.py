@@ -111,12 +111,17 @@ SERVICES: dict[str, tuple[str, str, str, str | None]] = {
 
 
 class StreamRejected(Exception):
-    """Raised by the ``open_stream`` hook: the stream ends with ``code`` and nothing is sent."""
+    """Raised by the ``open_stream`` hook: the stream ends with ``code`` and nothing is sent.
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    ``shown``: the proxy is listed with ``message`` among the refused ones of the status
+    registry (`GET /v1/proxies`) until it connects, for refusals its operator must act on. Only
+    for a stream that proved who it is (an unauthenticated one must not fill the list)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, *, shown: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.shown = shown
 
 
 def envoy_version(node: Any) -> str:
@@ -248,6 +253,15 @@ class XdsServer:
             opened = await self._open_stream(node, metadata)
         except StreamRejected as exc:
             log.info("stream from %r rejected: %s", str(node.id)[:253], exc.message)
+            if exc.shown:
+                self._status.refuse(
+                    node_id=str(node.id),
+                    node_cluster=str(node.cluster),
+                    node_metadata=MessageToDict(node.metadata),
+                    envoy_version=envoy_version(node),
+                    peer=str(context.peer() or ""),
+                    reason=exc.message,
+                )
             await context.abort(exc.code, exc.message)
         except Exception:
             log.exception("open_stream failed for node %r", str(node.id)[:253])

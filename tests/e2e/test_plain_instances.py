@@ -1,12 +1,11 @@
 """Instances without a sidecar, with real Envoys: a service registered over REST that points
 at a plain HTTP app is called by meshed clients (plain text to it, mTLS to the instances a
-sidecar fronts), a DestinationRule ``tls.mode: ISTIO_MUTUAL`` leaves it out and says so, and
-an Envoy of another fleet that takes only CDS/EDS from Interlock reaches it too."""
+sidecar fronts), and a DestinationRule ``tls.mode: ISTIO_MUTUAL`` leaves it out and says so.
+An Envoy of another fleet that takes only CDS/EDS from Interlock reaches plain instances too:
+tests/e2e/test_existing_envoy.py, with the bootstrap of docs/existing-envoy.md."""
 
 from __future__ import annotations
 
-import string
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,11 @@ import pytest
 
 from tests.e2e.conftest import Mesh
 from tests.support.mesh import ServerProcess, UpstreamApp, wait_until
-from tests.support.net import free_ports
 from tests.support.tls_server import LocalCa, TlsServer
 
 pytestmark = pytest.mark.e2e
 
 SPIFFE_A = "spiffe://interlock.local/ns/default/sa/a"
-CONTROL_PLANE_ID = "spiffe://interlock.local/ns/interlock-system/sa/interlock"
 
 
 def register_plain(server: ServerProcess, service: str, instance: str, app: UpstreamApp) -> None:
@@ -115,68 +112,6 @@ def test_a_service_with_a_sidecar_and_a_plain_instance_serves_both(mesh: Mesh) -
     ]
     assert "'b-2'" in problems[0]["message"]
     assert "Instance/default/b/b-2 sidecar: " in mesh.server.log()
-
-
-EDGE_BOOTSTRAP = Path(__file__).with_name("edge-bootstrap.yaml")
-"""A hand-written Envoy bootstrap taking CDS/EDS from Interlock (a ``string.Template``)."""
-
-
-def test_an_envoy_that_takes_only_cds_and_eds_reaches_plain_instances(
-    server: ServerProcess, tmp_path: Path
-) -> None:
-    """An Envoy of an existing fleet, its bootstrap written by hand: its own listener routes to
-    Interlock's cluster for b, whose endpoints (plain instances) come over ADS."""
-    apps = [UpstreamApp("b", "b1"), UpstreamApp("b", "b2")]
-    listen, admin = free_ports(2)
-    try:
-        for app in apps:
-            register_plain(server, "b", app.instance, app)
-        with server.api() as api:  # the edge's identity: an instance of its own service
-            assert api.put("/v1/services/edge", json={"port": 8080}).is_success
-            body = {"address": "127.0.0.1", "port": listen}
-            assert api.put("/v1/services/edge/instances/edge-1", json=body).is_success
-            token = api.post("/v1/services/edge/instances/edge-1/token").json()["token"]
-        token_file = tmp_path / "edge-token"
-        token_file.write_text(token)
-        token_file.chmod(0o600)
-        bootstrap = tmp_path / "edge.yaml"
-        bootstrap.write_text(
-            string.Template(EDGE_BOOTSTRAP.read_text()).substitute(
-                ADMIN_PORT=admin,
-                LISTEN_PORT=listen,
-                TOKEN_FILE=token_file,
-                CA_FILE=server.ca_file,
-                CONTROL_PLANE_ID=CONTROL_PLANE_ID,
-                XDS_PORT=server.xds_address.rpartition(":")[2],
-            )
-        )
-        log = tmp_path / "edge-envoy.log"
-        with log.open("wb") as out:
-            envoy = subprocess.Popen(
-                ["envoy", "-c", str(bootstrap), "--disable-hot-restart", "-l", "warning"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        try:
-
-            def landed() -> set[str]:
-                assert envoy.poll() is None, log.read_text()
-                found = set()
-                for _ in range(10):
-                    r = httpx.get(f"http://127.0.0.1:{listen}/", timeout=5)
-                    if r.status_code == 200:
-                        found.add(r.json()["instance"])
-                return found if found == {"b1", "b2"} else set()
-
-            wait_until(landed, 20, interval=0.2, what="the edge Envoy reaching b1 and b2")
-        finally:
-            envoy.terminate()
-            envoy.wait(10)
-    finally:
-        for app in apps:
-            app.close()
 
 
 def dr_tls(tls: dict[str, Any]) -> dict[str, Any]:

@@ -240,8 +240,11 @@ def bootstrap_json(bootstrap: bootstrap_pb2.Bootstrap) -> str:
     return str(json_format.MessageToJson(bootstrap, preserving_proto_field_name=True, indent=1))
 
 
-def validate(resources: Resources, secrets: Iterable[secret_pb2.Secret] = ()) -> None:
-    """Run ``envoy --mode validate`` on ``resources`` inlined into a static bootstrap.
+def validate(
+    resources: Resources, secrets: Iterable[secret_pb2.Secret] = (), *, binary: str | None = None
+) -> None:
+    """Run ``envoy --mode validate`` (``binary``, else :func:`envoy_binary`) on ``resources``
+    inlined into a static bootstrap.
 
     Raises :class:`EnvoyRejected` with Envoy's output when Envoy refuses the configuration, and
     :class:`NotInlinable` when the resources are not self-contained. The temporary file is
@@ -255,7 +258,7 @@ def validate(resources: Resources, secrets: Iterable[secret_pb2.Secret] = ()) ->
         path.write_text(text)
         result = subprocess.run(
             [
-                envoy_binary(),
+                binary or envoy_binary(),
                 "--mode",
                 "validate",
                 "-c",

@@ -52,7 +52,9 @@ async def _scenario(store: Store) -> None:
         # An Envoy node (no gRPC user agent, no kind) is still a sidecar.
         envoy = base_pb2.Node(id="c2", cluster="caller", user_agent_name="envoy")
         sidecar = await reconciler.open_stream(envoy, [])
-        assert isinstance(sidecar, str) and reconciler.views[sidecar].proxy.kind is ProxyKind.SIDECAR
+        assert (
+            isinstance(sidecar, str) and reconciler.views[sidecar].proxy.kind is ProxyKind.SIDECAR
+        )
     finally:
         await reconciler.stop()
 

@@ -3,8 +3,8 @@ which proxies are connected and, per resource type, what was sent, ACKed or reje
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
 
 from fastapi import Query
 from google.protobuf.json_format import MessageToDict
@@ -14,7 +14,15 @@ from starlette.concurrency import run_in_threadpool
 
 from interlock.api.context import ApiContext, ContextDep
 from interlock.api.routing import api_router
-from interlock.api.status_views import TYPE_NAMES, TYPE_ORDER, ProxyView, proxy_views
+from interlock.api.status_views import (
+    TYPE_NAMES,
+    TYPE_ORDER,
+    ProxyProblem,
+    ProxyView,
+    proxy_views,
+    refused_views,
+)
+from interlock.model import Problem, Severity
 from interlock.model.errors import FieldError, InvalidInput, NotFound
 from interlock.xds.status import ProxyStatus
 
@@ -86,52 +94,56 @@ async def commit_times(
 
 
 async def current_views(context: ApiContext) -> list[ProxyView]:
-    status = context.status
+    """The connected proxies, each with the problems its view's last translation met."""
+    status, reader = context.status, context.problem_reader
     streams = status.proxies() if status is not None else []
-    return proxy_views(streams, await commit_times(context, streams))
+    views = proxy_views(streams, await commit_times(context, streams))
+    if reader is None:
+        return views
+    keys = {s.node_id: s.snapshot_key for s in streams}
+    return [
+        view.model_copy(update={"problems": _problems(reader(keys[view.node_id]))})
+        if view.node_id in keys
+        else view
+        for view in views
+    ]
+
+
+def _problems(found: Sequence[Problem]) -> list[ProxyProblem]:
+    return [
+        ProxyProblem(
+            resource=p.resource,
+            field=p.field,
+            message=p.message,
+            severity="error" if p.severity is Severity.ERROR else "warning",
+        )
+        for p in found
+    ]
+
+
+async def connected_and_refused(context: ApiContext) -> list[ProxyView]:
+    """The connected proxies, then those refused lately (each with its problem)."""
+    connected = await current_views(context)
+    names = {v.node_id for v in connected}
+    refused = context.status.refused() if context.status is not None else []
+    return connected + [v for v in refused_views(refused) if v.node_id not in names]
 
 
 @router.get("/v1/proxies")
 async def list_proxies(context: ContextDep) -> ProxyList:
-    """Every connected proxy, with per-type sync state (SYNCED, STALE, NACKED, NOT SENT)."""
-    return ProxyList(items=await current_views(context))
-
-
-class ProxyProblem(BaseModel):
-    """A problem the proxy's translation met: part of a policy it is not given, and why."""
-
-    model_config = ConfigDict(frozen=True)
-    resource: str
-    field: str
-    message: str
-    severity: Literal["warning", "error"]
-
-
-class ProxyDetail(ProxyView):
-    """One proxy's status, and the problems its configuration met (what it does not get)."""
-
-    problems: list[ProxyProblem]
+    """Every connected proxy, with per-type sync state (SYNCED, STALE, NACKED, NOT SENT), and
+    every proxy refused lately (an Envoy release outside the supported range), with the
+    reason in ``problems``."""
+    return ProxyList(items=await connected_and_refused(context))
 
 
 @router.get("/v1/proxies/{node_id}")
-async def get_proxy(context: ContextDep, node_id: str) -> ProxyDetail:
-    """One connected proxy's sync state, and the problems its configuration met (e.g. the
-    parts of a policy a proxyless gRPC client does not implement)."""
-    status, reader = context.status, context.problem_reader
-    streams = [s for s in (status.proxies() if status else []) if s.node_id == node_id]
-    for view in await current_views(context):
+async def get_proxy(context: ContextDep, node_id: str) -> ProxyView:
+    """One proxy's sync state and the problems its configuration met (e.g. the parts of a
+    policy a proxyless gRPC client does not implement), or why it was refused."""
+    for view in await connected_and_refused(context):
         if view.node_id == node_id:
-            found = reader(streams[0].snapshot_key) if reader is not None and streams else ()
-            problems = [
-                ProxyProblem(
-                    resource=p.resource,
-                    field=p.field,
-                    message=p.message,
-                    severity="error" if p.severity.value == "error" else "warning",
-                )
-                for p in found
-            ]
-            return ProxyDetail(**view.model_dump(), problems=problems)
+            return view
     raise NotFound(
         f"no proxy with node id {node_id!r} is connected",
         errors=(FieldError("path.node_id", "not connected"),),
