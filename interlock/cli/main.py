@@ -141,6 +141,20 @@ def server(
             "the reconciler retries."
         ),
     ] = "10s",
+    jwks_refresh: Annotated[
+        str,
+        typer.Option(
+            help="How often the key sets of RequestAuthentications' jwksUri are fetched again "
+            "(e.g. 5m; an issuer's Cache-Control max-age may shorten it, to 10s at least)."
+        ),
+    ] = "5m",
+    jwks_ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA certificates (PEM) trusted for jwksUri besides the system's trust store "
+            "(a private issuer)."
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane: xDS server, REST API, CA and store in one process."""
     from interlock.app import ServerSettings, run_server
@@ -169,6 +183,8 @@ def server(
         ca_bundle_file=ca_bundle_file,
         instance_ttl=parse_duration(instance_ttl, "--instance-ttl"),
         db_timeout=parse_duration(db_timeout, "--db-timeout"),
+        jwks_refresh=parse_duration(jwks_refresh, "--jwks-refresh"),
+        jwks_ca_file=jwks_ca_file,
     )
     raise typer.Exit(run_server(settings))
 
