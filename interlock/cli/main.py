@@ -183,10 +183,18 @@ def server(
         ca_bundle_file=ca_bundle_file,
         instance_ttl=parse_duration(instance_ttl, "--instance-ttl"),
         db_timeout=parse_duration(db_timeout, "--db-timeout"),
-        jwks_refresh=parse_duration(jwks_refresh, "--jwks-refresh"),
+        jwks_refresh=_at_least(
+            parse_duration(jwks_refresh, "--jwks-refresh"), 1.0, "--jwks-refresh"
+        ),
         jwks_ca_file=jwks_ca_file,
     )
     raise typer.Exit(run_server(settings))
+
+
+def _at_least(seconds: float, minimum: float, option: str) -> float:
+    if seconds < minimum:
+        raise typer.BadParameter(f"must be at least {minimum:g}s", param_hint=option)
+    return seconds
 
 
 @app.command()
