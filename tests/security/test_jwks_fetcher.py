@@ -94,8 +94,12 @@ async def test_the_refresh_loop_picks_up_a_rotation(issuer: RotatingIssuer) -> N
         (b"{keys", "not valid JSON"),
         (b'{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}', "symmetric key"),
         (b'{"keys": []}', "JSON Web Key Set"),
+        (
+            b'{"keys": [{"kty": "RSA", "kid": "k1", "alg": "HS256", "n": "AQAB", "e": "AQAB"}]}',
+            "keys[0] (kid 'k1') cannot verify tokens: alg 'HS256' is not an RSA algorithm",
+        ),
     ],
-    ids=["too large", "not JSON", "a secret key", "no keys"],
+    ids=["too large", "not JSON", "a secret key", "no keys", "a key Envoy would refuse"],
 )
 async def test_a_bad_answer_is_an_error_and_never_keys(
     issuer: RotatingIssuer, answer: bytes, says: str

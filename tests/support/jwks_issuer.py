@@ -81,12 +81,17 @@ class RotatingIssuer:
         return f"key-{self.generation}"
 
     def jwks(self) -> str:
-        numbers = self.key.public_key().public_numbers()
+        return self.public_jwks(self.key, self.kid)
+
+    @staticmethod
+    def public_jwks(private: rsa.RSAPrivateKey, kid: str = "k1") -> str:
+        """The key set of ``private``'s public key."""
+        numbers = private.public_key().public_numbers()
 
         def number(value: int) -> str:
             return b64(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
-        key = {"kty": "RSA", "alg": "RS256", "kid": self.kid, "n": number(numbers.n), "e": "AQAB"}
+        key = {"kty": "RSA", "alg": "RS256", "kid": kid, "n": number(numbers.n), "e": "AQAB"}
         return json.dumps({"keys": [key]})
 
     def rotate(self) -> None:
