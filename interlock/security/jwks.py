@@ -18,15 +18,14 @@ issuer are so picked up within one refresh interval without re-applying the poli
 
 Bounds: one response is at most :attr:`JwksSettings.max_bytes`, one attempt takes at most
 :attr:`JwksSettings.timeout` seconds, redirects are not followed, plain ``http`` only to a
-loopback host (the model refuses others), and only public keys are accepted. Key sets are
-public; nothing secret is logged.
+loopback host (the model refuses others), and only key sets Envoy can use are accepted
+(:func:`~interlock.model.policy.request_authentication.jwks_error`: public keys, by Envoy's
+rules). Key sets are public; nothing secret is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -39,7 +38,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from interlock.model import MeshState
 from interlock.model.policy.request_authentication import FetchedKeys, jwks_error
@@ -256,14 +254,7 @@ class KeyFetcher:
         error = jwks_error(text)
         if error is not None:
             raise FetchError(f"the answer {error}")
-        document = json.loads(text)
-        for index, key in enumerate(document["keys"]):
-            error = key_error(key)
-            if error is not None:
-                kid = key.get("kid")
-                name = f"keys[{index}]" + (f" (kid {kid!r})" if isinstance(kid, str) else "")
-                raise FetchError(f"{name} cannot verify tokens: {error}")
-        compact = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        compact = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
         return compact, max_age
 
     def _publish(self) -> None:
@@ -274,74 +265,6 @@ class KeyFetcher:
                 "this one is not fetched"
             )
         self._current = MappingProxyType(held)
-
-
-#: The curve each ECDSA algorithm signs with (RFC 7518 3.4).
-_ALG_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
-_CURVES: dict[str, ec.EllipticCurve] = {
-    "P-256": ec.SECP256R1(),
-    "P-384": ec.SECP384R1(),
-    "P-521": ec.SECP521R1(),
-}
-#: Measured with Envoy 1.40: a 512-bit modulus is accepted, a 96-bit one refused.
-MIN_RSA_BITS = 512
-
-
-def key_error(key: dict[str, object]) -> str | None:
-    """Why Envoy's ``jwt_authn`` would refuse the public key ``key`` (one bad key fails the
-    whole set, and the listener with it), or None. The rules are Envoy's, as measured in
-    ``tests/security/test_jwks_keys.py`` against ``envoy --mode validate``: an ``alg`` that
-    belongs to the key type, the curve of an ECDSA algorithm, a point on the curve, an RSA
-    modulus that is odd and not tiny, an Ed25519 key of 32 bytes."""
-    kty, alg = key.get("kty"), key.get("alg")
-    if alg is not None and not isinstance(alg, str):
-        return "alg is not a string"
-    try:
-        if kty == "RSA":
-            if alg and not alg.startswith(("RS", "PS")):
-                return f"alg {alg!r} is not an RSA algorithm (RS*, PS*)"
-            n, e = _number(key, "n"), _number(key, "e")
-            if n.bit_length() < MIN_RSA_BITS or n % 2 == 0:
-                return f"n is not an RSA modulus (odd, at least {MIN_RSA_BITS} bits)"
-            if e < 3 or e % 2 == 0:
-                return "e is not an RSA public exponent"
-            return None
-        if kty == "EC":
-            if alg and alg not in _ALG_CURVES:
-                return f"alg {alg!r} is not an ECDSA algorithm ({', '.join(_ALG_CURVES)})"
-            crv = key.get("crv", _ALG_CURVES.get(alg or "", "P-256"))
-            if not isinstance(crv, str) or crv not in _CURVES:
-                return f"crv {crv!r} is not one of {', '.join(_CURVES)}"
-            if alg and _ALG_CURVES[alg] != crv:
-                return f"alg {alg} signs with {_ALG_CURVES[alg]}, not {crv}"
-            ec.EllipticCurvePublicNumbers(
-                _number(key, "x"), _number(key, "y"), _CURVES[crv]
-            ).public_key()
-            return None
-        if kty == "OKP":
-            if key.get("crv") != "Ed25519":
-                return f"crv {key.get('crv')!r}: only Ed25519 keys verify signatures"
-            if alg and alg != "EdDSA":
-                return f"alg {alg!r} is not EdDSA"
-            ed25519.Ed25519PublicKey.from_public_bytes(_bytes(key, "x"))
-            return None
-    except ValueError as exc:
-        return str(exc) or "not a valid public key"
-    return f"kty {kty!r} is not RSA, EC or OKP"
-
-
-def _bytes(key: dict[str, object], name: str) -> bytes:
-    value = key.get(name)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name} is missing")
-    try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{name} is not base64url") from None
-
-
-def _number(key: dict[str, object], name: str) -> int:
-    return int.from_bytes(_bytes(key, name), "big")
 
 
 def _max_age(cache_control: str) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from typing import Any
 
 NET = "networking.istio.io/v1"
@@ -23,8 +24,24 @@ def doc(
     }
 
 
-RSA_JWKS = '{"keys": [{"kty": "RSA", "kid": "k1", "n": "xFsKQeOSLyX3W1Lm", "e": "AQAB"}]}'
-EC_JWKS = '{"keys": [{"kty": "EC", "crv": "P-256", "x": "smUU1_V4", "y": "q18F2nY0"}]}'
+#: Real public keys (their private keys were thrown away): Envoy refuses keys that are not.
+RSA_N = (
+    "r7J6FocG1zJctOVQfeAcRGQw0Nin6jD49xjFCSYGJEiwhmOG1Pwr_OZOG0BZD3ViWg2HSmZ7Q7jfmEdf"
+    "RtNKrGvNCmxMeXPoK6vtEChqgKyY7k8_cX5Ten_yC0mE_pEp0y5GtirNES-H1lMze2mokNq7dqCmRFith7O609mMSsc"
+)
+RSA_JWKS = json.dumps({"keys": [{"kty": "RSA", "kid": "k1", "n": RSA_N, "e": "AQAB"}]})
+EC_JWKS = json.dumps(
+    {
+        "keys": [
+            {
+                "kty": "EC",
+                "crv": "P-256",
+                "x": "T8jAp4ZqWtTlOuCvMkITvTN9dGQKJurA4PZ0cpuZvfs",
+                "y": "mO_Rx5UIpc-foQawkA1isYSlt8H6Kv41B4_bNq9ZF1Q",
+            }
+        ]
+    }
+)
 
 VALID: dict[str, dict[str, Any]] = {
     "VirtualService": doc(
@@ -1197,6 +1214,21 @@ INVALID: dict[str, Invalid] = {
         ),
         "spec.jwtRules[0].jwks",
         "not one of RSA, EC, OKP",
+    ),
+    "ra jwks key Envoy cannot use": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {
+                "jwtRules": [
+                    {
+                        "issuer": "a",
+                        "jwks": '{"keys": [{"kty": "RSA", "n": "xFsKQeOSLyX3W1Lm", "e": "AQAB"}]}',
+                    }
+                ]
+            },
+        ),
+        "spec.jwtRules[0].jwks",
+        "keys[0] cannot verify tokens: n is not an RSA modulus",
     ),
     "ra jwks not JSON": Invalid(
         with_spec("RequestAuthentication", {"jwtRules": [{"issuer": "a", "jwks": "{keys"}]}),

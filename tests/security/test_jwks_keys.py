@@ -1,7 +1,8 @@
-"""The fetcher's check of a fetched key (:func:`~interlock.security.jwks.key_error`) agrees with
-Envoy: each key below, inlined as a provider's key set, passes ``envoy --mode validate``
-exactly when the check accepts it. A key set Envoy would refuse is never handed to a proxy
-(one bad key fails the whole listener); the last good keys are kept instead."""
+"""The check of a public key (``request_authentication.public_key_error``, for inline
+``jwks`` and fetched key sets alike) agrees with Envoy: each key below, as a provider's key
+set, passes ``envoy --mode validate`` exactly when the check accepts it. So a key set Envoy
+would refuse is refused by the API (inline) or kept from the proxies (fetched; the last good
+keys stay), never NACKed: one bad key fails the whole listener."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from interlock.model.policy.request_authentication import FetchedKeys
-from interlock.security.jwks import key_error
+from interlock.model.policy.request_authentication import FetchedKeys, public_key_error
 from interlock.xds.translate import translate
+from tests.model.specs import RSA_JWKS
 from tests.support.envoy_validate import EnvoyRejected, validate
 from tests.xds.test_translate_authz import BACKEND, state
 
@@ -33,6 +34,8 @@ def _int(value: int, size: int | None = None) -> str:
 RSA_NUMBERS = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
 N, E = RSA_NUMBERS.public_numbers().n, RSA_NUMBERS.public_numbers().e
 P256 = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+P384 = ec.generate_private_key(ec.SECP384R1()).public_key().public_numbers()
+P521 = ec.generate_private_key(ec.SECP521R1()).public_key().public_numbers()
 RSA_KEY = {"kty": "RSA", "n": _int(N), "e": _int(E)}
 EC_KEY = {"kty": "EC", "crv": "P-256", "x": _int(P256.x, 32), "y": _int(P256.y, 32)}
 ED_X = _b64(bytes(range(1, 33)))
@@ -45,10 +48,21 @@ KEYS: dict[str, tuple[dict[str, Any], bool]] = {
     "rsa HS256": ({**RSA_KEY, "alg": "HS256"}, False),
     "rsa even modulus": ({**RSA_KEY, "n": _int(N + 1)}, False),
     "rsa 96-bit modulus": ({**RSA_KEY, "n": _int((1 << 95) | 1)}, False),
+    "rsa 1024": (json.loads(RSA_JWKS)["keys"][0], True),
+    "rsa not base64url": ({**RSA_KEY, "n": "not base64!"}, False),
     "rsa without e": ({"kty": "RSA", "n": _int(N)}, False),
     "ec": (EC_KEY, True),
     "ec ES256": ({**EC_KEY, "alg": "ES256"}, True),
     "ec without crv": ({k: v for k, v in EC_KEY.items() if k != "crv"}, True),
+    "ec P-384": ({"kty": "EC", "crv": "P-384", "x": _int(P384.x, 48), "y": _int(P384.y, 48)}, True),
+    "ec P-521 ES512": (
+        {"kty": "EC", "crv": "P-521", "alg": "ES512", "x": _int(P521.x, 66), "y": _int(P521.y, 66)},
+        True,
+    ),
+    "ec P-384 off the curve": (
+        {"kty": "EC", "crv": "P-384", "x": _int(P384.x, 48), "y": _int(P384.y + 2, 48)},
+        False,
+    ),
     "ec off the curve": ({**EC_KEY, "y": _int(P256.y + 1, 32)}, False),
     "ec ES384 on P-256": ({**EC_KEY, "alg": "ES384"}, False),
     "ec RS256": ({**EC_KEY, "alg": "RS256"}, False),
@@ -80,6 +94,6 @@ def envoy_accepts(key: dict[str, Any]) -> bool:
 @pytest.mark.parametrize("name", sorted(KEYS))
 def test_the_check_accepts_what_envoy_accepts(name: str) -> None:
     key, expected = KEYS[name]
-    error = key_error(key)
+    error = public_key_error(key)
     assert (error is None) == expected, error
     assert envoy_accepts(key) == expected

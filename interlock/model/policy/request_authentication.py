@@ -10,6 +10,8 @@ every proxy. Interlock does not discover key sets from the issuer (OpenID discov
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import re
@@ -71,8 +73,97 @@ class RequestAuthentication:
 PUBLIC_KEY_TYPES = ("RSA", "EC", "OKP")
 
 
+#: The curve each ECDSA algorithm signs with (RFC 7518 3.4).
+_ALG_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+#: Each curve's prime ``p`` and coefficient ``b`` (``y² = x³ - 3x + b mod p``; FIPS 186-4 D.1.2).
+_CURVES = {
+    "P-256": (
+        2**256 - 2**224 + 2**192 + 2**96 - 1,
+        0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B,
+    ),
+    "P-384": (
+        2**384 - 2**128 - 2**96 + 2**32 - 1,
+        int(
+            "b3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875a"
+            "c656398d8a2ed19d2a85c8edd3ec2aef",
+            16,
+        ),
+    ),
+    "P-521": (
+        2**521 - 1,
+        int(
+            "0051953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef1"
+            "09e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b503f00",
+            16,
+        ),
+    ),
+}
+#: Measured with Envoy 1.40: a 512-bit RSA modulus is accepted, a 96-bit one refused.
+MIN_RSA_BITS = 512
+
+
+def _b64_number(key: dict[str, object], name: str) -> int:
+    return int.from_bytes(_b64_bytes(key, name), "big")
+
+
+def _b64_bytes(key: dict[str, object], name: str) -> bytes:
+    value = key.get(name)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} is missing")
+    try:
+        return base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{name} is not base64url") from None
+
+
+def public_key_error(key: dict[str, object]) -> str | None:
+    """Why Envoy's ``jwt_authn`` would refuse the public key ``key`` (one bad key fails the
+    whole key set, and the listener with it), or None. Envoy's rules, as measured in
+    ``tests/security/test_jwks_keys.py`` against ``envoy --mode validate``: an ``alg`` of the
+    key's type, the curve of an ECDSA algorithm, a point on the curve, an RSA modulus that is
+    odd and not tiny, an Ed25519 key of 32 bytes."""
+    kty, alg = key.get("kty"), key.get("alg")
+    if alg is not None and not isinstance(alg, str):
+        return "alg is not a string"
+    try:
+        if kty == "RSA":
+            if alg and not alg.startswith(("RS", "PS")):
+                return f"alg {alg!r} is not an RSA algorithm (RS*, PS*)"
+            n, e = _b64_number(key, "n"), _b64_number(key, "e")
+            if n.bit_length() < MIN_RSA_BITS or n % 2 == 0:
+                return f"n is not an RSA modulus (odd, at least {MIN_RSA_BITS} bits)"
+            if e < 3 or e % 2 == 0:
+                return "e is not an RSA public exponent"
+            return None
+        if kty == "EC":
+            if alg and alg not in _ALG_CURVES:
+                return f"alg {alg!r} is not an ECDSA algorithm ({', '.join(_ALG_CURVES)})"
+            crv = key.get("crv", _ALG_CURVES.get(alg or "", "P-256"))
+            if not isinstance(crv, str) or crv not in _CURVES:
+                return f"crv {crv!r} is not one of {', '.join(_CURVES)}"
+            if alg and _ALG_CURVES[alg] != crv:
+                return f"alg {alg} signs with {_ALG_CURVES[alg]}, not {crv}"
+            p, b = _CURVES[crv]
+            x, y = _b64_number(key, "x"), _b64_number(key, "y")
+            if x >= p or y >= p or (y * y - (x * x * x - 3 * x + b)) % p != 0:
+                return f"(x, y) is not a point of {crv}"
+            return None
+        if kty == "OKP":
+            if key.get("crv") != "Ed25519":
+                return f"crv {key.get('crv')!r}: only Ed25519 keys verify signatures"
+            if alg and alg != "EdDSA":
+                return f"alg {alg!r} is not EdDSA"
+            if len(_b64_bytes(key, "x")) != 32:
+                return "x is not an Ed25519 public key (32 bytes)"
+            return None
+    except ValueError as exc:
+        return str(exc)
+    return f"kty {kty!r} is not one of {', '.join(PUBLIC_KEY_TYPES)}"
+
+
 def jwks_error(value: str) -> str | None:
-    """An inline JSON Web Key Set: a JSON object with a ``keys`` list of objects."""
+    """A JSON Web Key Set (inline, or as fetched): a JSON object with a ``keys`` list of
+    public keys Envoy can use (:func:`public_key_error`)."""
     try:
         document = json.loads(value)
     except ValueError as e:
@@ -92,6 +183,10 @@ def jwks_error(value: str) -> str | None:
             )
         if kty not in PUBLIC_KEY_TYPES:
             return f"keys[{index}]: kty {kty!r} is not one of {', '.join(PUBLIC_KEY_TYPES)}"
+        if (error := public_key_error(key)) is not None:
+            kid = key.get("kid")
+            name = f"keys[{index}]" + (f" (kid {kid!r})" if isinstance(kid, str) else "")
+            return f"{name} cannot verify tokens: {error}"
     return None
 
 
