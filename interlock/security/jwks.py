@@ -253,7 +253,9 @@ class KeyFetcher:
             raise FetchError("the key set is not UTF-8 text") from None
         error = jwks_error(text)
         if error is not None:
-            raise FetchError(f"the answer {error}")
+            # "is not valid JSON: ...", "must be ...", or "keys[0] ... cannot verify tokens"
+            joined = " " if error.startswith(("is ", "must ")) else "'s "
+            raise FetchError(f"the answer{joined}{error}")
         compact = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
         return compact, max_age
 
