@@ -1,4 +1,4 @@
-"""Rendering Envoy bootstraps from the templates in ``envoy-configs/``."""
+"""Rendering Envoy bootstraps from the templates in ``interlock/envoy_configs/``."""
 
 from __future__ import annotations
 
