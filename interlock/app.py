@@ -28,7 +28,7 @@ from interlock.model import InterlockError
 from interlock.model.addresses import HostPort
 from interlock.model.health import DEFAULT_INSTANCE_TTL
 from interlock.model.identity import DEFAULT_ROOT_NAMESPACE, DEFAULT_TRUST_DOMAIN, MeshIdentity
-from interlock.reconcile import DebounceSettings, Reconciler
+from interlock.reconcile import DEFAULT_MAX_VIEWS, DebounceSettings, Reconciler
 from interlock.security.admin import ensure_admin_token
 from interlock.security.authority import CaRuntime, CaStartError, OperatorCa, utc_now
 from interlock.security.files import (
@@ -47,6 +47,7 @@ from interlock.telemetry.als import AccessLogReceiver
 from interlock.telemetry.graph import TrafficGraph
 from interlock.telemetry.metrics import ControlPlaneMetrics
 from interlock.xds.cache import SnapshotCache
+from interlock.xds.limits import StreamLimits as StreamLimits
 from interlock.xds.server import XdsServer
 from interlock.xds.status import StatusRegistry
 
@@ -105,6 +106,10 @@ class ServerSettings:
     ca_bundle_file: Path | None = None
     #: Seconds without an xDS stream from an instance's proxy before it is unhealthy.
     instance_ttl: float = DEFAULT_INSTANCE_TTL
+    #: What a gRPC client may cost (see :class:`~interlock.xds.limits.StreamLimits`).
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)
+    #: Distinct proxy configurations (views, one translation each) held at most.
+    max_views: int = DEFAULT_MAX_VIEWS
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,13 @@ def _security_settings(settings: ServerSettings) -> OperatorCa | None:
         raise SettingsError("--token-recheck must be positive")
     if settings.instance_ttl < 1:
         raise SettingsError("--instance-ttl must be at least 1 second")
+    limits = settings.stream_limits
+    if limits.first_request_timeout <= 0:
+        raise SettingsError("--first-request-timeout must be positive")
+    if limits.max_streams < 1 or limits.max_streams_per_connection < 1:
+        raise SettingsError("--max-streams and --max-streams-per-connection must be at least 1")
+    if settings.max_views < 1:
+        raise SettingsError("--max-views must be at least 1")
     for name in settings.server_names:
         if err := server_name_error(name):
             raise SettingsError(f"--server-name: {err}")
@@ -301,7 +313,9 @@ async def serve(
             tell(line)
         security = ProxySecurity(store.security, ca, cache, kek, security_metrics)
         identity = MeshIdentity(settings.trust_domain, settings.root_namespace)
-        reconciler = Reconciler(store, cache, debounce, metrics, security, identity)
+        reconciler = Reconciler(
+            store, cache, debounce, metrics, security, identity, max_views=settings.max_views
+        )
         # Load before serving: a proxy must never receive an empty config at start.
         await reconciler.start()
         parts.push_async_callback(reconciler.stop)
@@ -313,12 +327,17 @@ async def serve(
             security.access_log_principal,
             counter=metrics.access_log_entries,
             dropped=metrics.access_log_dropped,
+            limits=settings.stream_limits,
         )
         liveness = Liveness(store, settings.instance_ttl)
         liveness.start()
         parts.push_async_callback(liveness.stop)
         xds = XdsServer(
-            cache, status, liveness.hook(reconciler.open_stream), [access_logs.handler()]
+            cache,
+            status,
+            liveness.hook(reconciler.open_stream),
+            [access_logs.handler()],
+            settings.stream_limits,
         )
         try:
             bound_xds = await xds.start(

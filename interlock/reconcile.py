@@ -52,6 +52,11 @@ log = logging.getLogger("interlock.reconcile")
 
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
+DEFAULT_MAX_VIEWS = 10_000
+"""Views (distinct proxy configurations, one translation each) a server holds at most."""
+VIEW_GRACE = 2.0
+"""Seconds a new view is kept before its stream watches it, when views must make room."""
+
 
 @dataclass(frozen=True)
 class DebounceSettings:
@@ -85,10 +90,15 @@ class Reconciler:
         metrics: ControlPlaneMetrics | None = None,
         security: ProxySecurity | None = None,
         identity: MeshIdentity | None = None,
+        max_views: int = DEFAULT_MAX_VIEWS,
     ) -> None:
         """Without ``security`` streams are not authenticated and get their view as is (for
-        tests of the pipeline); ``identity`` turns on mTLS in the translation."""
+        tests of the pipeline); ``identity`` turns on mTLS in the translation. A stream that
+        would need view number ``max_views + 1`` is refused (RESOURCE_EXHAUSTED)."""
         self.metrics = metrics
+        self.max_views = max_views
+        if metrics is not None:
+            metrics.views_limit.set(max_views)
         self.security = security
         self.identity = identity
         #: Per-proxy key → the proxy as its node describes it (labels come from the registry).
@@ -162,6 +172,7 @@ class Reconciler:
             key = self._ensure_view(proxy)
             return key
         self.security.authorize(token, proxy)
+        self._check_registration(proxy)
         proxy_key = f"{proxy.view_key()}@{proxy.node_id}"
         self.proxies[proxy_key] = proxy
         base = self._ensure_view(self._labelled(proxy))
@@ -207,13 +218,52 @@ class Reconciler:
         self._placed[proxy_key] = (index[1].get(proxy.node_id, _NO_LABELS), labelled, key)
         return labelled, key
 
+    def _check_registration(self, proxy: Proxy) -> None:
+        """Refuse (PERMISSION_DENIED) a node whose ports or kind contradict its instance's
+        registration, so that a proxy cannot mint views at will. An instance the loaded state
+        does not have yet (registered a moment ago) is not checked."""
+        state = self.state
+        instances = state.instances.get(proxy.service, ()) if state is not None else ()
+        for instance in instances:
+            if instance.instance_id == proxy.node_id:
+                if message := proxy.registration_error(instance):
+                    if self.security is not None:
+                        self.security.metrics.rejected.labels("permission_denied").inc()
+                    raise StreamRejected(grpc.StatusCode.PERMISSION_DENIED, message)
+                return
+
     def _ensure_view(self, proxy: Proxy) -> str:
         key = proxy.view_key()
-        self._last_seen[key] = time.monotonic()
         if key not in self.views:
+            if len(self.views) >= self.max_views:
+                # Views no stream uses make room at once; a view opened a moment ago may
+                # not be watched yet (its stream is still being authenticated).
+                self._forget_idle_views(idle=VIEW_GRACE)
+            if len(self.views) >= self.max_views:
+                if self.metrics is not None:
+                    self.metrics.views_refused.inc()
+                log.warning(
+                    "refused a stream of %s/%s instance %s: the server holds its most views "
+                    "(%d, --max-views)",
+                    proxy.namespace,
+                    proxy.service,
+                    proxy.node_id[:253],
+                    self.max_views,
+                )
+                raise StreamRejected(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the control plane holds its most proxy views ({self.max_views}, "
+                    "--max-views); a view is each distinct proxy configuration",
+                )
             self.views[key] = proxy.view()
             self._build(key)
+            self._count_views()
+        self._last_seen[key] = time.monotonic()
         return key
+
+    def _count_views(self) -> None:
+        if self.metrics is not None:
+            self.metrics.views.set(len(self.views))
 
     # -- change feed and debounce ----------------------------------------------------------
     def _on_commit(self, revision: int) -> None:
@@ -295,7 +345,9 @@ class Reconciler:
             for proxy_key, base in bases.items():
                 self.security.rebase(proxy_key, base)
 
-    def _forget_idle_views(self) -> None:
+    def _forget_idle_views(self, idle: float | None = None) -> None:
+        """Forget views no stream has used for ``idle`` seconds (default: ``view_idle``)."""
+        idle = self.debounce.view_idle if idle is None else idle
         watched = self.cache.watched_keys()
         now = time.monotonic()
         if self.security is not None:
@@ -307,13 +359,14 @@ class Reconciler:
         for key in list(self.views):
             if key in watched:
                 self._last_seen[key] = now
-            elif now - self._last_seen.get(key, now) > self.debounce.view_idle:
+            elif now - self._last_seen.get(key, now) > idle:
                 del self.views[key]
                 self.reports.pop(key, None)
                 self.published.pop(key, None)
                 self._published_at.pop(key, None)
                 self._last_seen.pop(key, None)
                 self.cache.drop(key)
+        self._count_views()
 
     # -- translate and publish -------------------------------------------------------------
     def _build(self, key: str, change: StateChange | None = None, since: int = -1) -> None:

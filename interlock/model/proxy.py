@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from interlock.model.errors import FieldError, InvalidInput
 from interlock.model.frozen import EMPTY_MAP, FrozenMap
 from interlock.model.names import service_name_error
 from interlock.model.node_metadata import NODE_METADATA, NodeMetadata, ProxyKind
 from interlock.model.schema import INVALID
+
+if TYPE_CHECKING:
+    from interlock.model.service import Instance
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,29 @@ class Proxy:
                 ",".join(f"{p}:{listen}" for p, listen in self.gateway_ports),
             )
         )
+
+    def registration_error(self, instance: Instance) -> str | None:
+        """What in this proxy's node contradicts the registration of its ``instance`` (None
+        when nothing does): a sidecar's ``inbound_port`` is the instance's registered port; a
+        gateway fronts an instance registered without a sidecar, on one of its listen
+        ports. Ports decide the proxy's view, so this keeps a proxy from minting views."""
+        where = f"instance {instance.instance_id} of {self.namespace}/{instance.service}"
+        if self.kind is ProxyKind.GATEWAY:
+            if instance.sidecar:
+                return f"the node says kind gateway, but {where} is registered with a sidecar"
+            listens = {listen for _, listen in self.gateway_ports}
+            if listens and instance.port not in listens:
+                return (
+                    f"{where} is registered on port {instance.port}, which is none of the "
+                    f"node's gateway_ports listen ports {sorted(listens)}"
+                )
+            return None
+        if self.inbound_port is not None and self.inbound_port != instance.port:
+            return (
+                f"the node's inbound_port {self.inbound_port} is not the registered port "
+                f"{instance.port} of {where}"
+            )
+        return None
 
     def view(self) -> Proxy:
         """This proxy with the node id blanked: the input that decides its resources."""

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from envoy.service.discovery.v3 import discovery_pb2
+
 from interlock.xds import resource_types as rt
 from interlock.xds import wire
 from interlock.xds.content import Content
@@ -45,9 +47,13 @@ _UPDATE_TYPES = frozenset({rt.ENDPOINT, rt.ROUTE, rt.SECRET})
 class SotwStream(XdsStream):
     variant: Variant = "sotw"
     nonce_field_number = wire.SOTW_NONCE
+    request_type = discovery_pb2.DiscoveryRequest
 
     def handle(self, request: Any) -> None:
-        state, first = self.state_for(request.type_url)
+        found = self.state_for(request.type_url)
+        if found is None:
+            return
+        state, first = found
         error = request.error_detail.message if request.HasField("error_detail") else None
         if not self.ack_or_nack(state, request.response_nonce, error):
             return
