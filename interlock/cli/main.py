@@ -153,6 +153,19 @@ def server(
             "a stream that would need another is refused."
         ),
     ] = 10_000,
+    api_header_timeout: Annotated[
+        str,
+        typer.Option(
+            help="How long a REST client has for its TLS handshake and each request's headers."
+        ),
+    ] = "10s",
+    api_max_connections: Annotated[
+        int,
+        typer.Option(
+            help="REST connections held at once (at most half the process's file-descriptor "
+            "limit); more wait in the listen backlog."
+        ),
+    ] = 512,
 ) -> None:
     """Run the control plane: xDS server, REST API, CA and store in one process."""
     from interlock.app import ServerSettings, StreamLimits, run_server
@@ -186,6 +199,8 @@ def server(
             max_streams_per_connection=max_streams_per_connection,
         ),
         max_views=max_views,
+        api_header_timeout=parse_duration(api_header_timeout, "--api-header-timeout"),
+        api_max_connections=api_max_connections,
     )
     raise typer.Exit(run_server(settings))
 
