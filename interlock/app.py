@@ -114,7 +114,7 @@ class ServerSettings:
     #: Seconds a REST client has for its TLS handshake and each request's headers.
     api_header_timeout: float = 10.0
     #: REST connections held at once (and so requests in flight); see ``rest_server``.
-    api_max_connections: int = 512
+    api_max_connections: int = 10_000
 
 
 @dataclass(frozen=True)

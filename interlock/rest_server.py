@@ -5,11 +5,11 @@
   previous response), else it is closed. A slowloris client that trickles headers holds its
   connection for that long, not forever.
 - **Connections** (``ApiLimits.max_connections``): the server accepts at most this many at a
-  time (handshaking or open). The others wait in the kernel's listen backlog, where they hold
-  no file descriptor of the process; so the API can never take the descriptors the xDS server
-  needs to accept streams, however many clients connect. The effective limit is also at most
-  half the process's descriptor limit (``RLIMIT_NOFILE``): the other half is held in reserve
-  for xDS, the store and the CA.
+  time (handshaking or open; every sidecar holds one, its CA-bundle long poll). The others
+  wait in the kernel's listen backlog, where they hold no file descriptor of the process; so
+  the API can never take the descriptors the xDS server needs to accept streams, however many
+  clients connect. The effective limit is also at most half the process's descriptor limit
+  (``RLIMIT_NOFILE``): the other half is held in reserve for xDS, the store and the CA.
 - **Concurrency**: one request at a time per connection, so at most ``max_connections``
   requests run at once; uvicorn answers 503 past that.
 
@@ -40,7 +40,7 @@ class ApiLimits:
     """See the module docstring."""
 
     header_timeout: float = 10.0
-    max_connections: int = 512
+    max_connections: int = 10_000
 
     def effective_connections(self) -> int:
         """``max_connections``, at most half the process's file-descriptor limit."""

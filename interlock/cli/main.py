@@ -165,7 +165,7 @@ def server(
             help="REST connections held at once (at most half the process's file-descriptor "
             "limit); more wait in the listen backlog."
         ),
-    ] = 512,
+    ] = 10_000,
 ) -> None:
     """Run the control plane: xDS server, REST API, CA and store in one process."""
     from interlock.app import ServerSettings, StreamLimits, run_server
