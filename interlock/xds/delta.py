@@ -50,6 +50,7 @@ class DeltaStream(XdsStream):
         changed, dropped = state.sub.apply_delta(
             first, subscribe, request.resource_names_unsubscribe
         )
+        self.check_names(state)
         if dropped and state.have is not None:
             state.have = state.have.without(dropped)
         if changed or dropped or first:

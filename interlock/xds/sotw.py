@@ -61,6 +61,7 @@ class SotwStream(XdsStream):
             state.initial_version = request.version_info
         names = self.permitted(state.type_url, request.resource_names)
         changed, added = state.sub.apply_sotw(names)
+        self.check_names(state)
         if changed:
             state.narrow()
             if added and state.have is not None:

@@ -32,6 +32,11 @@ log = logging.getLogger("interlock.xds.server")
 
 Write = Callable[[bytes], Awaitable[None]]
 
+MAX_NAMES = 100_000
+"""Names one stream may subscribe to of one type (a sidecar asks for one per cluster or
+listener): past it the stream ends with RESOURCE_EXHAUSTED, so that delta subscriptions,
+which add up request after request, cannot grow without bound."""
+
 
 class ProtocolError(Exception):
     """A request the protocol does not allow; the stream ends with ``code``."""
@@ -106,6 +111,14 @@ class XdsStream:
             except Exception:
                 log.exception("stream %d: on_denied failed", self.stream_id)
         return [n for n in names if n in allowed]
+
+    def check_names(self, state: TypeState) -> None:
+        """End the stream when ``state`` subscribes to more than :data:`MAX_NAMES` names."""
+        if len(state.sub.names) > MAX_NAMES:
+            raise ProtocolError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"at most {MAX_NAMES} names of one type may be subscribed on a stream",
+            )
 
     def state_for(self, type_url: str) -> tuple[TypeState, bool] | None:
         """The state of the request's type (created on its first request: second item True),

@@ -175,7 +175,7 @@ async def test_a_flood_of_bad_tokens_leaves_a_proxys_push_latency_within_twice_u
     assert set(result["codes"]) == {"UNAUTHENTICATED"}, result
     # The rate this 2-core machine reaches while also running the server and the proxy:
     # the latency bound holds at that rate (see docs/operations.md for the figures).
-    assert result["rate"] > 300, result
+    assert result["rate"] > 250, result
     assert busy <= 2 * quiet, (unloaded, loaded)
     assert (
         metric(server, 'interlock_xds_streams_rejected_total{code="unauthenticated"}')

@@ -63,3 +63,15 @@ async def test_unknown_type_urls_leave_no_state_and_the_stream_keeps_working() -
             assert stream.ignored == 2000
             (record,) = harness.status.proxies()
             assert set(record.types) <= {rt.CLUSTER, rt.SECRET}
+
+
+async def test_a_stream_cannot_subscribe_to_names_without_bound() -> None:
+    async with running_harness() as harness:
+        harness.cache.set_snapshot("p-1", mesh_resources({"a": 1}), revision=1)
+        async with harness.client("p-1", variant="delta", auto_ack=True) as proxy:
+            for chunk in range(3):  # delta subscriptions add up, request after request
+                names = [f"c{chunk}-{i}" for i in range(40_000)]
+                await proxy.subscribe(rt.ENDPOINT, names)
+            ended = await proxy.finished()
+        assert ended.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "100000 names" in ended.details
