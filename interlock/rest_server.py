@@ -105,9 +105,10 @@ class _GuardedHttp(HttpToolsProtocol):
             self._header_timer = None
 
     def _too_slow(self) -> None:
+        # abort, not close: a graceful TLS close waits (up to 30 s) for the slow client's
+        # close_notify, holding the connection's slot and descriptor meanwhile.
         self._header_timer = None
-        if not self.transport.is_closing():
-            self.transport.close()
+        self.transport.abort()
 
 
 class ApiServer(uvicorn.Server):

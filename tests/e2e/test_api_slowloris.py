@@ -23,7 +23,7 @@ from tests.support.mesh import ServerProcess, wait_until
 pytestmark = pytest.mark.e2e
 
 NOFILE = 300
-SILENT = 500  # TCP connections that never start TLS
+SILENT = 320  # TCP connections that never start TLS
 HALF_SENT = 40  # TLS connections that send half a request's headers
 
 
