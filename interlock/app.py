@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +30,8 @@ from interlock.model import InterlockError
 from interlock.model.addresses import HostPort
 from interlock.model.health import DEFAULT_INSTANCE_TTL
 from interlock.model.identity import DEFAULT_ROOT_NAMESPACE, DEFAULT_TRUST_DOMAIN, MeshIdentity
-from interlock.reconcile import DebounceSettings, Reconciler
+from interlock.reconcile import DEFAULT_MAX_VIEWS, DebounceSettings, Reconciler
+from interlock.rest_server import ApiLimits, ApiServer, raise_descriptor_limit
 from interlock.security.admin import ensure_admin_token
 from interlock.security.authority import CaRuntime, CaStartError, OperatorCa, utc_now
 from interlock.security.files import (
@@ -50,6 +51,7 @@ from interlock.telemetry.als import AccessLogReceiver
 from interlock.telemetry.graph import TrafficGraph
 from interlock.telemetry.metrics import ControlPlaneMetrics
 from interlock.xds.cache import SnapshotCache
+from interlock.xds.limits import StreamLimits as StreamLimits
 from interlock.xds.server import XdsServer
 from interlock.xds.status import StatusRegistry
 
@@ -110,6 +112,14 @@ class ServerSettings:
     instance_ttl: float = DEFAULT_INSTANCE_TTL
     #: Seconds one wait on the database may take (busy, connect and statement timeouts).
     db_timeout: float = DEFAULT_DB_TIMEOUT
+    #: What a gRPC client may cost (see :class:`~interlock.xds.limits.StreamLimits`).
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)
+    #: Distinct proxy configurations (views, one translation each) held at most.
+    max_views: int = DEFAULT_MAX_VIEWS
+    #: Seconds a REST client has for its TLS handshake and each request's headers.
+    api_header_timeout: float = 10.0
+    #: REST connections held at once (and so requests in flight); see ``rest_server``.
+    api_max_connections: int = 10_000
     #: How often RequestAuthentications' ``jwksUri`` key sets are fetched again, and the
     #: CA file trusted for them besides the system's (``--jwks-refresh``, ``--jwks-ca-file``).
     jwks_refresh: float = JwksSettings.refresh
@@ -147,14 +157,6 @@ class ServerInfo:
     ca_file: str = ""
     ca_fingerprints: list[str] = field(default_factory=list)
     tls: bool = True
-
-
-class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn without its own signal handling: the composition root owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def listen_socket(host: str, port: int, what: str) -> socket.socket:
@@ -197,6 +199,17 @@ def _security_settings(settings: ServerSettings) -> OperatorCa | None:
         raise SettingsError("--db-timeout must be positive")
     if settings.instance_ttl < 1:
         raise SettingsError("--instance-ttl must be at least 1 second")
+    limits = settings.stream_limits
+    if limits.first_request_timeout <= 0:
+        raise SettingsError("--first-request-timeout must be positive")
+    if limits.max_streams < 1 or limits.max_streams_per_connection < 1:
+        raise SettingsError("--max-streams and --max-streams-per-connection must be at least 1")
+    if settings.max_views < 1:
+        raise SettingsError("--max-views must be at least 1")
+    if settings.api_header_timeout <= 0:
+        raise SettingsError("--api-header-timeout must be positive")
+    if settings.api_max_connections < 1:
+        raise SettingsError("--api-max-connections must be at least 1")
     for name in settings.server_names:
         if err := server_name_error(name):
             raise SettingsError(f"--server-name: {err}")
@@ -321,7 +334,14 @@ async def serve(
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
         reconciler = Reconciler(
-            store, cache, debounce, metrics, security, identity, keys=key_fetcher
+            store,
+            cache,
+            debounce,
+            metrics,
+            security,
+            identity,
+            max_views=settings.max_views,
+            keys=key_fetcher,
         )
         key_fetcher.on_change = reconciler.keys_changed
         # Load before serving: a proxy must never receive an empty config at start (nor key
@@ -338,12 +358,17 @@ async def serve(
             security.access_log_principal,
             counter=metrics.access_log_entries,
             dropped=metrics.access_log_dropped,
+            limits=settings.stream_limits,
         )
         liveness = Liveness(store, settings.instance_ttl)
         liveness.start()
         parts.push_async_callback(liveness.stop)
         xds = XdsServer(
-            cache, status, liveness.hook(reconciler.open_stream), [access_logs.handler()]
+            cache,
+            status,
+            liveness.hook(reconciler.open_stream),
+            [access_logs.handler()],
+            settings.stream_limits,
         )
         try:
             bound_xds = await xds.start(
@@ -381,6 +406,7 @@ async def serve(
             api_sock,
             parts,
             None if settings.plaintext else serving.api_context(),
+            ApiLimits(settings.api_header_timeout, settings.api_max_connections),
             on_stop=serving.release,
         )
         bound_api = int(api_sock.getsockname()[1])
@@ -443,23 +469,27 @@ async def _start_api(
     sock: socket.socket,
     parts: contextlib.AsyncExitStack,
     context: ssl.SSLContext | None,
+    limits: ApiLimits,
     *,
     on_stop: Callable[[], None] | None = None,
 ) -> asyncio.Task[None]:
     """Serve ``api`` on ``sock`` (uvicorn, embedded; TLS with ``context``, which the serving
     identity keeps current); its shutdown joins ``parts``. ``on_stop`` is called first when
     it stops, to answer held requests (uvicorn waits for every request to finish, up to
-    :data:`API_SHUTDOWN_GRACE` seconds)."""
+    :data:`API_SHUTDOWN_GRACE` seconds). ``limits``: see :mod:`interlock.rest_server`."""
     config = uvicorn.Config(
         api,
         log_level="warning",
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=API_SHUTDOWN_GRACE,
+        # One request at a time per connection, and connections are limited by the server:
+        # past that many requests in flight, uvicorn answers 503.
+        limit_concurrency=limits.effective_connections() + 1,
     )
     config.load()
     config.ssl = context  # uvicorn builds a context only from files; this one is in memory
-    server = _EmbeddedUvicorn(config)
+    server = ApiServer(config, limits)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="interlock-api")
 
     async def stop() -> None:
@@ -547,6 +577,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def run_server(settings: ServerSettings, say: Callable[[str], None] = print) -> int:
     """`interlock server`: run until SIGINT/SIGTERM; returns the process exit code."""
     configure_logging(settings.log_level)
+    raise_descriptor_limit()
 
     async def main() -> None:
         stop = asyncio.Event()

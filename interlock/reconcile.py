@@ -53,6 +53,11 @@ log = logging.getLogger("interlock.reconcile")
 
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
+DEFAULT_MAX_VIEWS = 10_000
+"""Views (distinct proxy configurations, one translation each) a server holds at most."""
+VIEW_GRACE = 2.0
+"""Seconds a new view is kept before its stream watches it, when views must make room."""
+
 
 @dataclass(frozen=True)
 class DebounceSettings:
@@ -126,6 +131,7 @@ class StreamSecurity(Protocol):
     def attached(self) -> dict[str, str]: ...
     def rebase(self, key: str, base: str) -> None: ...
     def secrets_of(self, key: str) -> tuple[Message, ...]: ...
+    def count_refusal(self, reason: str) -> None: ...
 
 
 class KeySource(Protocol):
@@ -168,6 +174,9 @@ class NoSecurity:
     def secrets_of(self, key: str) -> tuple[Message, ...]:
         return ()
 
+    def count_refusal(self, reason: str) -> None:
+        return None
+
 
 class Reconciler:
     def __init__(
@@ -178,14 +187,19 @@ class Reconciler:
         metrics: ControlPlaneMetrics | None = None,
         security: StreamSecurity | None = None,
         identity: MeshIdentity | None = None,
+        max_views: int = DEFAULT_MAX_VIEWS,
         keys: KeySource | None = None,
     ) -> None:
         """Without ``security`` streams are not authenticated and get their view as is (for
-        tests of the pipeline); ``identity`` turns on mTLS in the translation; ``keys`` gives
-        the translation the fetched ``jwksUri`` key sets (call :meth:`keys_changed` when they
-        change)."""
+        tests of the pipeline); ``identity`` turns on mTLS in the translation. A stream that
+        would need view number ``max_views + 1`` is refused (RESOURCE_EXHAUSTED). ``keys``
+        gives the translation the fetched ``jwksUri`` key sets (call :meth:`keys_changed`
+        when they change)."""
         self.keys = keys
         self.metrics = metrics
+        self.max_views = max_views
+        if metrics is not None:
+            metrics.views_limit.set(max_views)
         self.security: StreamSecurity = security or NoSecurity()
         self.identity = identity
         #: Per-proxy key → the proxy as its node describes it (labels come from the registry).
@@ -263,6 +277,7 @@ class Reconciler:
             return self._ensure_view(proxy)
         self.security.authorize(token, proxy)
         refuse_unsupported_envoy(node)
+        self._check_registration(proxy)
         proxy_key = f"{proxy.view_key()}@{proxy.node_id}"
         self.proxies[proxy_key] = proxy
         base = self._ensure_view(self._labelled(proxy))
@@ -308,15 +323,53 @@ class Reconciler:
         self._placed[proxy_key] = (index[1].get(proxy.node_id, _NO_LABELS), labelled, key)
         return labelled, key
 
+    def _check_registration(self, proxy: Proxy) -> None:
+        """Refuse (PERMISSION_DENIED) a node whose ports or kind contradict its instance's
+        registration, so that a proxy cannot mint views at will. An instance the loaded state
+        does not have yet (registered a moment ago) is not checked."""
+        state = self.state
+        instances = state.instances.get(proxy.service, ()) if state is not None else ()
+        for instance in instances:
+            if instance.instance_id == proxy.node_id:
+                if message := proxy.registration_error(instance):
+                    self.security.count_refusal("permission_denied")
+                    raise StreamRejected(grpc.StatusCode.PERMISSION_DENIED, message)
+                return
+
     def _ensure_view(self, proxy: Proxy) -> str:
         key = proxy.view_key()
         view = self.views.get(key)
         if view is not None:
             view.last_seen = time.monotonic()
         else:
+            if len(self.views) >= self.max_views:
+                # Views no stream uses make room at once; a view opened a moment ago may
+                # not be watched yet (its stream is still being authenticated).
+                self._forget_idle_views(idle=VIEW_GRACE)
+            if len(self.views) >= self.max_views:
+                if self.metrics is not None:
+                    self.metrics.views_refused.inc()
+                log.warning(
+                    "refused a stream of %s/%s instance %s: the server holds its most views "
+                    "(%d, --max-views)",
+                    proxy.namespace,
+                    proxy.service,
+                    proxy.node_id[:253],
+                    self.max_views,
+                )
+                raise StreamRejected(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the control plane holds its most proxy views ({self.max_views}, "
+                    "--max-views); a view is each distinct proxy configuration",
+                )
             self.views[key] = View(proxy.view(), time.monotonic())
             self._build(key)
+            self._count_views()
         return key
+
+    def _count_views(self) -> None:
+        if self.metrics is not None:
+            self.metrics.views.set(len(self.views))
 
     # -- change feed and debounce ----------------------------------------------------------
     def keys_changed(self) -> None:
@@ -469,7 +522,9 @@ class Reconciler:
             self.security.rebase(proxy_key, base)
         self._incomplete = False
 
-    def _forget_idle_views(self) -> None:
+    def _forget_idle_views(self, idle: float | None = None) -> None:
+        """Forget views no stream has used for ``idle`` seconds (default: ``view_idle``)."""
+        idle = self.debounce.view_idle if idle is None else idle
         watched = self.cache.watched_keys()
         now = time.monotonic()
         attached = self.security.attached()
@@ -480,9 +535,10 @@ class Reconciler:
         for key, view in list(self.views.items()):
             if key in watched:
                 view.last_seen = now
-            elif now - view.last_seen > self.debounce.view_idle:
+            elif now - view.last_seen > idle:
                 del self.views[key]
                 self.cache.drop(key)
+        self._count_views()
 
     # -- translate and publish -------------------------------------------------------------
     def _build(self, key: str, change: StateChange | None = None, since: int = -1) -> None:

@@ -1,11 +1,13 @@
 """Who a stream speaks for, and the secrets it gets: authentication, X.509-SVIDs and renewal.
 
 A stream is authenticated by the proxy token in its ``authorization: Bearer …`` metadata (no
-token, an unknown or a revoked one: UNAUTHENTICATED), bare or — what gRPC's xDS clients send —
-in its JWT-shaped envelope (:mod:`interlock.model.token_envelope`; an expired or malformed
-one: UNAUTHENTICATED); access-log (ALS) streams too
-(:meth:`ProxySecurity.access_log_principal`). The token is bound to one instance of one
-service; a node claiming another service, namespace or instance is refused (PERMISSION_DENIED).
+token, an unknown or a revoked one: UNAUTHENTICATED; looked up through
+:class:`~interlock.security.token_lookup.TokenLookup`, so bad tokens cost little), bare or —
+what gRPC's xDS clients send — in its JWT-shaped envelope
+(:mod:`interlock.model.token_envelope`; an expired or malformed one: UNAUTHENTICATED);
+access-log (ALS) streams too (:meth:`ProxySecurity.access_log_principal`). The token is bound
+to one instance of one service; a node claiming another service, namespace or instance is
+refused (PERMISSION_DENIED).
 Node metadata is otherwise trusted only for what it cannot abuse: the proxy's own ports.
 
 Each attached proxy is served a *derived* snapshot (see :meth:`SnapshotCache.set_derived`): its
@@ -41,6 +43,7 @@ from interlock.model.identity import PROXY_SECRETS, Token, TokenRole, token_hash
 from interlock.model.token_envelope import EnvelopeError, looks_wrapped, unwrap
 from interlock.security.authority import CaRuntime
 from interlock.security.metrics import SecurityMetrics
+from interlock.security.token_lookup import TokenLookup
 from interlock.store.security import SecurityStore, StoredSvid
 from interlock.telemetry.als import Principal, StreamRefused
 from interlock.xds import resource_types as rt
@@ -112,6 +115,8 @@ class ProxySecurity:
         self.metrics = metrics or SecurityMetrics()
         self._jitter = jitter
         self._rng = rng or random.Random()
+        #: Grouped lookups, unknown hashes remembered (see :mod:`.token_lookup`).
+        self._tokens = TokenLookup(store.find_tokens)
         self._issued: dict[Instance, _Issued] = {}
         self._attached: dict[str, _Attached] = {}
         self._bundle = b""
@@ -137,7 +142,7 @@ class ProxySecurity:
                 self._reject("unauthenticated")
                 raise StreamRejected(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from None
         try:
-            record = await asyncio.to_thread(self._store.find_token, token_hash(token))
+            record = await self._tokens.find(token_hash(token))
         except InterlockError as exc:
             raise StreamRejected(grpc.StatusCode.UNAVAILABLE, exc.message) from None
         if record is None or not record.active or record.role is not TokenRole.PROXY:
@@ -239,6 +244,10 @@ class ProxySecurity:
         return identity_secrets(
             issued.svid.certificate_chain_pem(), issued.key_pem, self.ca.bundle_pem()
         )
+
+    def count_refusal(self, reason: str) -> None:
+        """Count a stream refused after authentication (``reason``: its status, lower case)."""
+        self.metrics.rejected.labels(reason).inc()
 
     def certificate_margins(self) -> list[tuple[tuple[str, str, str], float]]:
         """((namespace, service, node id), seconds until its certificate expires) for each

@@ -1,4 +1,4 @@
-"""Rendering Envoy bootstraps from the templates in ``envoy-configs/``."""
+"""Rendering Envoy bootstraps from the templates in ``interlock/envoy_configs/``."""
 
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ def render_sidecar_bootstrap(spec: SidecarSpec) -> str:
         ADMIN_ADDRESS=spec.admin_address,
         ADMIN_PORT=str(int(spec.admin_port)),
         API_TYPE=spec.xds_protocol.api_type,
-        XDS_API=spec.xds_protocol.value,
+        XDS_PROTOCOL=spec.xds_protocol.value,
         XDS_HOST=_quoted(spec.xds_host),
         XDS_PORT=str(int(spec.xds_port)),
         XDS_TOKEN_FILE=_quoted(spec.token_file),

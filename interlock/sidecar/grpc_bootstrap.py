@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from interlock.model.names import namespace_error, service_name_error
-from interlock.model.proxy import ProxyKind
+from interlock.model.node_metadata import ProxyKind
 
 #: The environment variable grpcio needs to send the bootstrap's call credentials.
 CALL_CREDS_ENV = "GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS"

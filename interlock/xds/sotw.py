@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from envoy.service.discovery.v3 import discovery_pb2
+
 from interlock.xds import resource_types as rt
 from interlock.xds import wire
 from interlock.xds.content import Content
@@ -47,9 +49,13 @@ _UPDATE_TYPES = frozenset({rt.ENDPOINT, rt.ROUTE, rt.SECRET})
 class SotwStream(XdsStream):
     variant: Variant = "sotw"
     nonce_field_number = wire.SOTW_NONCE
+    request_type = discovery_pb2.DiscoveryRequest
 
     def handle(self, request: Any) -> None:
-        state, first = self.state_for(request.type_url)
+        found = self.state_for(request.type_url)
+        if found is None:
+            return
+        state, first = found
         error = request.error_detail.message if request.HasField("error_detail") else None
         if not self.ack_or_nack(state, request.response_nonce, error):
             return
@@ -57,6 +63,7 @@ class SotwStream(XdsStream):
             state.initial_version = request.version_info
         names = self.permitted(state.type_url, request.resource_names)
         changed, added = state.sub.apply_sotw(names)
+        self.check_names(state)
         if changed:
             state.narrow()
             if added and state.have is not None:

@@ -301,10 +301,20 @@ def test_policies_on_a_tcp_service_guard_its_connections(mesh: Mesh) -> None:
     }
     apply(mesh, policy("AuthorizationPolicy", "db-clients", by_method))
     wait_until(lambda: tcp_call("127.0.0.71") != 200, 10, what="frontend refused")
-    # The control plane says so (its log, for the db proxy's translation).
-    warning = "AuthorizationPolicy/default/db-clients spec.rules[0]: to[0].operation.methods"
-    wait_until(lambda: warning in mesh.server.log(), 5, what="the warning in the server log")
-    assert "matches nothing" in mesh.server.log().split(warning)[-1].splitlines()[0]
+
+    # The control plane says so, in the db proxy's problems.
+    def warned() -> list[str]:
+        with mesh.server.api() as api:
+            proxy = api.get("/v1/proxies/db-1").json()
+        return [
+            p["message"]
+            for p in proxy["problems"]
+            if (p["resource"], p["field"], p["severity"])
+            == ("AuthorizationPolicy/default/db-clients", "spec.rules[0]", "warning")
+        ]
+
+    (message,) = wait_until(warned, 5, what="the warning in the db proxy's problems")
+    assert "to[0].operation.methods" in message and "matches nothing" in message
 
 
 # --- gateways -------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ field names (enums by value: ``protocol: grpc``, ``kind: gateway``; ``gateway_po
 users write them (each created at its position in the list, so the first is the oldest).
 ``fetched_keys`` (optional) maps a ``jwksUri`` to what the control plane holds of it
 (``{keys: <JWKS JSON>, error: <why the last fetch failed>}``, both optional).
-``expected.yaml`` holds the translator's output: each resource kind as a list of
-``MessageToDict`` dicts (proto field names), and the problems, dumped with sorted keys so equal
-output is equal text.
+``expected.<kind>.yaml`` holds the translator's output of one kind (listeners, routes,
+clusters, endpoints, secrets, problems) as a list of ``MessageToDict`` dicts (proto field names),
+dumped with sorted keys so equal output is equal text; a kind with nothing has no file.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from interlock.xds.translate import Resources
 
 GOLDEN_DIR = Path(__file__).parent
 CERTIFICATE_PLACEHOLDER = "<certificate material>"
-"""What every inline secret byte string becomes in expected.yaml (stable across runs)."""
+"""What every inline secret byte string becomes in the golden files (stable across runs)."""
 
 
 def scenario_names() -> list[str]:
@@ -101,8 +101,18 @@ def _scrub_secrets(value: Any) -> Any:
     return value
 
 
-def render(resources: Resources) -> str:
-    """``resources`` as the sorted YAML text of ``expected.yaml``."""
+#: The golden files of a scenario, one per kind of output, in the order a review reads them.
+KINDS = ("listeners", "routes", "clusters", "endpoints", "secrets", "problems")
+
+
+def golden_path(directory: Path, kind: str) -> Path:
+    """Where ``kind``'s expected output lives: ``expected.<kind>.yaml``."""
+    return directory / f"expected.{kind}.yaml"
+
+
+def render(resources: Resources) -> dict[str, str]:
+    """``resources`` as the sorted YAML text of each ``expected.<kind>.yaml`` (a kind with
+    nothing has no file), so a diff says which kind of resource changed."""
     document = {
         "listeners": _plain(resources.listeners),
         "clusters": _plain(resources.clusters),
@@ -119,4 +129,8 @@ def render(resources: Resources) -> str:
             for p in resources.problems
         ],
     }
-    return yaml.safe_dump(document, sort_keys=True, default_flow_style=False, width=100)
+    return {
+        kind: yaml.safe_dump(document[kind], sort_keys=True, default_flow_style=False, width=100)
+        for kind in KINDS
+        if document[kind]
+    }
