@@ -41,6 +41,7 @@ from interlock.security.files import (
     default_ca_bundle_path,
     resolve_kek,
 )
+from interlock.security.jwks import JwksSettings, KeyFetcher
 from interlock.security.metrics import SecurityMetrics
 from interlock.security.proxies import ProxySecurity
 from interlock.security.revocation import DEFAULT_RECHECK_SECONDS, Revocations
@@ -119,6 +120,10 @@ class ServerSettings:
     api_header_timeout: float = 10.0
     #: REST connections held at once (and so requests in flight); see ``rest_server``.
     api_max_connections: int = 10_000
+    #: How often RequestAuthentications' ``jwksUri`` key sets are fetched again, and the
+    #: CA file trusted for them besides the system's (``--jwks-refresh``, ``--jwks-ca-file``).
+    jwks_refresh: float = JwksSettings.refresh
+    jwks_ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -322,12 +327,29 @@ async def serve(
             tell(line)
         security = ProxySecurity(store.security, ca, cache, kek, security_metrics)
         identity = MeshIdentity(settings.trust_domain, settings.root_namespace)
+        try:
+            key_fetcher = KeyFetcher(
+                JwksSettings(refresh=settings.jwks_refresh, ca_file=settings.jwks_ca_file)
+            )
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         reconciler = Reconciler(
-            store, cache, debounce, metrics, security, identity, max_views=settings.max_views
+            store,
+            cache,
+            debounce,
+            metrics,
+            security,
+            identity,
+            max_views=settings.max_views,
+            keys=key_fetcher,
         )
-        # Load before serving: a proxy must never receive an empty config at start.
+        key_fetcher.on_change = reconciler.keys_changed
+        # Load before serving: a proxy must never receive an empty config at start (nor key
+        # sets not fetched yet: the first fetch of each is tried before serving).
         await reconciler.start()
         parts.push_async_callback(reconciler.stop)
+        key_fetcher.start()
+        parts.push_async_callback(key_fetcher.stop)
         security.start()
         parts.push_async_callback(security.stop)
         graph = TrafficGraph()
@@ -375,6 +397,7 @@ async def serve(
                 HealthCheck("change_feed", store.feed_problem),
                 HealthCheck("liveness", _stopped(liveness, "the liveness sweep")),
                 HealthCheck("svid_renewal", _stopped(security, "SVID renewal")),
+                HealthCheck("jwks", _stopped(key_fetcher, "the jwksUri key set refresh")),
                 HealthCheck("reconciler", reconciler.failing_problem, readiness_only=True),
             ),
         )

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Protocol
 
@@ -39,6 +39,7 @@ from google.protobuf.message import Message
 from interlock.model import InterlockError, MeshState, Problem, Proxy, ProxyKind, StateChange
 from interlock.model.envoy_version import node_envoy_version, unsupported_reason
 from interlock.model.identity import MeshIdentity, Token
+from interlock.model.policy.request_authentication import FetchedKeys
 from interlock.model.service import Instance
 from interlock.store import Store
 from interlock.telemetry.metrics import ControlPlaneMetrics
@@ -133,6 +134,14 @@ class StreamSecurity(Protocol):
     def count_refusal(self, reason: str) -> None: ...
 
 
+class KeySource(Protocol):
+    """The key sets fetched for ``jwksUri`` (:class:`~interlock.security.jwks.KeyFetcher`):
+    what is held of those a state names (the same object while nothing changed)."""
+
+    def keys_for(self, state: MeshState) -> Mapping[str, FetchedKeys]: ...
+    async def prime(self, state: MeshState) -> None: ...
+
+
 class NoSecurity:
     """No security (tests of the pipeline): no stream carries an identity, every stream gets
     its view as is, and no proxy has secrets of its own."""
@@ -179,10 +188,14 @@ class Reconciler:
         security: StreamSecurity | None = None,
         identity: MeshIdentity | None = None,
         max_views: int = DEFAULT_MAX_VIEWS,
+        keys: KeySource | None = None,
     ) -> None:
         """Without ``security`` streams are not authenticated and get their view as is (for
         tests of the pipeline); ``identity`` turns on mTLS in the translation. A stream that
-        would need view number ``max_views + 1`` is refused (RESOURCE_EXHAUSTED)."""
+        would need view number ``max_views + 1`` is refused (RESOURCE_EXHAUSTED). ``keys``
+        gives the translation the fetched ``jwksUri`` key sets (call :meth:`keys_changed`
+        when they change)."""
+        self.keys = keys
         self.metrics = metrics
         self.max_views = max_views
         if metrics is not None:
@@ -219,7 +232,11 @@ class Reconciler:
     async def start(self) -> None:
         """Load the store once (the server must not serve before this) and follow its feed."""
         self._loop = asyncio.get_running_loop()
-        self.state = await asyncio.to_thread(self.store.load_state)
+        state = await asyncio.to_thread(self.store.load_state)
+        if self.keys is not None:
+            await self.keys.prime(state)
+            state = replace(state, fetched_keys=self.keys.keys_for(state))
+        self.state = state
         log.info("loaded mesh state at revision %d", self.state.revision)
         self._unsubscribe = self.store.subscribe(self._on_commit)
         self._task = asyncio.create_task(self._run(), name="interlock-reconcile")
@@ -355,6 +372,10 @@ class Reconciler:
             self.metrics.views.set(len(self.views))
 
     # -- change feed and debounce ----------------------------------------------------------
+    def keys_changed(self) -> None:
+        """The fetched key sets changed (on the loop): rebuild, even at the same revision."""
+        self._wake.set()
+
     def _on_commit(self, revision: int) -> None:
         """Called by the store's change feed, from any thread."""
         loop = self._loop
@@ -455,16 +476,22 @@ class Reconciler:
         unless ``force``)."""
         previous = self.state
         state, change = await asyncio.to_thread(self.store.load_state_since, previous)
+        keys_moved = False
+        if self.keys is not None:
+            keys = self.keys.keys_for(state)
+            keys_moved = previous is None or keys is not previous.fetched_keys
+            state = replace(state, fetched_keys=keys)
         # A rebuild that failed half-way is redone in full, even at the same revision.
         incomplete = self._incomplete
         if (
             not force
             and not incomplete
+            and not keys_moved
             and previous is not None
             and state.revision == previous.revision
         ):
             return
-        if force or previous is None or incomplete:
+        if force or previous is None or incomplete or keys_moved:
             change = StateChange.everything()
         if self.metrics is not None:
             if self._wakes > 1:

@@ -174,6 +174,20 @@ def server(
             "limit); more wait in the listen backlog."
         ),
     ] = 10_000,
+    jwks_refresh: Annotated[
+        str,
+        typer.Option(
+            help="How often the key sets of RequestAuthentications' jwksUri are fetched again "
+            "(e.g. 5m; an issuer's Cache-Control max-age may shorten it, to 10s at least)."
+        ),
+    ] = "5m",
+    jwks_ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA certificates (PEM) trusted for jwksUri besides the system's trust store "
+            "(a private issuer)."
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane: xDS server, REST API, CA and store in one process."""
     from interlock.app import ServerSettings, StreamLimits, run_server
@@ -210,8 +224,18 @@ def server(
         max_views=max_views,
         api_header_timeout=parse_duration(api_header_timeout, "--api-header-timeout"),
         api_max_connections=api_max_connections,
+        jwks_refresh=_at_least(
+            parse_duration(jwks_refresh, "--jwks-refresh"), 1.0, "--jwks-refresh"
+        ),
+        jwks_ca_file=jwks_ca_file,
     )
     raise typer.Exit(run_server(settings))
+
+
+def _at_least(seconds: float, minimum: float, option: str) -> float:
+    if seconds < minimum:
+        raise typer.BadParameter(f"must be at least {minimum:g}s", param_hint=option)
+    return seconds
 
 
 @app.command()

@@ -5,6 +5,8 @@ field names (enums by value: ``protocol: grpc``, ``kind: gateway``; ``gateway_po
 ``[[port, listen_port], ...]``; a service's ``health_check`` and an instance's ``health:
 {failing: {proxy|app|ttl: reason}}`` as mappings), and ``resources``: policy documents as
 users write them (each created at its position in the list, so the first is the oldest).
+``fetched_keys`` (optional) maps a ``jwksUri`` to what the control plane holds of it
+(``{keys: <JWKS JSON>, error: <why the last fetch failed>}``, both optional).
 ``expected.<kind>.yaml`` holds the translator's output of one kind (listeners, routes,
 clusters, endpoints, secrets, problems) as a list of ``MessageToDict`` dicts (proto field names),
 dumped with sorted keys so equal output is equal text; a kind with nothing has no file.
@@ -24,6 +26,7 @@ from google.protobuf import json_format
 from interlock.model import Instance, MeshState, Protocol, Proxy, ProxyKind, Service
 from interlock.model.health import Check, Health
 from interlock.model.policy import read_resources
+from interlock.model.policy.request_authentication import FetchedKeys
 from interlock.model.service import HealthCheck
 from interlock.xds.translate import Resources
 
@@ -67,7 +70,8 @@ def load_scenario(directory: Path) -> tuple[MeshState, Proxy]:
         for index, r in enumerate(read_resources(data.get("resources", []), batch=True))
     ]
     state = MeshState.build(int(data.get("revision", 1)), services, instances, resources)
-    return state, proxy
+    fetched = {uri: FetchedKeys(**held) for uri, held in data.get("fetched_keys", {}).items()}
+    return dataclasses.replace(state, fetched_keys=fetched), proxy
 
 
 def _health(data: dict[str, Any]) -> Health:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from typing import Any
 
 NET = "networking.istio.io/v1"
@@ -23,8 +24,24 @@ def doc(
     }
 
 
-RSA_JWKS = '{"keys": [{"kty": "RSA", "kid": "k1", "n": "xFsKQeOSLyX3W1Lm", "e": "AQAB"}]}'
-EC_JWKS = '{"keys": [{"kty": "EC", "crv": "P-256", "x": "smUU1_V4", "y": "q18F2nY0"}]}'
+#: Real public keys (their private keys were thrown away): Envoy refuses keys that are not.
+RSA_N = (
+    "r7J6FocG1zJctOVQfeAcRGQw0Nin6jD49xjFCSYGJEiwhmOG1Pwr_OZOG0BZD3ViWg2HSmZ7Q7jfmEdf"
+    "RtNKrGvNCmxMeXPoK6vtEChqgKyY7k8_cX5Ten_yC0mE_pEp0y5GtirNES-H1lMze2mokNq7dqCmRFith7O609mMSsc"
+)
+RSA_JWKS = json.dumps({"keys": [{"kty": "RSA", "kid": "k1", "n": RSA_N, "e": "AQAB"}]})
+EC_JWKS = json.dumps(
+    {
+        "keys": [
+            {
+                "kty": "EC",
+                "crv": "P-256",
+                "x": "T8jAp4ZqWtTlOuCvMkITvTN9dGQKJurA4PZ0cpuZvfs",
+                "y": "mO_Rx5UIpc-foQawkA1isYSlt8H6Kv41B4_bNq9ZF1Q",
+            }
+        ]
+    }
+)
 
 VALID: dict[str, dict[str, Any]] = {
     "VirtualService": doc(
@@ -228,6 +245,12 @@ VALID: dict[str, dict[str, Any]] = {
                     "outputPayloadToHeader": "x-jwt-payload",
                 },
                 {"issuer": "local", "jwks": EC_JWKS},
+                {
+                    "issuer": "https://login.example.com",
+                    "jwksUri": "https://login.example.com/.well-known/jwks.json",
+                    "fromCookies": ["session"],
+                    "outputClaimToHeaders": [{"header": "x-user", "claim": "sub"}],
+                },
             ],
         },
     ),
@@ -1134,18 +1157,47 @@ INVALID: dict[str, Invalid] = {
         "spec.jwtRules[0].issuer",
         "required",
     ),
-    "ra jwksUri": Invalid(
+    "ra jwksUri not https": Invalid(
         with_spec(
             "RequestAuthentication",
-            {"jwtRules": [{"issuer": "a", "jwksUri": "https://a/keys"}]},
+            {"jwtRules": [{"issuer": "a", "jwksUri": "http://issuer.example.com/keys"}]},
         ),
         "spec.jwtRules[0].jwksUri",
-        "not supported by Interlock yet; give the public keys inline with jwks",
+        "must be https",
     ),
-    "ra rule without jwks": Invalid(
+    "ra jwksUri relative": Invalid(
+        with_spec("RequestAuthentication", {"jwtRules": [{"issuer": "a", "jwksUri": "/keys"}]}),
+        "spec.jwtRules[0].jwksUri",
+        "absolute https URL",
+    ),
+    "ra jwksUri with credentials": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "a", "jwksUri": "https://me:pw@issuer.example.com/k"}]},
+        ),
+        "spec.jwtRules[0].jwksUri",
+        "credentials",
+    ),
+    "ra jwksUri and jwks": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "a", "jwks": RSA_JWKS, "jwksUri": "https://a/keys"}]},
+        ),
+        "spec.jwtRules[0].jwksUri",
+        "not both",
+    ),
+    "ra rule without keys": Invalid(
         with_spec("RequestAuthentication", {"jwtRules": [{"issuer": "a"}]}),
-        "spec.jwtRules[0].jwks",
-        "jwks is required",
+        "spec.jwtRules[0].jwksUri",
+        "one of jwks or jwksUri is required",
+    ),
+    "ra timeout": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "a", "jwksUri": "https://a/keys", "timeout": "5s"}]},
+        ),
+        "spec.jwtRules[0].timeout",
+        "not supported",
     ),
     "ra symmetric key": Invalid(
         with_spec(
@@ -1163,6 +1215,21 @@ INVALID: dict[str, Invalid] = {
         "spec.jwtRules[0].jwks",
         "not one of RSA, EC, OKP",
     ),
+    "ra jwks key Envoy cannot use": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {
+                "jwtRules": [
+                    {
+                        "issuer": "a",
+                        "jwks": '{"keys": [{"kty": "RSA", "n": "xFsKQeOSLyX3W1Lm", "e": "AQAB"}]}',
+                    }
+                ]
+            },
+        ),
+        "spec.jwtRules[0].jwks",
+        "keys[0] cannot verify tokens: n is not an RSA modulus",
+    ),
     "ra jwks not JSON": Invalid(
         with_spec("RequestAuthentication", {"jwtRules": [{"issuer": "a", "jwks": "{keys"}]}),
         "spec.jwtRules[0].jwks",
@@ -1175,12 +1242,98 @@ INVALID: dict[str, Invalid] = {
         ),
         "spec.jwtRules[0].fromHeaders[0].name",
     ),
-    "ra fromCookies": Invalid(
+    "ra cookie name with a space": Invalid(
         with_spec(
-            "RequestAuthentication", {"jwtRules": [{"issuer": "a", "fromCookies": ["session"]}]}
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "a", "jwks": RSA_JWKS, "fromCookies": ["my session"]}]},
         ),
-        "spec.jwtRules[0].fromCookies",
-        "not supported",
+        "spec.jwtRules[0].fromCookies[0]",
+        "not a valid cookie name",
+    ),
+    "ra cookie name with '='": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "a", "jwks": RSA_JWKS, "fromCookies": ["a=b"]}]},
+        ),
+        "spec.jwtRules[0].fromCookies[0]",
+        "not a valid cookie name",
+    ),
+    "ra claim to an invalid header": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {
+                "jwtRules": [
+                    {
+                        "issuer": "a",
+                        "jwks": RSA_JWKS,
+                        "outputClaimToHeaders": [{"header": "x user", "claim": "sub"}],
+                    }
+                ]
+            },
+        ),
+        "spec.jwtRules[0].outputClaimToHeaders[0].header",
+        "not a valid header name",
+    ),
+    "ra claim to a pseudo-header": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {
+                "jwtRules": [
+                    {
+                        "issuer": "a",
+                        "jwks": RSA_JWKS,
+                        "outputClaimToHeaders": [{"header": ":path", "claim": "sub"}],
+                    }
+                ]
+            },
+        ),
+        "spec.jwtRules[0].outputClaimToHeaders[0].header",
+        "pseudo-headers",
+    ),
+    "ra claim to Host": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {
+                "jwtRules": [
+                    {
+                        "issuer": "a",
+                        "jwks": RSA_JWKS,
+                        "outputClaimToHeaders": [{"header": "Host", "claim": "sub"}],
+                    }
+                ]
+            },
+        ),
+        "spec.jwtRules[0].outputClaimToHeaders[0].header",
+        "Host header",
+    ),
+    "ra claim without a claim": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {
+                "jwtRules": [
+                    {"issuer": "a", "jwks": RSA_JWKS, "outputClaimToHeaders": [{"header": "x-u"}]}
+                ]
+            },
+        ),
+        "spec.jwtRules[0].outputClaimToHeaders[0].claim",
+        "required",
+    ),
+    "ra two claims to one header": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {
+                "jwtRules": [
+                    {
+                        "issuer": "a",
+                        "jwks": RSA_JWKS,
+                        "outputPayloadToHeader": "x-user",
+                        "outputClaimToHeaders": [{"header": "X-User", "claim": "sub"}],
+                    }
+                ]
+            },
+        ),
+        "spec.jwtRules[0].outputClaimToHeaders[0].header",
+        "written twice",
     ),
     "ra targetRef": Invalid(
         with_spec("RequestAuthentication", {"targetRef": {"kind": "Service", "name": "a"}}),

@@ -31,9 +31,10 @@ from interlock.xds.translate.authz_match import (
     principal_matcher,
     request_principal_alternatives,
 )
+from tests.model.specs import RSA_JWKS
 
 SEC = "security.istio.io/v1"
-JWKS = '{"keys": [{"kty": "RSA", "kid": "k", "n": "xFsKQeOSLyX3W1Lm", "e": "AQAB"}]}'
+JWKS = RSA_JWKS
 SERVICES = [Service("backend"), Service("db", protocol=Protocol.TCP, port=5432)]
 INSTANCES = [
     Instance("backend", "backend-1", "10.0.0.1", 15006, {"version": "v1"}),

@@ -72,7 +72,7 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
     root_namespace = (identity or MeshIdentity()).root_namespace
     authentications = jwt.applicable_authentications(state, proxy, root_namespace)
     plan = plan_listeners(
-        proxy, services, telemetry_plan, inbound_security, jwt.authn_filter(authentications)
+        proxy, services, telemetry_plan, inbound_security, jwt.authn_filter(authentications, state)
     )
     ctx = PassContext(
         state,

@@ -19,7 +19,7 @@ from interlock.xds.translate import authz_tcp, filters
 from interlock.xds.translate.authz import applicable_policies, per_route_configs
 from interlock.xds.translate.common import typed
 from interlock.xds.translate.draft import Draft, PassContext
-from interlock.xds.translate.jwt import applicable_authentications
+from interlock.xds.translate.jwt import applicable_authentications, key_problems
 
 
 class Authorization:
@@ -28,7 +28,8 @@ class Authorization:
 
     Where an AuthorizationPolicy or a RequestAuthentication applies but cannot be enforced —
     on a gateway proxy, on a tcp service — the policy gets a problem (error): nothing is
-    silently left out.
+    silently left out. Where a RequestAuthentication is enforced, a ``jwksUri`` whose keys
+    could not be fetched is a problem of the policy too (:func:`.jwt.key_problems`).
     """
 
     def apply(self, ctx: PassContext, draft: Draft) -> list[Problem]:
@@ -36,7 +37,7 @@ class Authorization:
         policies = applicable_policies(ctx.state, proxy, identity.root_namespace)
         authentications = applicable_authentications(ctx.state, proxy, identity.root_namespace)
         if proxy.kind is ProxyKind.GATEWAY:
-            return self._gateway(ctx, draft, policies)
+            return key_problems(authentications, ctx.state) + self._gateway(ctx, draft, policies)
         if proxy.kind is ProxyKind.GRPC:
             # A proxyless client's server side takes no xDS from Interlock (gRFC A36).
             scoped: list[Policy[Any]] = [*policies, *authentications]
@@ -53,13 +54,14 @@ class Authorization:
             ]
         if ctx.inbound is not None and not ctx.inbound.protocol.is_http:
             return self._tcp(ctx, draft, policies, authentications)
+        problems = key_problems(authentications, ctx.state) if ctx.inbound is not None else []
         inbound = draft.route(ctx.inbound_route)
         if not policies or inbound is None or len(inbound.virtual_hosts) != 1:
-            return []
+            return problems
         vhost = inbound.virtual_hosts[0]
         for name, config in per_route_configs(policies, identity.trust_domain).items():
             vhost.typed_per_filter_config[name].CopyFrom(typed(config))
-        return []
+        return problems
 
     def _tcp(
         self,

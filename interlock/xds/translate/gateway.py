@@ -395,7 +395,12 @@ class Gateways:
         table = bound_table(draft.listeners, proxy)
         authentications = applicable_authentications(ctx.state, proxy, ctx.security.root_namespace)
         builder = _Builder(
-            ctx.state, proxy, ctx.destinations, ctx.telemetry, table, authn_filter(authentications)
+            ctx.state,
+            proxy,
+            ctx.destinations,
+            ctx.telemetry,
+            table,
+            authn_filter(authentications, ctx.state),
         )
         listen_on = dict(proxy.gateway_ports)
         by_port: dict[int, list[_Server]] = {}
