@@ -220,3 +220,13 @@ def test_health_options_of_put_and_what_get_instances_shows(server: ServerProces
     bad = run(server, *instance, "--ttl", "5 minutes")
     assert bad.returncode == 1 and "ttl" in bad.stderr
     assert run(server, "delete", "service", "legacy", "--cascade").returncode == 0
+
+
+def test_put_service_export_to_and_a_bad_one(server: ServerProcess) -> None:
+    put = run(server, *("put", "service", "private", "--port", "8080", "--export-to", ".,team"))
+    assert put.returncode == 0, put.stderr
+    shown = json.loads(run(server, "get", "services", "private", "-o", "json").stdout)
+    assert shown["export_to"] == [".", "team"]
+    bad = run(server, *("put", "service", "private", "--port", "8080", "--export-to", "*,team"))
+    assert bad.returncode == 1 and "export_to" in bad.stderr
+    assert run(server, "delete", "service", "private").returncode == 0
