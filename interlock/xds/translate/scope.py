@@ -73,8 +73,10 @@ def applicable_sidecar(
     )
 
 
-def _age(policy: Policy[Any]) -> tuple[int, str]:
-    return policy.resource.created_revision, policy.name
+def _age(policy: Policy[Any]) -> tuple[int, str, str]:
+    """Oldest first, as the problems that report a losing Sidecar order them."""
+    resource = policy.resource
+    return resource.created_revision or 2**62, resource.namespace, resource.name
 
 
 def _exports_restrict(state: MeshState) -> bool:
