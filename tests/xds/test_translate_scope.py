@@ -252,3 +252,15 @@ def test_an_instance_change_out_of_scope_leaves_the_resources_as_they_were() -> 
         after_b = state.with_instances(8, {"b": moved_b})
         refreshed = refresh_endpoints(before, after_b, A, ["b"], identity)
         assert refreshed is not None and refreshed == translate(after_b, A, identity)
+
+
+def test_an_instance_only_change_reuses_what_the_scope_keeps() -> None:
+    """What a scope keeps depends on services and policies only: after an instance change
+    (which shares both), the scoped state shares the kept services and policies, so the
+    incremental path pays only for the visible services' instances."""
+    state = mesh(sidecar("a", "shop", ["./b"]))
+    before = scope(state, A, ROOT)
+    moved = tuple(dataclasses.replace(i, address="127.0.0.9") for i in state.instances_of("b"))
+    after = scope(state.with_instances(8, {"b": moved}), A, ROOT)
+    assert after.services is before.services and after.policies is before.policies
+    assert after.instances["b"] == moved and set(after.instances) == {"a", "b"}
