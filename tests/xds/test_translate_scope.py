@@ -264,3 +264,17 @@ def test_an_instance_only_change_reuses_what_the_scope_keeps() -> None:
     after = scope(state.with_instances(8, {"b": moved}), A, ROOT)
     assert after.services is before.services and after.policies is before.policies
     assert after.instances["b"] == moved and set(after.instances) == {"a", "b"}
+
+
+def test_a_route_to_a_destination_out_of_scope_is_reported_for_that_proxy() -> None:
+    route = {
+        "hosts": ["b"],
+        "http": [{"route": [{"destination": {"host": "c"}}], "mirror": {"host": "d.team"}}],
+    }
+    state = mesh(policy("VirtualService", "b", "shop", route), sidecar("a", "shop", ["./b"]))
+    for proxy in (A, dataclasses.replace(A, kind=ProxyKind.GRPC)):
+        found = {(p.resource, p.field) for p in translate(state, proxy).problems}
+        assert ("VirtualService/shop/b", "spec.http[0].route[0].destination.host") in found
+        assert ("VirtualService/shop/b", "spec.http[0].mirror.host") in found
+    team = Proxy("db-1", "db", "team", outbound_port=15100)  # no Sidecar: nothing to report
+    assert not [p for p in translate(state, team).problems if "scope" in p.message]

@@ -7,6 +7,8 @@ deterministic: equal input gives byte-identical serialized resources (serialize 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from interlock.model import MeshState, Proxy, ProxyKind
 from interlock.model.identity import MeshIdentity
 from interlock.xds.translate import jwt, mtls
@@ -25,7 +27,7 @@ from interlock.xds.translate.routes import (
     inbound_route_configuration,
     outbound_route_configuration,
 )
-from interlock.xds.translate.scope import scope
+from interlock.xds.translate.scope import out_of_scope_problems, scope
 from interlock.xds.translate.telemetry import (
     source_header,
     source_virtual_clusters,
@@ -69,7 +71,11 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
     everything = state
     state = scope(state, proxy, root_namespace)
     if proxy.kind is ProxyKind.GRPC:
-        return translate_grpc(state, proxy, identity)
+        result = translate_grpc(state, proxy, identity)
+        scoped_out = out_of_scope_problems(everything, state, proxy, root_namespace)
+        if not scoped_out:
+            return result
+        return replace(result, problems=tuple(sorted({*result.problems, *scoped_out})))
     services = sorted(state.services.values(), key=lambda s: (s.namespace, s.name))
     telemetry_plan = telemetry_plan_for(state, proxy)
     source = config_source(proxy)
@@ -93,6 +99,7 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
     )
     draft = _base_draft(ctx, plan, everything)
     draft.problems += apply_passes(ctx, draft)
+    draft.problems += out_of_scope_problems(everything, state, proxy, root_namespace)
     return Resources(
         listeners=tuple(sorted(draft.listeners, key=lambda r: r.name)),
         clusters=tuple(sorted(draft.clusters, key=lambda r: r.name)),

@@ -32,11 +32,13 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from interlock.model import MeshState, Proxy, ProxyKind, Service
+from interlock.model import MeshState, Problem, Proxy, ProxyKind, Service
 from interlock.model.export import exported_to, restricts
 from interlock.model.policy.hosts import canonical_host, service_name_parts
+from interlock.model.policy.lookup import service_for_host
 from interlock.model.policy.policies import Policies, Policy
 from interlock.model.policy.sidecar import Sidecar, egress_allows_host, egress_allows_service
+from interlock.model.problem import Severity
 from interlock.model.service import Instance
 from interlock.xds.translate.virtual_service import proxy_labels
 
@@ -256,3 +258,46 @@ def _visible(state: MeshState, proxy: Proxy, sidecar: Policy[Sidecar] | None) ->
 def _exported(policies: tuple[Policy[Any], ...], namespace: str) -> tuple[Policy[Any], ...]:
     kept = tuple(p for p in policies if exported_to(p.spec.export_to, p.namespace, namespace))
     return policies if len(kept) == len(policies) else kept
+
+
+def out_of_scope_problems(
+    everything: MeshState, scoped: MeshState, proxy: Proxy, root_namespace: str
+) -> list[Problem]:
+    """A warning on every route destination (or mirror) of a VirtualService ``proxy`` uses
+    that names a registered service out of its scope: there the route answers 503 (HTTP) or
+    has no cluster (TCP), which is what the Sidecar or exportTo asked for, and a user should
+    see that it does."""
+    if scoped is everything:
+        return []
+    sidecar = applicable_sidecar(everything, proxy, root_namespace)
+    why = f"Sidecar {sidecar.namespace}/{sidecar.name}" if sidecar else "exportTo"
+    where = f"{proxy.namespace}/{proxy.service}"
+    found: list[Problem] = []
+    for vs in scoped.policies.virtual_services:
+        targets: list[tuple[str, str]] = []
+        for i, http in enumerate(vs.spec.http):
+            at = f"spec.http[{i}]"
+            targets += [
+                (f"{at}.route[{j}].destination.host", r.destination.host)
+                for j, r in enumerate(http.route)
+            ]
+            if http.mirror is not None:
+                targets.append((f"{at}.mirror.host", http.mirror.host))
+        for i, tcp in enumerate(vs.spec.tcp):
+            targets += [
+                (f"spec.tcp[{i}].route[{j}].destination.host", r.destination.host)
+                for j, r in enumerate(tcp.route)
+            ]
+        for field_path, host in targets:
+            target = service_for_host(everything, host, vs.namespace)
+            if target is not None and target.name not in scoped.services:
+                found.append(
+                    Problem(
+                        vs.ref,
+                        field_path,
+                        f"{host} is out of the scope of the proxies of {where} ({why}): "
+                        "this destination is left out of their routes",
+                        Severity.WARNING,
+                    )
+                )
+    return found
