@@ -26,7 +26,7 @@ from bench import controlplane as cp
 from bench import cpu
 from bench.report import RESULTS, Figure, print_table, save
 
-ORDER = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11"]
+ORDER = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12"]
 TITLES = {
     "B1": "REST commit of one endpoint change -> every proxy ACKed",
     "B2": "new route end to end",
@@ -39,6 +39,7 @@ TITLES = {
     "B9": "all streams drop and reconnect",
     "B10": "idle CPU",
     "B11": "data plane: added latency of two sidecars with mTLS",
+    "B12": "scoped views (Sidecar): one endpoint change pushed only to dependents",
 }
 
 
@@ -48,11 +49,13 @@ def _groups(
     """(figures a group can produce, how to run it for the wanted ones), in run order: cheap
     in-process figures first, then the two fleet sessions, the API load, the data plane."""
     from bench import api_load, dataplane, pushes
+    from bench import scope as scoped
 
     scale = pushes.Scale.of(quick, views)
     return [
         ({"B6"}, lambda w: cpu.b6(quick)),
         ({"B7"}, lambda w: cpu.b7(quick)),
+        ({"B12"}, lambda w: scoped.b12(quick)),
         ({"B1", "B2", "B10"}, lambda w: pushes.mesh_session(scale, w)),
         ({"B8"}, lambda w: api_load.b8(quick)),
         ({"B11"}, lambda w: dataplane.b11(quick)),

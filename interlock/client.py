@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -158,10 +158,13 @@ class InterlockClient:
         protocol: str,
         port: int,
         health_check: Mapping[str, Any] | None = None,
+        export_to: Sequence[str] = (),
     ) -> Any:
         body: dict[str, Any] = {"namespace": namespace, "protocol": protocol, "port": port}
         if health_check is not None:
             body["health_check"] = dict(health_check)
+        if export_to:
+            body["export_to"] = list(export_to)
         return self.request("PUT", f"/v1/services/{name}", json=body)
 
     def get_service(self, name: str) -> Any:

@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from interlock.model import names
 from interlock.model.errors import FieldError, InvalidInput
+from interlock.model.export import export_to_errors
 from interlock.model.health import MAX_REASON, format_seconds
 from interlock.model.schema.values import parse_duration
 from interlock.model.service import (
@@ -163,10 +164,12 @@ class ServiceSpec(_Body):
     protocol: Protocol = Field(default=Protocol.HTTP, strict=False)
     port: Port
     health_check: HealthCheckSpec | None = None
+    #: Istio's exportTo: the namespaces whose proxies may call it ('.', '*', '~' or names).
+    export_to: list[str] = []
 
     def to_model(self, name: str) -> Service:
         """The service; :class:`InvalidInput` naming ``health_check.*`` for a check its
-        protocol cannot have or out of range."""
+        protocol cannot have or out of range, ``export_to[i]`` for a bad namespace."""
         check = None if self.health_check is None else self.health_check.to_model()
         if check is not None:
             errors = tuple(
@@ -176,12 +179,20 @@ class ServiceSpec(_Body):
             if errors:
                 detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
                 raise InvalidInput(f"invalid health check: {detail}", errors=errors)
+        export_errors = tuple(
+            FieldError("export_to" if index is None else f"export_to[{index}]", message)
+            for index, message in export_to_errors(self.export_to)
+        )
+        if export_errors:
+            detail = "; ".join(f"{e.field}: {e.message}" for e in export_errors)
+            raise InvalidInput(f"invalid export_to: {detail}", errors=export_errors)
         return Service(
             name=name,
             namespace=self.namespace,
             protocol=self.protocol,
             port=self.port,
             health_check=check,
+            export_to=tuple(self.export_to),
         )
 
 
@@ -193,6 +204,7 @@ class ServiceView(_Out):
     protocol: Protocol
     port: int
     health_check: HealthCheckView | None = None
+    export_to: list[str] = []
 
     @classmethod
     def of(cls, service: Service) -> ServiceView:
@@ -203,6 +215,7 @@ class ServiceView(_Out):
             protocol=service.protocol,
             port=service.port,
             health_check=None if check is None else HealthCheckView.of(check),
+            export_to=list(service.export_to),
         )
 
 

@@ -169,6 +169,13 @@ COLUMNS: dict[str, list[Column]] = {
         ("LOCATION", lambda s: str(s.get("location", "MESH_EXTERNAL"))),
         ("RESOLUTION", lambda s: str(s.get("resolution", "NONE"))),
     ],
+    "Sidecar": [
+        (
+            "SELECTOR",
+            lambda s: _labels({"matchLabels": (s.get("workloadSelector") or {}).get("labels")}),
+        ),
+        ("EGRESS", lambda s: _join([h for e in s.get("egress") or [] for h in e["hosts"]])),
+    ],
     "PeerAuthentication": [
         ("MODE", lambda s: str((s.get("mtls") or {}).get("mode", "UNSET"))),
         ("SELECTOR", lambda s: _labels(s.get("selector"))),

@@ -83,6 +83,13 @@ def put_service(
     health_check_healthy_threshold: Annotated[
         int, typer.Option(min=1, max=100, help="Successes in a row that bring it back.")
     ] = 2,
+    export_to: Annotated[
+        str,
+        typer.Option(
+            help="Namespaces whose proxies may call it, comma-separated: names, '.' (its own), "
+            "'*' (every one, the default) or '~' (none)."
+        ),
+    ] = "",
     wait: Wait = False,
     timeout: Timeout = 30.0,
     output: Output = OutputFormat.TABLE,
@@ -91,7 +98,8 @@ def put_service(
     ca_fingerprint: CaFingerprint = None,
 ) -> None:
     """Register a service, or update it (idempotent). With --health-check-path or
-    --health-check-tcp, every caller's Envoy checks its endpoints (docs/operations.md)."""
+    --health-check-tcp, every caller's Envoy checks its endpoints (docs/operations.md);
+    --export-to limits which namespaces see it (docs/policies.md, Sidecar)."""
     check: dict[str, Any] | None = None
     if health_check_path is not None or health_check_tcp:
         if health_check_path is not None and health_check_tcp:
@@ -106,7 +114,12 @@ def put_service(
     result = _write(
         Api(control_plane, ca_file, ca_fingerprint),
         lambda c: c.put_service(
-            name, namespace=namespace, protocol=protocol, port=port, health_check=check
+            name,
+            namespace=namespace,
+            protocol=protocol,
+            port=port,
+            health_check=check,
+            export_to=[v.strip() for v in export_to.split(",") if v.strip()],
         ),
         wait,
         timeout,

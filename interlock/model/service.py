@@ -78,13 +78,16 @@ def health_check_errors(check: HealthCheck, protocol: Protocol) -> list[tuple[st
 @dataclass(frozen=True)
 class Service:
     """A named service. ``port`` is the port callers address it by (``b:8080``);
-    ``health_check``, if any, is checked by its callers' Envoys (see :class:`HealthCheck`)."""
+    ``health_check``, if any, is checked by its callers' Envoys (see :class:`HealthCheck`);
+    ``export_to`` names the namespaces whose proxies may call it (Istio's ``exportTo``, see
+    :mod:`interlock.model.export`; empty: every namespace)."""
 
     name: str
     namespace: str = "default"
     protocol: Protocol = Protocol.HTTP
     port: int = 8080
     health_check: HealthCheck | None = None
+    export_to: tuple[str, ...] = ()
 
     @property
     def fqdn(self) -> str:

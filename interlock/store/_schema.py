@@ -57,6 +57,8 @@ services = sa.Table(
     sa.Column("port", sa.Integer, nullable=False),
     # Envoy's active health check of its endpoints, as JSON (migration r0005), or NULL.
     sa.Column("health_check", sa.JSON(none_as_null=True), nullable=True),
+    # Istio's exportTo, a JSON list of namespaces (migration r0007), or NULL for everywhere.
+    sa.Column("export_to", sa.JSON(none_as_null=True), nullable=True),
 )
 
 instances = sa.Table(

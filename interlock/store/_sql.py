@@ -85,6 +85,7 @@ def _service(row: RowMapping) -> Service:
         protocol=Protocol(row["protocol"]),
         port=int(row["port"]),
         health_check=None if check is None else HealthCheck(**check),
+        export_to=tuple(row["export_to"] or ()),
     )
 
 
@@ -95,6 +96,7 @@ def _service_values(service: Service) -> dict[str, Any]:
         "protocol": service.protocol.value,
         "port": service.port,
         "health_check": None if check is None else dataclasses.asdict(check),
+        "export_to": list(service.export_to) or None,
     }
 
 

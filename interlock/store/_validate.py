@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from interlock.model import names
 from interlock.model.errors import FieldError, InvalidInput
+from interlock.model.export import export_to_errors
 from interlock.model.policy.documents import read_resource
 from interlock.model.resource import Resource
 from interlock.model.service import Instance, Protocol, Service, health_check_errors
@@ -27,6 +28,10 @@ def check_service(service: Service) -> None:
             FieldError(f"health_check.{field}", message)
             for field, message in health_check_errors(service.health_check, service.protocol)
         ]
+    errors += [
+        FieldError("export_to" if index is None else f"export_to[{index}]", message)
+        for index, message in export_to_errors(service.export_to)
+    ]
     _raise(errors, f"service {service.name!r}")
 
 

@@ -214,7 +214,7 @@ def test_put_refuses_a_body_that_contradicts_the_path(client: TestClient) -> Non
     ]:
         assert_problem(client.put(path, json=valid("VirtualService")), 422, field)
     assert_problem(
-        client.put("/v1/resources/sidecars/default/reviews", json=valid("VirtualService")),
+        client.put("/v1/resources/envoyfilters/default/reviews", json=valid("VirtualService")),
         404,
         "path.kind",
     )
@@ -256,7 +256,7 @@ def test_get_one_and_lists_with_filters(client: TestClient) -> None:
     assert one.status_code == 200 and one.json()["revision"] == 1
     assert one.json()["spec"] == VALID["Gateway"]["spec"]
 
-    assert_problem(client.get("/v1/resources", params={"kind": "sidecar"}), 422, "query.kind")
+    assert_problem(client.get("/v1/resources", params={"kind": "envoyfilter"}), 422, "query.kind")
     assert_problem(client.get("/v1/resources", params={"namespace": "Bad"}), 422, "query.namespace")
     assert_problem(client.get("/v1/resources/gw/default/nope"), 404, "path.name")
     assert_problem(client.get("/v1/resources/virtualservic/default/reviews"), 404, "path.kind")

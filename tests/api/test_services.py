@@ -19,6 +19,7 @@ def test_put_creates_with_201_and_reports_the_revision(client: TestClient) -> No
         "name": "b",
         **B,
         "health_check": None,
+        "export_to": [],
         "revision": 1,
         "created": True,
         "changed": True,
@@ -76,7 +77,13 @@ def test_get_one_carries_the_revision_it_was_read_at(client: TestClient) -> None
     response = client.get("/v1/services/b")
 
     assert response.headers["Interlock-Revision"] == "2"
-    assert response.json() == {"name": "b", **B, "health_check": None, "revision": 2}
+    assert response.json() == {
+        "name": "b",
+        **B,
+        "health_check": None,
+        "export_to": [],
+        "revision": 2,
+    }
 
 
 def test_get_a_missing_service_is_404(client: TestClient) -> None:
@@ -164,3 +171,27 @@ def test_a_tcp_service_is_checked_by_connecting(client: TestClient) -> None:
     body = {"protocol": "tcp", "port": 5432, "health_check": {"path": "/healthz"}}
     problem = assert_problem(client.put("/v1/services/db", json=body), 422, "health_check.path")
     assert "leave path out" in problem["detail"]
+
+
+def test_export_to_is_stored_and_shown(client: TestClient) -> None:
+    response = client.put("/v1/services/b", json={**B, "export_to": [".", "team"]})
+    assert response.status_code == 201
+    assert response.json()["export_to"] == [".", "team"]
+    assert client.get("/v1/services/b").json()["export_to"] == [".", "team"]
+    assert client.put("/v1/services/b", json=B).json()["export_to"] == []  # everywhere again
+
+
+@pytest.mark.parametrize(
+    ("export_to", "field"),
+    [
+        (["*", "team"], "export_to"),
+        (["~", "."], "export_to"),
+        (["Team_A"], "export_to[0]"),
+        ([".", "."], "export_to[1]"),
+        (".", "export_to"),
+    ],
+)
+def test_a_bad_export_to_is_refused_naming_the_field(
+    client: TestClient, export_to: object, field: str
+) -> None:
+    assert_problem(client.put("/v1/services/b", json={**B, "export_to": export_to}), 422, field)

@@ -220,3 +220,29 @@ def test_health_options_of_put_and_what_get_instances_shows(server: ServerProces
     bad = run(server, *instance, "--ttl", "5 minutes")
     assert bad.returncode == 1 and "ttl" in bad.stderr
     assert run(server, "delete", "service", "legacy", "--cascade").returncode == 0
+
+
+def test_put_service_export_to_and_a_bad_one(server: ServerProcess) -> None:
+    put = run(server, *("put", "service", "private", "--port", "8080", "--export-to", ".,team"))
+    assert put.returncode == 0, put.stderr
+    shown = json.loads(run(server, "get", "services", "private", "-o", "json").stdout)
+    assert shown["export_to"] == [".", "team"]
+    bad = run(server, *("put", "service", "private", "--port", "8080", "--export-to", "*,team"))
+    assert bad.returncode == 1 and "export_to" in bad.stderr
+    assert run(server, "delete", "service", "private").returncode == 0
+
+
+def test_apply_and_get_a_sidecar(server: ServerProcess) -> None:
+    applied = run(server, "apply", "-f", "-", stdin=yaml.safe_dump(valid("Sidecar")))
+    assert applied.stdout.strip() == "sidecar.networking.istio.io/productpage created"
+    header, row = run(server, "get", "sidecars").stdout.splitlines()
+    assert header.split() == ["NAMESPACE", "NAME", "SELECTOR", "EGRESS", "PROBLEMS"]
+    assert row.split()[:4] == [
+        "default",
+        "productpage",
+        "app=productpage",
+        "./reviews,istio-system/*,*/api.example.com",
+    ]
+    allow_any = {**valid("Sidecar"), "spec": {"outboundTrafficPolicy": {"mode": "ALLOW_ANY"}}}
+    refused = run(server, "apply", "-f", "-", stdin=yaml.safe_dump(allow_any))
+    assert refused.returncode == 1 and "spec.outboundTrafficPolicy.mode" in refused.stderr

@@ -2,11 +2,12 @@
 
 ``input.yaml`` holds ``revision``, ``services``, ``instances`` and ``proxy`` with the model's
 field names (enums by value: ``protocol: grpc``, ``kind: gateway``; ``gateway_ports`` as
-``[[port, listen_port], ...]``; a service's ``health_check`` and an instance's ``health:
-{failing: {proxy|app|ttl: reason}}`` as mappings), and ``resources``: policy documents as
-users write them (each created at its position in the list, so the first is the oldest).
-``fetched_keys`` (optional) maps a ``jwksUri`` to what the control plane holds of it
-(``{keys: <JWKS JSON>, error: <why the last fetch failed>}``, both optional).
+``[[port, listen_port], ...]``; a service's ``export_to`` as a list, its ``health_check``
+and an instance's ``health: {failing: {proxy|app|ttl: reason}}`` as mappings), and
+``resources``: policy documents as users write them (each created at its position in the
+list, so the first is the oldest). ``fetched_keys`` (optional) maps a ``jwksUri`` to what the
+control plane holds of it (``{keys: <JWKS JSON>, error: <why the last fetch failed>}``, both
+optional).
 ``expected.<kind>.yaml`` holds the translator's output of one kind (listeners, routes,
 clusters, endpoints, secrets, problems) as a list of ``MessageToDict`` dicts (proto field names),
 dumped with sorted keys so equal output is equal text; a kind with nothing has no file.
@@ -49,6 +50,7 @@ def load_scenario(directory: Path) -> tuple[MeshState, Proxy]:
                 **s,
                 "protocol": Protocol(s.get("protocol", "http")),
                 "health_check": HealthCheck(**s["health_check"]) if "health_check" in s else None,
+                "export_to": tuple(s.get("export_to", ())),
             }
         )
         for s in data.get("services", [])

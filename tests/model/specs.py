@@ -307,6 +307,16 @@ VALID: dict[str, dict[str, Any]] = {
             "percentage": 50,
         },
     ),
+    "Sidecar": doc(
+        NET,
+        "Sidecar",
+        "productpage",
+        {
+            "workloadSelector": {"labels": {"app": "productpage"}},
+            "egress": [{"hosts": ["./reviews", "istio-system/*", "*/api.example.com"]}],
+            "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
+        },
+    ),
     "Telemetry": doc(
         OWN,
         "Telemetry",
@@ -393,6 +403,10 @@ def se(**spec: Any) -> dict[str, Any]:
     return with_spec("ServiceEntry", {**base, **spec})
 
 
+def sc(**spec: Any) -> dict[str, Any]:
+    return with_spec("Sidecar", {"egress": [{"hosts": ["./*"]}], **spec})
+
+
 def gw(*servers: Any, **spec: Any) -> dict[str, Any]:
     return with_spec("Gateway", {"servers": list(servers), **spec})
 
@@ -423,7 +437,9 @@ def tm(**spec: Any) -> dict[str, Any]:
 
 INVALID: dict[str, Invalid] = {
     # --- the envelope -------------------------------------------------------------------
-    "unknown kind": Invalid({**valid("VirtualService"), "kind": "Sidecar"}, "kind", "not a kind"),
+    "unknown kind": Invalid(
+        {**valid("VirtualService"), "kind": "EnvoyFilter"}, "kind", "not a kind"
+    ),
     "kind in the wrong case": Invalid(
         {**valid("VirtualService"), "kind": "virtualservice"}, "kind", "did you mean"
     ),
@@ -476,7 +492,13 @@ INVALID: dict[str, Invalid] = {
     "vs tls routes": Invalid(
         vs(tls=[{"route": VS_ROUTE}]), "spec.tls", "not supported by Interlock yet"
     ),
-    "vs exportTo": Invalid(vs(exportTo=["."]), "spec.exportTo", "not supported by Interlock yet"),
+    "vs exportTo with * and more": Invalid(
+        vs(exportTo=["*", "team"]), "spec.exportTo", "cannot be combined"
+    ),
+    "vs exportTo twice": Invalid(vs(exportTo=[".", "."]), "spec.exportTo[1]", "listed twice"),
+    "dr exportTo not a namespace": Invalid(
+        dr(exportTo=["Team_A"]), "spec.exportTo[0]", "DNS label"
+    ),
     "vs bad gateway reference": Invalid(
         vs(gateways=["Bad_Gateway"]), "spec.gateways[0]", "gateway name"
     ),
@@ -999,7 +1021,48 @@ INVALID: dict[str, Invalid] = {
         "spec.endpoints[0].network",
         "not supported",
     ),
-    "se exportTo": Invalid(se(exportTo=["*"]), "spec.exportTo", "not supported"),
+    "se exportTo ~ and more": Invalid(se(exportTo=["~", "."]), "spec.exportTo", "~"),
+    "se exportTo not a list": Invalid(se(exportTo="."), "spec.exportTo", "a list of namespaces"),
+    # --- Sidecar ------------------------------------------------------------------------
+    "sidecar ALLOW_ANY": Invalid(
+        sc(outboundTrafficPolicy={"mode": "ALLOW_ANY"}),
+        "spec.outboundTrafficPolicy.mode",
+        "explicit proxy",
+    ),
+    "sidecar unknown mode": Invalid(
+        sc(outboundTrafficPolicy={"mode": "OPEN"}), "spec.outboundTrafficPolicy.mode", "valid"
+    ),
+    "sidecar egress proxy": Invalid(
+        sc(outboundTrafficPolicy={"egressProxy": {"host": "x"}}),
+        "spec.outboundTrafficPolicy.egressProxy",
+        "not supported",
+    ),
+    "sidecar ingress": Invalid(sc(ingress=[{"port": {"number": 80}}]), "spec.ingress", "inbound"),
+    "sidecar egress port": Invalid(
+        sc(egress=[{"port": {"number": 80}, "hosts": ["./*"]}]), "spec.egress[0].port", "port"
+    ),
+    "sidecar egress bind": Invalid(
+        sc(egress=[{"bind": "0.0.0.0", "hosts": ["./*"]}]), "spec.egress[0].bind", "supported"
+    ),
+    "sidecar egress capture mode": Invalid(
+        sc(egress=[{"captureMode": "NONE", "hosts": ["./*"]}]),
+        "spec.egress[0].captureMode",
+        "supported",
+    ),
+    "sidecar host without namespace": Invalid(
+        sc(egress=[{"hosts": ["reviews"]}]), "spec.egress[0].hosts[0]", "namespace/host"
+    ),
+    "sidecar host with a bad namespace": Invalid(
+        sc(egress=[{"hosts": ["Prod/*"]}]), "spec.egress[0].hosts[0]", "DNS label"
+    ),
+    "sidecar host with a bad wildcard": Invalid(
+        sc(egress=[{"hosts": ["./re*views"]}]), "spec.egress[0].hosts[0]", "wildcard"
+    ),
+    "sidecar egress without hosts": Invalid(sc(egress=[{}]), "spec.egress[0].hosts", "required"),
+    "sidecar two egress listeners": Invalid(
+        sc(egress=[{"hosts": ["./*"]}, {"hosts": ["*/*"]}]), "spec.egress", "one listener"
+    ),
+    "sidecar empty selector": Invalid(sc(workloadSelector={}), "spec.workloadSelector", ""),
     # --- Gateway ------------------------------------------------------------------------
     "gw without servers": Invalid(gw(), "spec.servers", "at least 1"),
     "gw server without hosts": Invalid(

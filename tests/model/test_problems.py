@@ -286,3 +286,23 @@ def test_a_root_namespace_authorization_policy_selects_across_namespaces() -> No
     # With another root namespace, interlock-system is an ordinary namespace again.
     elsewhere = problems_by_resource(mesh, "mesh-root")
     assert "AuthorizationPolicy/interlock-system/reviews" in elsewhere
+
+
+def test_a_sidecar_that_loses_somewhere_or_selects_nothing_says_so() -> None:
+    def sidecar(name: str, **spec: Any) -> dict[str, Any]:
+        return doc(NET, "Sidecar", name, {"egress": [{"hosts": ["./*"]}], **spec})
+
+    found = problems(
+        state(
+            sidecar("default"),
+            sidecar("second-default"),
+            sidecar("v1", workloadSelector={"labels": {"version": "v1"}}),
+            sidecar("all-reviews", workloadSelector={"labels": {"app": "reviews"}}),
+            sidecar("nobody", workloadSelector={"labels": {"app": "ratings"}}),
+        )
+    )
+    assert found == [
+        ("Sidecar/default/all-reviews", "spec.workloadSelector.labels", Severity.WARNING),
+        ("Sidecar/default/nobody", "spec.workloadSelector.labels", Severity.WARNING),
+        ("Sidecar/default/second-default", "spec", Severity.WARNING),
+    ]

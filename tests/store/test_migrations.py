@@ -154,3 +154,24 @@ def test_instances_stored_before_the_sidecar_field_keep_mtls(db_url: str) -> Non
         store.put_instance(Instance("b", "b-1", "127.0.0.1", 15006, sidecar=False))
         assert store.get_instance("b", "b-1").sidecar is False
     assert schema_version(db_url) == [LATEST]
+
+
+def test_services_stored_before_export_to_are_exported_everywhere(db_url: str) -> None:
+    """Rows from before migration 0007 have no exportTo: every namespace sees them, as
+    before; a new registration stores the namespaces it names."""
+    _upgrade_to(db_url, "0006")
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO services (name, namespace, protocol, port) "
+                "VALUES ('b', 'default', 'http', 8080)"
+            )
+    finally:
+        engine.dispose()
+    with Store.open(db_url) as store:
+        assert store.get_service("b").export_to == ()
+        store.put_service(Service("c", export_to=(".", "team")))
+        assert store.get_service("c").export_to == (".", "team")
+        assert store.load_state().services["c"].export_to == (".", "team")
+    assert schema_version(db_url) == [LATEST]

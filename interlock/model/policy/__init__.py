@@ -37,6 +37,7 @@ from interlock.model.policy.registry import (
 )
 from interlock.model.policy.request_authentication import RequestAuthentication
 from interlock.model.policy.service_entry import ServiceEntry
+from interlock.model.policy.sidecar import Sidecar
 from interlock.model.policy.telemetry import Telemetry
 from interlock.model.policy.virtual_service import VirtualService
 
@@ -54,6 +55,7 @@ __all__ = [
     "RequestAuthentication",
     "ResourceKind",
     "ServiceEntry",
+    "Sidecar",
     "Telemetry",
     "VirtualService",
     "destination_rules_for_host",

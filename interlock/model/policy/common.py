@@ -9,13 +9,16 @@ from typing import Any
 
 from interlock.model import names
 from interlock.model.errors import FieldError
+from interlock.model.export import export_to_errors
 from interlock.model.frozen import EMPTY_MAP
 from interlock.model.policy.hosts import dns_label_error, wildcard_host_error
 from interlock.model.schema import (
+    INVALID,
     Errors,
     Field,
     ListOf,
     MapOf,
+    Node,
     Number,
     Obj,
     OneOf,
@@ -23,6 +26,7 @@ from interlock.model.schema import (
     Regex,
     Str,
     child,
+    item,
 )
 from interlock.model.schema.values import header_name_error, header_value_error, header_write_error
 
@@ -207,3 +211,25 @@ def header_name() -> Str:
 
 def namespace_name() -> Str:
     return Str(check=lambda v: dns_label_error(v, "namespace"), describe="a namespace")
+
+
+# --- exportTo -------------------------------------------------------------------------------
+
+
+class ExportTo(Node):
+    """Istio's ``exportTo`` (see :mod:`interlock.model.export`): a list of namespaces, ``.``,
+    ``*`` or ``~``, parsed to a tuple (empty: every namespace)."""
+
+    describe = "a list of namespaces ('.', '*', '~' or names)"
+
+    def parse(self, value: object, path: str, errors: Errors) -> object:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            errors.append(FieldError(path, f"must be {self.describe}"))
+            return INVALID
+        found = export_to_errors(value)
+        for index, message in found:
+            errors.append(FieldError(path if index is None else item(path, index), message))
+        return INVALID if found else tuple(value)
+
+
+EXPORT_TO = ExportTo()

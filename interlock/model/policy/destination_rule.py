@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from interlock.model.errors import FieldError
 from interlock.model.policy.common import (
+    EXPORT_TO,
     PORT_SELECTOR,
     PortSelector,
     label_map,
@@ -185,6 +186,8 @@ class DestinationRule:
     host: str
     traffic_policy: TrafficPolicy | None = None
     subsets: tuple[Subset, ...] = ()
+    #: The namespaces whose proxies use it (empty: every namespace).
+    export_to: tuple[str, ...] = ()
 
     def subset(self, name: str) -> Subset | None:
         return next((s for s in self.subsets if s.name == name), None)
@@ -506,6 +509,7 @@ SPEC: Obj[DestinationRule] = Obj(
         "host": Field(Str(check=wildcard_host_error), required=True),
         "trafficPolicy": TRAFFIC_POLICY,
         "subsets": ListOf(SUBSET, unique=lambda s: s.name, what="subset name"),
+        "exportTo": EXPORT_TO,
     },
-    unsupported=["exportTo", "workloadSelector"],
+    unsupported=["workloadSelector"],
 )

@@ -25,6 +25,7 @@ from interlock.model.policy.rate_limit import RateLimit
 from interlock.model.policy.registry import KINDS, kind_info
 from interlock.model.policy.request_authentication import RequestAuthentication
 from interlock.model.policy.service_entry import ServiceEntry
+from interlock.model.policy.sidecar import Sidecar
 from interlock.model.policy.telemetry import Telemetry
 from interlock.model.policy.virtual_service import VirtualService
 from interlock.model.resource import Resource, ResourceKey
@@ -97,6 +98,7 @@ class Policies:
     destination_rules: tuple[Policy[DestinationRule], ...] = ()
     gateways: tuple[Policy[Gateway], ...] = ()
     service_entries: tuple[Policy[ServiceEntry], ...] = ()
+    sidecars: tuple[Policy[Sidecar], ...] = ()
     peer_authentications: tuple[Policy[PeerAuthentication], ...] = ()
     request_authentications: tuple[Policy[RequestAuthentication], ...] = ()
     authorization_policies: tuple[Policy[AuthorizationPolicy], ...] = ()

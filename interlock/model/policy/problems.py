@@ -101,6 +101,7 @@ class _Checker:
             self._selector(ap, ap.spec.selector, "spec.selector.matchLabels", mesh_wide=True)
         self._rate_limits()
         self._telemetries()
+        self._sidecars()
         self.found.extend(translation_limits(self.state))
         self.found.extend(no_effect(self.state))
         return self.found
@@ -366,6 +367,43 @@ class _Checker:
                     WARNING,
                 )
             scopes.setdefault(scope, tm)
+
+    def _sidecars(self) -> None:
+        """Which Sidecar applies is decided per proxy, the oldest winning (Istio leaves it
+        undefined): say so on every one that loses somewhere, and on a selector that selects
+        nothing."""
+        defaults: dict[str, Policy[Any]] = {}
+        claimed: dict[tuple[str, str], Policy[Any]] = {}
+        for sc in sorted(self.policies.sidecars, key=_order):
+            selector = sc.spec.workload_selector
+            if selector is None:
+                if (earlier := defaults.get(sc.namespace)) is not None:
+                    self.report(
+                        sc,
+                        "spec",
+                        f"{earlier.ref} is already the Sidecar without a workloadSelector of "
+                        f"namespace {sc.namespace!r}; the oldest applies, this one nowhere",
+                        WARNING,
+                    )
+                defaults.setdefault(sc.namespace, sc)
+                continue
+            field = "spec.workloadSelector.labels"
+            selected = selected_instances(self.state, sc.namespace, selector.labels)
+            if not selected:
+                self.report(
+                    sc, field, f"selects no instance in namespace {sc.namespace!r} (yet)", WARNING
+                )
+            keys = [(i.service, i.instance_id) for i in selected]
+            taken = sorted({claimed[k].ref for k in keys if k in claimed})
+            if taken:
+                self.report(
+                    sc,
+                    field,
+                    f"selects instances {', '.join(taken)} selects too; the oldest applies to them",
+                    WARNING,
+                )
+            for i in selected:
+                claimed.setdefault((i.service, i.instance_id), sc)
 
 
 def _order(policy: Policy[Any]) -> tuple[int, str, str]:

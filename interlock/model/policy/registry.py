@@ -20,6 +20,7 @@ from interlock.model.policy import (
     rate_limit,
     request_authentication,
     service_entry,
+    sidecar,
     telemetry,
     virtual_service,
 )
@@ -37,6 +38,7 @@ ResourceKind = Literal[
     "DestinationRule",
     "Gateway",
     "ServiceEntry",
+    "Sidecar",
     "PeerAuthentication",
     "RequestAuthentication",
     "AuthorizationPolicy",
@@ -140,6 +142,16 @@ KINDS: tuple[KindInfo[Any], ...] = (
         service_entry.SPEC,
         "service_entries",
         "hosts outside the registry",
+    ),
+    KindInfo(
+        "Sidecar",
+        NETWORKING,
+        ("v1", "v1beta1", "v1alpha3"),
+        "sidecars",
+        (),
+        sidecar.SPEC,
+        "sidecars",
+        "which services and hosts a workload's proxy may reach",
     ),
     KindInfo(
         "PeerAuthentication",

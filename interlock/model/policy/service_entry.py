@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from interlock.model.errors import FieldError
-from interlock.model.policy.common import label_map, no_map
+from interlock.model.policy.common import EXPORT_TO, label_map, no_map
 from interlock.model.policy.hosts import dns_label_error, fqdn_error, wildcard_host_error
 from interlock.model.schema import (
     Enum,
@@ -71,6 +71,8 @@ class ServiceEntry:
     location: Location = Location.MESH_EXTERNAL
     resolution: Resolution = Resolution.NONE
     endpoints: tuple[WorkloadEntry, ...] = ()
+    #: The namespaces whose proxies may call its hosts (empty: every namespace).
+    export_to: tuple[str, ...] = ()
 
 
 def _host_error(value: str) -> str | None:
@@ -197,7 +199,8 @@ SPEC: Obj[ServiceEntry] = Obj(
         "location": Enum(Location),
         "resolution": Enum(Resolution, unsupported=["DNS_ROUND_ROBIN"]),
         "endpoints": ListOf(ENDPOINT),
+        "exportTo": EXPORT_TO,
     },
-    unsupported=["workloadSelector", "exportTo", "subjectAltNames"],
+    unsupported=["workloadSelector", "subjectAltNames"],
     checks=[_check, _unique_port_names],
 )

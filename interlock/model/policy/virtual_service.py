@@ -1,7 +1,7 @@
 """VirtualService (networking.istio.io): how requests to a set of hosts are routed.
 
-Supported: HTTP and TCP routes with the fields listed in docs/policies.md. TLS routes,
-``exportTo``, delegation, direct responses and several newer fields are rejected as not
+Supported: HTTP and TCP routes with the fields listed in docs/policies.md, and ``exportTo``.
+TLS routes, delegation, direct responses and several newer fields are rejected as not
 supported yet.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from interlock.model.errors import FieldError
 from interlock.model.policy.common import (
     DESTINATION,
+    EXPORT_TO,
     HEADERS,
     PERCENT,
     STRING_MATCH,
@@ -185,6 +186,8 @@ class VirtualService:
     gateways: tuple[str, ...] = ()
     http: tuple[HTTPRoute, ...] = ()
     tcp: tuple[TCPRoute, ...] = ()
+    #: The namespaces whose proxies use it (empty: every namespace).
+    export_to: tuple[str, ...] = ()
 
     @property
     def applies_to_mesh(self) -> bool:
@@ -504,7 +507,8 @@ SPEC: Obj[VirtualService] = Obj(
         "gateways": ListOf(Str(check=_gateway_ref_error)),
         "http": ListOf(HTTP_ROUTE),
         "tcp": ListOf(TCP_ROUTE),
+        "exportTo": EXPORT_TO,
     },
-    unsupported={"tls": "TLS routes", "exportTo": ""},
+    unsupported={"tls": "TLS routes"},
     checks=[_check_virtual_service],
 )

@@ -7,6 +7,8 @@ deterministic: equal input gives byte-identical serialized resources (serialize 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from interlock.model import MeshState, Proxy, ProxyKind
 from interlock.model.identity import MeshIdentity
 from interlock.xds.translate import jwt, mtls
@@ -25,6 +27,7 @@ from interlock.xds.translate.routes import (
     inbound_route_configuration,
     outbound_route_configuration,
 )
+from interlock.xds.translate.scope import out_of_scope_problems, scope
 from interlock.xds.translate.telemetry import (
     source_header,
     source_virtual_clusters,
@@ -58,10 +61,21 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
     A proxyless gRPC client (``ProxyKind.GRPC``) gets what gRPC's xDS client implements of
     the same (:mod:`.grpc`): API listeners, routes, EDS clusters, endpoints.
 
+    The proxy sees only what it may reach (:mod:`.scope`: the Sidecar that applies to it and
+    ``exportTo``): every service, ServiceEntry, VirtualService and DestinationRule it may not
+    see is left out of its resources.
+
     Resources of each kind are sorted by name; problems are sorted.
     """
+    root_namespace = (identity or MeshIdentity()).root_namespace
+    everything = state
+    state = scope(state, proxy, root_namespace)
     if proxy.kind is ProxyKind.GRPC:
-        return translate_grpc(state, proxy, identity)
+        result = translate_grpc(state, proxy, identity)
+        scoped_out = out_of_scope_problems(everything, state, proxy, root_namespace)
+        if not scoped_out:
+            return result
+        return replace(result, problems=tuple(sorted({*result.problems, *scoped_out})))
     services = sorted(state.services.values(), key=lambda s: (s.namespace, s.name))
     telemetry_plan = telemetry_plan_for(state, proxy)
     source = config_source(proxy)
@@ -69,7 +83,6 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
     if identity is not None:
         mode = mtls.proxy_mode(state, proxy, identity.root_namespace)
         inbound_security = InboundSecurity(identity, mode, source)
-    root_namespace = (identity or MeshIdentity()).root_namespace
     authentications = jwt.applicable_authentications(state, proxy, root_namespace)
     plan = plan_listeners(
         proxy, services, telemetry_plan, inbound_security, jwt.authn_filter(authentications, state)
@@ -84,8 +97,9 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
         telemetry_plan,
         plan.inbound,
     )
-    draft = _base_draft(ctx, plan)
+    draft = _base_draft(ctx, plan, everything)
     draft.problems += apply_passes(ctx, draft)
+    draft.problems += out_of_scope_problems(everything, state, proxy, root_namespace)
     return Resources(
         listeners=tuple(sorted(draft.listeners, key=lambda r: r.name)),
         clusters=tuple(sorted(draft.clusters, key=lambda r: r.name)),
@@ -96,10 +110,11 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
     )
 
 
-def _base_draft(ctx: PassContext, plan: ListenerPlan) -> Draft:
+def _base_draft(ctx: PassContext, plan: ListenerPlan, everything: MeshState) -> Draft:
     """What every proxy gets before any policy pass: ``plan``'s listeners, a cluster and load
     assignment per service, the inbound and outbound route configurations, and the inbound
-    and tracing clusters when they are needed."""
+    and tracing clusters when they are needed. The inbound side counts requests per caller
+    of ``everything`` (callers are not scoped: a proxy is called by whoever may reach it)."""
     services, identity = ctx.services, ctx.identity
     caller = source_header(ctx.proxy)
     clusters = [outbound_cluster(s, ctx.source, identity, caller) for s in services]
@@ -112,7 +127,9 @@ def _base_draft(ctx: PassContext, plan: ListenerPlan) -> Draft:
     if plan.inbound is not None and plan.inbound.protocol.is_http:
         routes.append(
             inbound_route_configuration(
-                plan.inbound.app_port, ctx.proxy.service, source_virtual_clusters(services)
+                plan.inbound.app_port,
+                ctx.proxy.service,
+                source_virtual_clusters(list(everything.services.values())),
             )
         )
     if plan.outbound_http:

@@ -23,6 +23,7 @@ from interlock.xds.translate.destination_rule import plan_assignment
 from interlock.xds.translate.destinations import Destinations
 from interlock.xds.translate.grpc import grpc_assignment
 from interlock.xds.translate.resources import Resources
+from interlock.xds.translate.scope import scope
 from interlock.xds.translate.upstream_tls import instances_resource
 
 
@@ -35,15 +36,21 @@ def refresh_endpoints(
 ) -> Resources | None:
     """``previous`` (what ``translate`` gave ``proxy`` for a state that differed from
     ``state`` only in the instances of ``services``) brought up to ``state``; None when that
-    cannot be done by replacing load assignments (then translate in full)."""
+    cannot be done by replacing load assignments (then translate in full). Services out of
+    ``proxy``'s scope (:mod:`.scope`) have nothing in its resources: when none of ``services``
+    is in it, ``previous`` itself is the answer."""
+    everything = state
+    state = scope(state, proxy, (identity or MeshIdentity()).root_namespace)
     fresh: dict[str, endpoint_pb2.ClusterLoadAssignment] = {}
     stale: list[str] = []  # whose instance problems are recomputed
     problems: list[Problem] = []
     assign = grpc_assignment if proxy.kind is ProxyKind.GRPC else plan_assignment
     for name in sorted(set(services)):
+        if name not in everything.services:
+            return None
         service = state.services.get(name)
         if service is None:
-            return None
+            continue  # out of the proxy's scope: none of its resources name the service
         stale.append(instances_resource(service))
         for plan in Destinations(state, [service], external=False).plans.values():
             planned = assign(state, identity, proxy, plan)
@@ -51,6 +58,8 @@ def refresh_endpoints(
                 return None
             fresh[plan.name], left_out = planned
             problems += left_out
+    if not stale:
+        return previous
     endpoints = list(previous.endpoints)
     position = {e.cluster_name: i for i, e in enumerate(endpoints)}
     clusters: dict[str, cluster_pb2.Cluster] | None = None
