@@ -165,8 +165,8 @@ def test_namespace_flag_stdin_and_delete(server: ServerProcess, tmp_path: Path) 
 
 
 def test_usage_and_input_errors_are_clear(server: ServerProcess, tmp_path: Path) -> None:
-    unknown = run(server, "get", "sidecars")
-    assert unknown.returncode == 2 and "unknown resource type 'sidecars'" in unknown.stderr
+    unknown = run(server, "get", "meshconfigs")
+    assert unknown.returncode == 2 and "unknown resource type 'meshconfigs'" in unknown.stderr
 
     assert run(server, "delete").returncode == 2
     assert run(server, "delete", "vs", "a", "-f", "x.yaml").returncode == 2
