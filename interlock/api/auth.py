@@ -101,10 +101,15 @@ def registration_allows(service: str, method: str, path: str) -> bool:
 def registration_token(scope: Scope) -> Token | None:
     """The registration token a request was let in with (by :class:`BearerAuth`), or None (an
     admin token, or an app without authentication)."""
+    token = request_token(scope)
+    return token if token is not None and token.role is TokenRole.REGISTRATION else None
+
+
+def request_token(scope: Scope) -> Token | None:
+    """The token a request was let in with (by :class:`BearerAuth`), whatever its role, or
+    None (open reads, or an app without authentication)."""
     token = scope.get("state", {}).get("token")
-    if isinstance(token, Token) and token.role is TokenRole.REGISTRATION:
-        return token
-    return None
+    return token if isinstance(token, Token) else None
 
 
 async def _registration_token(request: Request) -> Token | None:
