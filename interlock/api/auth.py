@@ -36,7 +36,7 @@ import anyio.to_thread
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from interlock.api.problems import problem_response
+from interlock.api.problems import problem_response, request_instance
 from interlock.model.errors import FieldError, Forbidden
 from interlock.model.identity import Token, TokenRole, token_hash
 
@@ -165,7 +165,7 @@ class BearerAuth:
             response = problem_response(
                 400,
                 message,
-                instance=path,
+                instance=request_instance(scope),
                 title="Credentials in the URL",
                 slug="credentials-in-url",
                 errors=(FieldError("query.token", message),),
@@ -189,7 +189,7 @@ class BearerAuth:
             response = problem_response(
                 401,
                 message,
-                instance=path,
+                instance=request_instance(scope),
                 title="Unauthorized",
                 slug="unauthorized",
                 errors=(FieldError("header.authorization", "missing"),),
@@ -213,7 +213,7 @@ class BearerAuth:
             response = problem_response(
                 403,
                 message,
-                instance=path,
+                instance=request_instance(scope),
                 title="Forbidden",
                 slug="forbidden",
                 errors=(FieldError("header.authorization", message),),

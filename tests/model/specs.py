@@ -578,6 +578,18 @@ INVALID: dict[str, Invalid] = {
         vs([{"match": [{"uri": {"regex": "(unclosed"}}], "route": VS_ROUTE}]),
         "spec.http[0].match[0].uri.regex",
     ),
+    # Envoy 1.40 refuses it at its default re2.max_program_size.error_level (100): a NACK on
+    # every proxy, unless the API refuses it first.
+    "regex over Envoy's RE2 program size": Invalid(
+        vs([{"match": [{"uri": {"regex": "/v[0-9]{97}"}}], "route": VS_ROUTE}]),
+        "spec.http[0].match[0].uri.regex",
+        "program size",
+    ),
+    "header regex over Envoy's RE2 program size": Invalid(
+        vs([{"match": [{"headers": {"x-a": {"regex": "(a|b|c|d){40}"}}}], "route": VS_ROUTE}]),
+        "spec.http[0].match[0].headers.x-a.regex",
+        "program size",
+    ),
     "two match types": Invalid(
         vs([{"match": [{"uri": {"exact": "/a", "prefix": "/b"}}], "route": VS_ROUTE}]),
         "spec.http[0].match[0].uri",
