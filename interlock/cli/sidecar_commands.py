@@ -24,7 +24,7 @@ from interlock.cli.options import (
     RegisterTimeout,
     Xds,
     XdsProtocolName,
-    host_port,
+    host_ports,
     parse_duration,
     run_envoy,
     trust_of,
@@ -186,10 +186,11 @@ def sidecar(
 
 def _spec(xds: str, xds_protocol: str, **fields: Any) -> SidecarSpec:
     """A sidecar's spec from its flags, ``--xds`` and ``--xds-protocol`` parsed."""
-    address = host_port(xds, "--xds")
+    first, *others = host_ports(xds, "--xds")
     return SidecarSpec(
-        xds_host=address.host,
-        xds_port=address.port,
+        xds_host=first.host,
+        xds_port=first.port,
+        xds_others=tuple((a.host, a.port) for a in others),
         xds_protocol=xds_protocol_of(xds_protocol),
         **fields,
     )
