@@ -1178,6 +1178,18 @@ INVALID: dict[str, Invalid] = {
         "spec.rules[0].from[0].source.ipBlocks",
         "not supported",
     ),
+    # Hosts and namespaces are matched with regexes Interlock builds: Envoy would NACK them
+    # past its RE2 program size (a 100-character host: 110).
+    "ap host too long for Envoy's regex": Invalid(
+        ap(rules=[{"to": [{"operation": {"hosts": ["h" * 88 + ".example.com"]}}]}]),
+        "spec.rules[0].to[0].operation.hosts[0]",
+        "program size",
+    ),
+    "ap namespace too long for Envoy's regex": Invalid(
+        ap(rules=[{"from": [{"source": {"namespaces": ["n" * 70]}}]}]),
+        "spec.rules[0].from[0].source.namespaces[0]",
+        "program size",
+    ),
     "ap bad port": Invalid(
         ap(rules=[{"to": [{"operation": {"ports": ["http"]}}]}]),
         "spec.rules[0].to[0].operation.ports[0]",

@@ -95,6 +95,26 @@ def program_size(pattern: str) -> int:
     return max(sizes)
 
 
+_SPECIAL = frozenset("\\.+*?()|[]{}^$")
+
+
+def literal(text: str) -> str:
+    """``text`` as a literal in an RE2 expression."""
+    return "".join("\\" + c if c in _SPECIAL else c for c in text)
+
+
+def built_regex_error(expression: str, what: str) -> str | None:
+    """For a regex Interlock builds from a user's ``what`` (an authorization policy's host,
+    a namespace): why Envoy would refuse it, or None."""
+    size = program_size(expression)
+    if size > MAX_PROGRAM_SIZE:
+        return (
+            f"{what} is too long for Envoy: it is matched with a regex whose RE2 program size "
+            f"is {size}, over Envoy's limit of {MAX_PROGRAM_SIZE}"
+        )
+    return None
+
+
 def _program_error(pattern: str) -> str | None:
     try:
         size = program_size(pattern)
