@@ -123,8 +123,14 @@ def test_a_sidecar_moves_to_another_replica_when_its_replica_stops_answering(
         )
         other = r2 if using is r1 else r1
 
-        with Traffic(outbound, "b", interval=0.05, max_seconds=40) as traffic:
-            time.sleep(1)
+        with Traffic(outbound, "b", interval=0.05, max_seconds=50) as traffic:
+            # An idle stream PINGed every 3 s is not GOAWAYed by the server (too_many_pings):
+            # the connections Envoy opened (ADS, access logs) are still open after 15 s, past
+            # the third early PING that gRPC's default policy would punish.
+            time.sleep(15)
+            stats = a.stats()
+            assert stats["cluster.interlock_xds.upstream_cx_protocol_error"] == 0
+            assert stats["cluster.interlock_xds.upstream_cx_destroy"] == 0
             assert using.proc is not None
             os.kill(using.proc.pid, signal.SIGSTOP)
             stopped = using
