@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports unit e2e bench bench-quick clean
+.PHONY: demo test lint typecheck imports unit e2e bench bench-quick fuzz clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ imports: $(STAMP)
 
 test: lint typecheck imports
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# More generated policy documents than `make test` runs (what the API accepts, Envoy accepts).
+fuzz: $(STAMP)
+	INTERLOCK_FUZZ_EXAMPLES=$${INTERLOCK_FUZZ_EXAMPLES:-2000} INTERLOCK_FUZZ_RANDOM=1 \
+		PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 0 tests/api/test_generated_policies.py
 
 bench: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m bench.run

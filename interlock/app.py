@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -12,23 +13,25 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 
 from interlock.api import create_app
 from interlock.api.auth import ApiAuth
+from interlock.api.context import HealthCheck
 from interlock.api.routers.ca import CaAdmin
 from interlock.liveness import Liveness
 from interlock.model import InterlockError
 from interlock.model.addresses import HostPort
 from interlock.model.health import DEFAULT_INSTANCE_TTL
 from interlock.model.identity import DEFAULT_ROOT_NAMESPACE, DEFAULT_TRUST_DOMAIN, MeshIdentity
-from interlock.reconcile import DebounceSettings, Reconciler
+from interlock.reconcile import DEFAULT_MAX_VIEWS, DebounceSettings, Reconciler
+from interlock.rest_server import ApiLimits, ApiServer, raise_descriptor_limit
 from interlock.security.admin import ensure_admin_token
 from interlock.security.authority import CaRuntime, CaStartError, OperatorCa, utc_now
 from interlock.security.files import (
@@ -38,15 +41,17 @@ from interlock.security.files import (
     default_ca_bundle_path,
     resolve_kek,
 )
+from interlock.security.jwks import JwksSettings, KeyFetcher
 from interlock.security.metrics import SecurityMetrics
 from interlock.security.proxies import ProxySecurity
 from interlock.security.revocation import DEFAULT_RECHECK_SECONDS, Revocations
 from interlock.security.serving import ServerNames, ServingIdentity, server_name_error
-from interlock.store import Store
+from interlock.store import DEFAULT_DB_TIMEOUT, Store
 from interlock.telemetry.als import AccessLogReceiver
 from interlock.telemetry.graph import TrafficGraph
 from interlock.telemetry.metrics import ControlPlaneMetrics
 from interlock.xds.cache import SnapshotCache
+from interlock.xds.limits import StreamLimits as StreamLimits
 from interlock.xds.server import XdsServer
 from interlock.xds.status import StatusRegistry
 
@@ -105,6 +110,20 @@ class ServerSettings:
     ca_bundle_file: Path | None = None
     #: Seconds without an xDS stream from an instance's proxy before it is unhealthy.
     instance_ttl: float = DEFAULT_INSTANCE_TTL
+    #: Seconds one wait on the database may take (busy, connect and statement timeouts).
+    db_timeout: float = DEFAULT_DB_TIMEOUT
+    #: What a gRPC client may cost (see :class:`~interlock.xds.limits.StreamLimits`).
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)
+    #: Distinct proxy configurations (views, one translation each) held at most.
+    max_views: int = DEFAULT_MAX_VIEWS
+    #: Seconds a REST client has for its TLS handshake and each request's headers.
+    api_header_timeout: float = 10.0
+    #: REST connections held at once (and so requests in flight); see ``rest_server``.
+    api_max_connections: int = 10_000
+    #: How often RequestAuthentications' ``jwksUri`` key sets are fetched again, and the
+    #: CA file trusted for them besides the system's (``--jwks-refresh``, ``--jwks-ca-file``).
+    jwks_refresh: float = JwksSettings.refresh
+    jwks_ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -138,14 +157,6 @@ class ServerInfo:
     ca_file: str = ""
     ca_fingerprints: list[str] = field(default_factory=list)
     tls: bool = True
-
-
-class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn without its own signal handling: the composition root owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def listen_socket(host: str, port: int, what: str) -> socket.socket:
@@ -184,8 +195,21 @@ def _security_settings(settings: ServerSettings) -> OperatorCa | None:
         raise SettingsError("--leaf-lifetime must be at least 10 seconds")
     if settings.token_recheck <= 0:
         raise SettingsError("--token-recheck must be positive")
+    if not settings.db_timeout > 0:
+        raise SettingsError("--db-timeout must be positive")
     if settings.instance_ttl < 1:
         raise SettingsError("--instance-ttl must be at least 1 second")
+    limits = settings.stream_limits
+    if limits.first_request_timeout <= 0:
+        raise SettingsError("--first-request-timeout must be positive")
+    if limits.max_streams < 1 or limits.max_streams_per_connection < 1:
+        raise SettingsError("--max-streams and --max-streams-per-connection must be at least 1")
+    if settings.max_views < 1:
+        raise SettingsError("--max-views must be at least 1")
+    if settings.api_header_timeout <= 0:
+        raise SettingsError("--api-header-timeout must be positive")
+    if settings.api_max_connections < 1:
+        raise SettingsError("--api-max-connections must be at least 1")
     for name in settings.server_names:
         if err := server_name_error(name):
             raise SettingsError(f"--server-name: {err}")
@@ -236,7 +260,9 @@ async def serve(
         # API first, the store last), also when a later part fails to start.
         api_sock = listen_socket(settings.api.host, settings.api.port, "the REST API (--api)")
         parts.callback(api_sock.close)
-        store = await asyncio.to_thread(Store.open, settings.db_url)
+        store = await asyncio.to_thread(
+            functools.partial(Store.open, settings.db_url, timeout=settings.db_timeout)
+        )
         parts.push_async_callback(asyncio.to_thread, store.close)
         try:
             kek, generated = resolve_kek(
@@ -301,10 +327,29 @@ async def serve(
             tell(line)
         security = ProxySecurity(store.security, ca, cache, kek, security_metrics)
         identity = MeshIdentity(settings.trust_domain, settings.root_namespace)
-        reconciler = Reconciler(store, cache, debounce, metrics, security, identity)
-        # Load before serving: a proxy must never receive an empty config at start.
+        try:
+            key_fetcher = KeyFetcher(
+                JwksSettings(refresh=settings.jwks_refresh, ca_file=settings.jwks_ca_file)
+            )
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        reconciler = Reconciler(
+            store,
+            cache,
+            debounce,
+            metrics,
+            security,
+            identity,
+            max_views=settings.max_views,
+            keys=key_fetcher,
+        )
+        key_fetcher.on_change = reconciler.keys_changed
+        # Load before serving: a proxy must never receive an empty config at start (nor key
+        # sets not fetched yet: the first fetch of each is tried before serving).
         await reconciler.start()
         parts.push_async_callback(reconciler.stop)
+        key_fetcher.start()
+        parts.push_async_callback(key_fetcher.stop)
         security.start()
         parts.push_async_callback(security.stop)
         graph = TrafficGraph()
@@ -313,12 +358,17 @@ async def serve(
             security.access_log_principal,
             counter=metrics.access_log_entries,
             dropped=metrics.access_log_dropped,
+            limits=settings.stream_limits,
         )
         liveness = Liveness(store, settings.instance_ttl)
         liveness.start()
         parts.push_async_callback(liveness.stop)
         xds = XdsServer(
-            cache, status, liveness.hook(reconciler.open_stream), [access_logs.handler()]
+            cache,
+            status,
+            liveness.hook(reconciler.open_stream),
+            [access_logs.handler()],
+            settings.stream_limits,
         )
         try:
             bound_xds = await xds.start(
@@ -334,6 +384,7 @@ async def serve(
             store,
             status=status,
             config_reader=reconciler.served_config,
+            problem_reader=reconciler.problems_of,
             graph_reader=lambda window: graph.snapshot(window),
             metrics=metrics,
             auth=ApiAuth(store.security.find_token, open_reads=settings.open_reads),
@@ -341,12 +392,21 @@ async def serve(
             root_namespace=settings.root_namespace,
             bundle=serving,
             instance_ttl=settings.instance_ttl,
+            health_checks=(
+                HealthCheck("reconciler", reconciler.running_problem),
+                HealthCheck("change_feed", store.feed_problem),
+                HealthCheck("liveness", _stopped(liveness, "the liveness sweep")),
+                HealthCheck("svid_renewal", _stopped(security, "SVID renewal")),
+                HealthCheck("jwks", _stopped(key_fetcher, "the jwksUri key set refresh")),
+                HealthCheck("reconciler", reconciler.failing_problem, readiness_only=True),
+            ),
         )
         api_task = await _start_api(
             api,
             api_sock,
             parts,
             None if settings.plaintext else serving.api_context(),
+            ApiLimits(settings.api_header_timeout, settings.api_max_connections),
             on_stop=serving.release,
         )
         bound_api = int(api_sock.getsockname()[1])
@@ -390,28 +450,46 @@ async def serve(
         stop_wait.cancel()
 
 
+class _Running(Protocol):
+    @property
+    def running(self) -> bool: ...
+
+
+def _stopped(part: _Running, what: str) -> Callable[[], str | None]:
+    """A health check: "<what> is not running" once ``part``'s loop has ended."""
+
+    def problem() -> str | None:
+        return None if part.running else f"{what} is not running"
+
+    return problem
+
+
 async def _start_api(
     api: Any,
     sock: socket.socket,
     parts: contextlib.AsyncExitStack,
     context: ssl.SSLContext | None,
+    limits: ApiLimits,
     *,
     on_stop: Callable[[], None] | None = None,
 ) -> asyncio.Task[None]:
     """Serve ``api`` on ``sock`` (uvicorn, embedded; TLS with ``context``, which the serving
     identity keeps current); its shutdown joins ``parts``. ``on_stop`` is called first when
     it stops, to answer held requests (uvicorn waits for every request to finish, up to
-    :data:`API_SHUTDOWN_GRACE` seconds)."""
+    :data:`API_SHUTDOWN_GRACE` seconds). ``limits``: see :mod:`interlock.rest_server`."""
     config = uvicorn.Config(
         api,
         log_level="warning",
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=API_SHUTDOWN_GRACE,
+        # One request at a time per connection, and connections are limited by the server:
+        # past that many requests in flight, uvicorn answers 503.
+        limit_concurrency=limits.effective_connections() + 1,
     )
     config.load()
     config.ssl = context  # uvicorn builds a context only from files; this one is in memory
-    server = _EmbeddedUvicorn(config)
+    server = ApiServer(config, limits)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="interlock-api")
 
     async def stop() -> None:
@@ -499,6 +577,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def run_server(settings: ServerSettings, say: Callable[[str], None] = print) -> int:
     """`interlock server`: run until SIGINT/SIGTERM; returns the process exit code."""
     configure_logging(settings.log_level)
+    raise_descriptor_limit()
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -128,6 +128,11 @@ class Liveness:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="interlock-liveness")
 
+    @property
+    def running(self) -> bool:
+        """Whether its loop runs (it ends only by :meth:`stop`)."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -140,6 +145,8 @@ class Liveness:
                 await self.tick()
             except InterlockError as exc:
                 log.warning("cannot record proxy liveness or sweep health: %s", exc.message)
+            except Exception:
+                log.exception("recording proxy liveness or sweeping health failed")
             await asyncio.sleep(self.interval)
 
     async def tick(self) -> SweepResult:

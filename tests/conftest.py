@@ -12,7 +12,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--update-golden",
         action="store_true",
         default=False,
-        help="rewrite tests/golden/*/expected.yaml from the translator's current output",
+        help="rewrite tests/golden/*/expected.<kind>.yaml from the translator's current output",
     )
 
 

@@ -13,7 +13,7 @@
   (403, nothing changed). Otherwise it could mint SVIDs of any namespace.
 - Credentials in the URL (``?token=``, ``?access_token=``) are refused with 400 on every path:
   URLs end up in logs, histories and Referer headers.
-- Always open: ``/healthz`` (liveness probes), the OpenAPI document, the CA bundle
+- Always open: ``/healthz`` and ``/readyz`` (probes), the OpenAPI document, the CA bundle
   (``/v1/ca/bundle``: public certificates, which clients need before they can verify
   anything) and the dashboard's static files (``/ui``), which hold no data: the page reads
   the API like any client.
@@ -36,15 +36,15 @@ import anyio.to_thread
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from interlock.api.problems import problem_response, request_instance
-from interlock.model.errors import FieldError, Forbidden
+from interlock.api.problems import interlock_problem, problem_response, request_instance
+from interlock.model.errors import FieldError, Forbidden, InterlockError
 from interlock.model.identity import Token, TokenRole, token_hash
 
 TokenLookup = Callable[[str], Token | None]
 """token hash → the stored token (revoked or not), or None."""
 
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/v1/ca/bundle"}
+    {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/v1/ca/bundle"}
 )
 PUBLIC_PREFIXES = ("/ui",)
 URL_CREDENTIALS = frozenset({"token", "access_token", "api_key", "apikey"})
@@ -197,7 +197,11 @@ class BearerAuth:
             )
             await response(scope, receive, send)
             return
-        record = await self._lookup(token)
+        try:
+            record = await self._lookup(token)
+        except InterlockError as exc:  # the store is unavailable: 503 + Retry-After, not 500
+            await interlock_problem(exc, request_instance(scope))(scope, receive, send)
+            return
         allowed = record is not None and record.active
         if allowed and record is not None and record.role is not TokenRole.ADMIN:
             allowed = record.role is TokenRole.REGISTRATION and registration_allows(

@@ -12,7 +12,13 @@ import interlock
 from interlock.api import problems
 from interlock.api.auth import ApiAuth, BearerAuth
 from interlock.api.body import BodyLimit
-from interlock.api.context import ApiContext, ConfigReader, GraphReader
+from interlock.api.context import (
+    ApiContext,
+    ConfigReader,
+    GraphReader,
+    HealthCheck,
+    ProblemReader,
+)
 from interlock.api.documents import policy_document_schema
 from interlock.api.fast_path import RegistrationFastPath
 from interlock.api.routers import ROUTERS
@@ -37,6 +43,7 @@ def create_app(
     *,
     status: StatusRegistry | None = None,
     config_reader: ConfigReader | None = None,
+    problem_reader: ProblemReader | None = None,
     graph_reader: GraphReader | None = None,
     metrics: ControlPlaneMetrics | None = None,
     max_body_bytes: int = 1_048_576,
@@ -45,12 +52,14 @@ def create_app(
     root_namespace: str = DEFAULT_ROOT_NAMESPACE,
     bundle: BundleSource | None = None,
     instance_ttl: float = DEFAULT_INSTANCE_TTL,
+    health_checks: tuple[HealthCheck, ...] = (),
 ) -> FastAPI:
     """An ASGI app serving API v1 from ``store`` (OpenAPI at ``/openapi.json``).
 
     ``status`` (the xDS server's registry) feeds ``/v1/proxies`` and the rollout part of
     ``/v1/revisions/{rev}``; ``config_reader`` maps a proxy's snapshot key to the resources it is
-    served (for ``/v1/proxies/{node_id}/config``); ``graph_reader`` gives the traffic graph
+    served (for ``/v1/proxies/{node_id}/config``), ``problem_reader`` the problems its view
+    met (``/v1/proxies/{node_id}``); ``graph_reader`` gives the traffic graph
     over a window of seconds (for ``/v1/graph``). Request bodies over ``max_body_bytes`` are
     refused with 413. The caller owns ``store`` (the app never closes it). Store reads run in
     FastAPI's thread pool; service and instance writes await the store's group commit on the
@@ -58,13 +67,14 @@ def create_app(
     :class:`~interlock.api.fast_path.RegistrationFastPath`; status endpoints run on the event
     loop that owns ``status``.
 
-    ``auth`` makes every request but ``/healthz``, ``/openapi.json`` and ``/ui`` carry an admin
-    bearer token (reads too, unless ``auth.open_reads``); the server always passes one, and
-    only in-process tests of other behaviour leave it out. ``ca_admin`` enables
+    ``auth`` makes every request but ``/healthz``, ``/readyz``, ``/openapi.json`` and ``/ui``
+    carry an admin bearer token (reads too, unless ``auth.open_reads``); the server always
+    passes one, and only in-process tests of other behaviour leave it out. ``ca_admin`` enables
     ``/v1/ca/rotation``. ``root_namespace`` is the mesh's (policy problems depend on it).
     ``bundle`` (the server's TLS identity) serves ``/v1/ca/bundle`` and its long-poll;
     without it the bundle is read from the store. ``instance_ttl`` is the server's
-    ``--instance-ttl`` (a proxy token's proxy must connect within it).
+    ``--instance-ttl`` (a proxy token's proxy must connect within it). ``health_checks``
+    are the server's parts' checks for ``/healthz`` and ``/readyz``.
     """
     app = FastAPI(
         title="Interlock",
@@ -77,12 +87,14 @@ def create_app(
         store=store,
         status=status,
         config_reader=config_reader,
+        problem_reader=problem_reader,
         graph_reader=graph_reader,
         metrics=metrics,
         ca_admin=ca_admin,
         root_namespace=root_namespace,
         bundle=bundle,
         instance_ttl=instance_ttl,
+        health_checks=health_checks,
     )
     problems.install(app)
     app.add_middleware(RegistrationFastPath, store=store)  # innermost: after auth and limits

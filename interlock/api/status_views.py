@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from interlock.xds import resource_types as rt
-from interlock.xds.status import ProxyStatus, TypeStatus
+from interlock.xds.status import ProxyStatus, RefusedProxy, TypeStatus
 
 TYPE_NAMES: dict[str, str] = {
     rt.CLUSTER: "clusters",
@@ -66,6 +66,17 @@ class StreamView(_Out):
     peer: str
 
 
+class ProxyProblem(_Out):
+    """Something a proxy is not given, and why: part of a policy its translation left out (e.g.
+    what a proxyless gRPC client does not implement), or the reason it is not served at all
+    (e.g. an Envoy release outside the supported range)."""
+
+    resource: str
+    field: str
+    message: str
+    severity: Literal["warning", "error"]
+
+
 class ProxyView(_Out):
     node_id: str
     service: str
@@ -76,6 +87,11 @@ class ProxyView(_Out):
     synced_revision: int | None
     streams: list[StreamView]
     types: list[TypeView]
+    #: What its configuration leaves out and why; for a refused proxy (no streams, sent
+    #: nothing), why it is not served (e.g. an unsupported Envoy release).
+    problems: list[ProxyProblem] = []
+    #: When its last stream was refused (only for a refused proxy).
+    refused_at: str | None = None
 
 
 def type_state(t: TypeStatus) -> SyncState:
@@ -156,6 +172,36 @@ def proxy_views(streams: Iterable[ProxyStatus], commit_time: CommitTime) -> list
                     types.values(),
                     key=lambda v: TYPE_ORDER.index(v.type) if v.type in TYPE_ORDER else 99,
                 ),
+            )
+        )
+    return views
+
+
+def refused_views(refused: Iterable[RefusedProxy]) -> list[ProxyView]:
+    """Proxies whose streams were refused (not connected), each with the reason as a problem."""
+    views = []
+    for r in refused:
+        namespace = r.node_metadata.get("namespace", "default")
+        views.append(
+            ProxyView(
+                node_id=r.node_id,
+                service=r.node_cluster,
+                namespace=namespace if isinstance(namespace, str) else "default",
+                envoy_version=r.envoy_version,
+                variant="",
+                connected_since=None,
+                synced_revision=None,
+                streams=[],
+                types=[],
+                problems=[
+                    ProxyProblem(
+                        resource=f"Proxy/{namespace}/{r.node_id}",
+                        field="node.user_agent_build_version",
+                        message=r.reason,
+                        severity="error",
+                    )
+                ],
+                refused_at=iso(r.at),
             )
         )
     return views

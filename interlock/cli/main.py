@@ -133,9 +133,64 @@ def server(
             "unhealthy (e.g. 15s); it is healthy again when its proxy reconnects."
         ),
     ] = "15s",
+    db_timeout: Annotated[
+        str,
+        typer.Option(
+            help="How long one wait on the database may take (SQLite's busy timeout; "
+            "PostgreSQL's connect and statement timeouts): past it the API answers 503 and "
+            "the reconciler retries."
+        ),
+    ] = "10s",
+    first_request_timeout: Annotated[
+        str,
+        typer.Option(
+            help="How long a new xDS or access-log stream may take to send its first request "
+            "before it is closed (e.g. 10s)."
+        ),
+    ] = "10s",
+    max_streams: Annotated[
+        int, typer.Option(help="Open gRPC streams (xDS and access logs) at most, per process.")
+    ] = 20_000,
+    max_streams_per_connection: Annotated[
+        int, typer.Option(help="Concurrent gRPC streams at most on one HTTP/2 connection.")
+    ] = 100,
+    max_views: Annotated[
+        int,
+        typer.Option(
+            help="Distinct proxy configurations (views, one translation each) held at most; "
+            "a stream that would need another is refused."
+        ),
+    ] = 10_000,
+    api_header_timeout: Annotated[
+        str,
+        typer.Option(
+            help="How long a REST client has for its TLS handshake and each request's headers."
+        ),
+    ] = "10s",
+    api_max_connections: Annotated[
+        int,
+        typer.Option(
+            help="REST connections held at once (at most half the process's file-descriptor "
+            "limit); more wait in the listen backlog."
+        ),
+    ] = 10_000,
+    jwks_refresh: Annotated[
+        str,
+        typer.Option(
+            help="How often the key sets of RequestAuthentications' jwksUri are fetched again "
+            "(e.g. 5m; an issuer's Cache-Control max-age may shorten it, to 10s at least)."
+        ),
+    ] = "5m",
+    jwks_ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA certificates (PEM) trusted for jwksUri besides the system's trust store "
+            "(a private issuer)."
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane: xDS server, REST API, CA and store in one process."""
-    from interlock.app import ServerSettings, run_server
+    from interlock.app import ServerSettings, StreamLimits, run_server
 
     settings = ServerSettings(
         db_url=db,
@@ -160,8 +215,27 @@ def server(
         plaintext=plaintext,
         ca_bundle_file=ca_bundle_file,
         instance_ttl=parse_duration(instance_ttl, "--instance-ttl"),
+        db_timeout=parse_duration(db_timeout, "--db-timeout"),
+        stream_limits=StreamLimits(
+            first_request_timeout=parse_duration(first_request_timeout, "--first-request-timeout"),
+            max_streams=max_streams,
+            max_streams_per_connection=max_streams_per_connection,
+        ),
+        max_views=max_views,
+        api_header_timeout=parse_duration(api_header_timeout, "--api-header-timeout"),
+        api_max_connections=api_max_connections,
+        jwks_refresh=_at_least(
+            parse_duration(jwks_refresh, "--jwks-refresh"), 1.0, "--jwks-refresh"
+        ),
+        jwks_ca_file=jwks_ca_file,
     )
     raise typer.Exit(run_server(settings))
+
+
+def _at_least(seconds: float, minimum: float, option: str) -> float:
+    if seconds < minimum:
+        raise typer.BadParameter(f"must be at least {minimum:g}s", param_hint=option)
+    return seconds
 
 
 @app.command()

@@ -4,6 +4,7 @@ to run Envoy yourself. Both trust the control plane through the CA bundle (--ca-
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,8 +31,10 @@ from interlock.cli.options import (
     trust_of,
     xds_protocol_of,
 )
-from interlock.cli.output import fail
+from interlock.cli.output import err_console, fail
 from interlock.cli.write_commands import parse_labels
+from interlock.client import ClientError
+from interlock.model.token_envelope import wrap
 from interlock.sidecar import (
     DEFAULT_TOKEN_FILE,
     SidecarError,
@@ -39,6 +42,13 @@ from interlock.sidecar import (
     SidecarSpec,
     render_sidecar_bootstrap,
     run_sidecar,
+)
+from interlock.sidecar.grpc_bootstrap import (
+    CALL_CREDS_ENV,
+    DEFAULT_GRPC_TOKEN_FILE,
+    GrpcBootstrapSpec,
+    render_grpc_bootstrap,
+    write_secret,
 )
 from interlock.sidecar.probe import (
     DEFAULT_HEALTHY_THRESHOLD,
@@ -199,9 +209,9 @@ def _spec(xds: str, xds_protocol: str, **fields: Any) -> SidecarSpec:
 def bootstrap(
     service: Annotated[str, typer.Option(help="The service this proxy belongs to.")],
     instance_id: Annotated[str, typer.Option(help="The instance id (node.id).")],
-    app_port: Annotated[int, typer.Option(min=1, max=65535)],
-    inbound_port: Annotated[int, typer.Option(min=1, max=65535)],
-    outbound_port: Annotated[int, typer.Option(min=1, max=65535)],
+    app_port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
+    inbound_port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
+    outbound_port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
     admin_port: Annotated[int, typer.Option(min=1, max=65535)] = 15000,
     namespace: Annotated[str, typer.Option()] = "default",
     address: Annotated[
@@ -230,9 +240,46 @@ def bootstrap(
     control_plane: ControlPlane = DEFAULT_CONTROL_PLANE,
     ca_file: CaFile = None,
     ca_fingerprint: CaFingerprint = None,
+    grpc: Annotated[
+        bool,
+        typer.Option(
+            "--grpc",
+            help="Print a proxyless gRPC workload's xDS bootstrap (JSON, gRFC A27) instead, "
+            "after writing its CA bundle into --ca-dir and a new proxy token (as the JWT "
+            "envelope gRPC sends) into --token-file (default "
+            f"{DEFAULT_GRPC_TOKEN_FILE}). The instance must be registered.",
+        ),
+    ] = False,
+    token_lifetime: Annotated[
+        str, typer.Option(help="With --grpc: how long the token file is good for.")
+    ] = "365d",
+    locality: Annotated[str, typer.Option(help="With --grpc: region/zone/subzone.")] = "",
 ) -> None:
     """Print the Envoy bootstrap for one sidecar (to run Envoy yourself), after writing the
-    CA bundle it trusts the control plane with into --ca-dir."""
+    CA bundle it trusts the control plane with into --ca-dir; with --grpc, the xDS bootstrap
+    of a proxyless gRPC workload (see docs/proxyless-grpc.md)."""
+    api = Api(control_plane, ca_file, ca_fingerprint)
+    if grpc:
+        lifetime = parse_duration(token_lifetime, "--token-lifetime")
+        if token_file == DEFAULT_TOKEN_FILE:
+            token_file = DEFAULT_GRPC_TOKEN_FILE
+        grpc_spec = GrpcBootstrapSpec(
+            service=service,
+            instance_id=instance_id,
+            # A proxyless client's bootstrap names one xDS server: the first given.
+            xds_host=host_ports(xds, "--xds")[0].host,
+            xds_port=host_ports(xds, "--xds")[0].port,
+            ca_file=str(ca_dir / "ca.pem"),
+            token_file=token_file,
+            namespace=namespace,
+            locality=locality,
+        )
+        typer.echo(_grpc_bootstrap(api, grpc_spec, ca_dir, lifetime), nl=False)
+        return
+    if app_port is None or inbound_port is None or outbound_port is None:
+        raise typer.BadParameter(
+            "--app-port, --inbound-port and --outbound-port are required (or give --grpc)"
+        )
     spec = _spec(
         xds,
         xds_protocol,
@@ -253,7 +300,7 @@ def bootstrap(
         render_sidecar_bootstrap(spec)  # bad flags fail before anything is fetched or written
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    with Api(control_plane, ca_file, ca_fingerprint).client() as client:
+    with api.client() as client:
         try:
             tls, _ = control_plane_tls(client, spec.xds_host, ca_dir)
         except SidecarError as exc:
@@ -261,3 +308,48 @@ def bootstrap(
         except OSError as exc:
             raise fail(f"cannot write the CA bundle into --ca-dir {ca_dir}: {exc}") from None
     typer.echo(render_sidecar_bootstrap(replace(spec, xds_tls=tls)), nl=False)
+
+
+def _grpc_bootstrap(api: Api, spec: GrpcBootstrapSpec, ca_dir: Path, lifetime: float) -> str:
+    """Write the CA bundle and a token envelope for ``spec``'s instance; its bootstrap."""
+    try:
+        text = render_grpc_bootstrap(spec)  # bad flags fail before anything is written
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    with api.client() as client:
+        if client.context is None:
+            raise fail(
+                "--grpc needs a control plane served over TLS (gRPC sends call "
+                "credentials only over TLS)"
+            )
+        try:
+            control_plane_tls(client, spec.xds_host, ca_dir)
+        except SidecarError as exc:
+            raise fail(str(exc)) from None
+        except OSError as exc:
+            raise fail(f"cannot write the CA bundle into --ca-dir {ca_dir}: {exc}") from None
+        try:
+            issued = client.issue_proxy_token(spec.service, spec.instance_id)
+        except ClientError as exc:
+            raise fail(
+                f"cannot issue a proxy token for instance {spec.instance_id} of "
+                f"{spec.service} (register it first: PUT /v1/services/{spec.service}/"
+                f"instances/{spec.instance_id}): {exc}"
+            ) from None
+    envelope = wrap(
+        str(issued["token"]),
+        f"{spec.namespace}/{spec.service}/{spec.instance_id}",
+        int(time.time()),
+        int(lifetime),
+    )
+    try:
+        write_secret(Path(spec.token_file), envelope)
+    except OSError as exc:
+        raise fail(f"cannot write the token file {spec.token_file}: {exc}") from None
+    err_console.print(
+        f"proxy token {issued['token_id']} written to {spec.token_file} (mode 0600); run the "
+        f"workload with GRPC_XDS_BOOTSTRAP=<this file> and {CALL_CREDS_ENV}=true",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return text

@@ -36,18 +36,24 @@ def proxy_status(
     ca_file: CaFile = None,
     ca_fingerprint: CaFingerprint = None,
 ) -> None:
-    """Every connected proxy and, per xDS type, SYNCED / STALE / NACKED / NOT SENT."""
+    """Every connected proxy and, per xDS type, SYNCED / STALE / NACKED / NOT SENT; and every
+    proxy the control plane refuses (XDS: REFUSED, e.g. an unsupported Envoy release), why."""
     try:
         with Api(control_plane, ca_file, ca_fingerprint).client() as client:
             data = client.list_proxies()
     except ClientError as exc:
         raise fail(str(exc)) from None
     rows = []
+    problems: list[str] = []
     for proxy in data["items"]:
+        refused = proxy.get("refused_at") is not None
+        problems.extend(
+            f"{proxy['node_id']}: {problem['message']}" for problem in proxy.get("problems") or []
+        )
         row: dict[str, Any] = {
             "node_id": proxy["node_id"],
             "service": f"{proxy['service']}.{proxy['namespace']}",
-            "variant": proxy["variant"].upper(),
+            "variant": "REFUSED" if refused else proxy["variant"].upper(),
             "revision": proxy["synced_revision"],
             "version": proxy["envoy_version"],
         }
@@ -68,6 +74,9 @@ def proxy_status(
         ],
         rows,
     )
+    if output is OutputFormat.TABLE:
+        for line in problems:
+            err_console.print(f"problem: {line}", style="red", highlight=False, markup=False)
 
 
 def _summary(type_name: str, resource: dict[str, Any]) -> str:

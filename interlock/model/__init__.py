@@ -9,8 +9,9 @@ from interlock.model.errors import (
     NotFound,
     Unavailable,
 )
+from interlock.model.node_metadata import ProxyKind
 from interlock.model.problem import Problem, Severity
-from interlock.model.proxy import Proxy, ProxyKind
+from interlock.model.proxy import Proxy
 from interlock.model.resource import Resource, ResourceKey
 from interlock.model.service import Instance, Protocol, Service, frozen_labels
 from interlock.model.state import MeshState, StateChange

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from interlock.model.errors import FieldError, InvalidInput
 from interlock.model.frozen import EMPTY_MAP, FrozenMap
-from interlock.model.names import address_error, namespace_error, port_error, service_name_error
+from interlock.model.names import service_name_error
+from interlock.model.node_metadata import NODE_METADATA, NodeMetadata, ProxyKind
+from interlock.model.schema import INVALID
 
-
-class ProxyKind(enum.StrEnum):
-    SIDECAR = "sidecar"
-    GATEWAY = "gateway"
+if TYPE_CHECKING:
+    from interlock.model.service import Instance
 
 
 @dataclass(frozen=True)
@@ -73,6 +72,29 @@ class Proxy:
             )
         )
 
+    def registration_error(self, instance: Instance) -> str | None:
+        """What in this proxy's node contradicts the registration of its ``instance`` (None
+        when nothing does): a sidecar's ``inbound_port`` is the instance's registered port; a
+        gateway fronts an instance registered without a sidecar, on one of its listen
+        ports. Ports decide the proxy's view, so this keeps a proxy from minting views."""
+        where = f"instance {instance.instance_id} of {self.namespace}/{instance.service}"
+        if self.kind is ProxyKind.GATEWAY:
+            if instance.sidecar:
+                return f"the node says kind gateway, but {where} is registered with a sidecar"
+            listens = {listen for _, listen in self.gateway_ports}
+            if listens and instance.port not in listens:
+                return (
+                    f"{where} is registered on port {instance.port}, which is none of the "
+                    f"node's gateway_ports listen ports {sorted(listens)}"
+                )
+            return None
+        if self.inbound_port is not None and self.inbound_port != instance.port:
+            return (
+                f"the node's inbound_port {self.inbound_port} is not the registered port "
+                f"{instance.port} of {where}"
+            )
+        return None
+
     def view(self) -> Proxy:
         """This proxy with the node id blanked: the input that decides its resources."""
         return replace(self, node_id="")
@@ -83,7 +105,8 @@ class Proxy:
 
     @classmethod
     def from_node(cls, node_id: str, cluster: str, metadata: Mapping[str, Any]) -> Proxy:
-        """Read a proxy from an Envoy node (its metadata as a plain dict).
+        """Read a proxy from an Envoy node (its metadata as a plain dict, read through the
+        declared schema :data:`~interlock.model.node_metadata.NODE_METADATA`).
 
         Raises :class:`InvalidInput` naming each bad field, so a stream with a broken bootstrap
         is refused with a message that says what to fix.
@@ -98,99 +121,26 @@ class Proxy:
                 else FieldError("node.cluster", err)  # type: ignore[arg-type]
             )
 
-        def text(key: str, default: str) -> str:
-            value = metadata.get(key, default)
-            if not isinstance(value, str):
-                errors.append(FieldError(f"node.metadata.{key}", f"{key} must be a string"))
-                return default
-            return value
-
-        def port(key: str) -> int | None:
-            value = metadata.get(key)
-            if value in (None, ""):
-                return None
-            try:
-                number = int(value)
-            except (TypeError, ValueError):
-                errors.append(FieldError(f"node.metadata.{key}", f"{key} must be a port number"))
-                return None
-            if msg := port_error(number):
-                errors.append(FieldError(f"node.metadata.{key}", msg))
-                return None
-            return number
-
-        namespace = text("namespace", "default")
-        if msg := namespace_error(namespace):
-            errors.append(FieldError("node.metadata.namespace", msg))
-        kind_text = text("kind", ProxyKind.SIDECAR.value)
-        try:
-            kind = ProxyKind(kind_text)
-        except ValueError:
-            errors.append(FieldError("node.metadata.kind", "kind must be 'sidecar' or 'gateway'"))
-            kind = ProxyKind.SIDECAR
-        inbound_address = text("inbound_address", "127.0.0.1")
-        outbound_address = text("outbound_address", "127.0.0.1")
-        for key, value in (
-            ("inbound_address", inbound_address),
-            ("outbound_address", outbound_address),
-        ):
-            if msg := address_error(value):
-                errors.append(FieldError(f"node.metadata.{key}", msg))
-        xds_cluster = text("xds_cluster", "")
-        if len(xds_cluster) > 253 or any(c.isspace() for c in xds_cluster):
-            errors.append(FieldError("node.metadata.xds_cluster", "must be a cluster name"))
-        xds_api = text("xds_api", "sotw")
-        if xds_api not in ("sotw", "delta"):
-            errors.append(FieldError("node.metadata.xds_api", "must be 'sotw' or 'delta'"))
+        meta = NODE_METADATA.parse(metadata, "node.metadata", errors)
+        if meta is INVALID:
+            meta = NodeMetadata()
         proxy = cls(
             node_id=node_id,
             service=cluster,
-            namespace=namespace,
-            kind=kind,
-            inbound_address=inbound_address,
-            inbound_port=port("inbound_port"),
-            app_port=port("app_port"),
-            outbound_address=outbound_address,
-            outbound_port=port("outbound_port"),
-            xds_cluster=xds_cluster,
-            xds_delta=xds_api == "delta",
-            locality=_locality(text("locality", ""), errors),
-            gateway_ports=_gateway_ports(text("gateway_ports", ""), errors),
+            namespace=meta.namespace,
+            kind=meta.kind,
+            inbound_address=meta.inbound_address,
+            inbound_port=meta.inbound_port,
+            app_port=meta.app_port,
+            outbound_address=meta.outbound_address,
+            outbound_port=meta.outbound_port,
+            xds_cluster=meta.xds_cluster,
+            xds_delta=meta.delta,
+            locality=meta.locality,
+            gateway_ports=meta.gateway_ports,
         )
         if errors:
             raise InvalidInput(
                 "; ".join(f"{e.field}: {e.message}" for e in errors), errors=tuple(errors)
             )
         return proxy
-
-
-def _locality(value: str, errors: list[FieldError]) -> str:
-    """``region[/zone[/subzone]]`` or empty."""
-    parts = value.split("/") if value else []
-    if len(parts) > 3 or any(not p.strip() or p != p.strip() for p in parts):
-        errors.append(
-            FieldError("node.metadata.locality", "locality must be region[/zone[/subzone]]")
-        )
-        return ""
-    return value
-
-
-def _gateway_ports(value: str, errors: list[FieldError]) -> tuple[tuple[int, int], ...]:
-    """``80:18080,443`` → ``((80, 18080), (443, 443))``, sorted; each port at most once."""
-    found: dict[int, int] = {}
-    for item in filter(None, (v.strip() for v in value.split(","))):
-        port_text, _, listen_text = item.partition(":")
-        try:
-            port, listen = int(port_text), int(listen_text or port_text)
-        except ValueError:
-            port = listen = 0
-        if port_error(port) or port_error(listen) or port in found:
-            errors.append(
-                FieldError(
-                    "node.metadata.gateway_ports",
-                    f"{item!r}: gateway ports are PORT or PORT:LISTEN_PORT (1-65535), each once",
-                )
-            )
-            continue
-        found[port] = listen
-    return tuple(sorted(found.items()))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from interlock.model.policy.policies import Policies
+from interlock.model.policy.request_authentication import FetchedKeys
 from interlock.model.resource import Resource, ResourceKey
 from interlock.model.service import Instance, Service
 
@@ -16,7 +17,9 @@ class MeshState:
     """Everything the translator may read. Built by the store from one transaction.
 
     ``policies`` holds the stored policy resources, typed and grouped by kind (see
-    :class:`~interlock.model.policy.Policies`).
+    :class:`~interlock.model.policy.Policies`). ``fetched_keys`` is the one part that is not
+    stored: the key sets the control plane fetched for RequestAuthentications' ``jwksUri``,
+    by URI (the reconciler adds them; a state loaded from the store has none).
     """
 
     revision: int
@@ -25,6 +28,7 @@ class MeshState:
         default_factory=lambda: MappingProxyType({})
     )
     policies: Policies = field(default_factory=Policies)
+    fetched_keys: Mapping[str, FetchedKeys] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def build(

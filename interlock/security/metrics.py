@@ -6,11 +6,37 @@
 - ``interlock_sds_denied_total``: secret names a stream asked for and may not have.
 - ``interlock_svids_issued_total{reason}``: ``new``, ``renewal`` or ``rotation``.
 - ``interlock_xds_streams_revoked_total``: streams closed because their token was revoked.
+- ``interlock_proxy_certificate_expiry_seconds{namespace, service, proxy}``: seconds until the
+  certificate served to each connected proxy (by node id) expires — the margin left if
+  renewals stopped (they are due at half the lifetime; a store outage delays them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+Margins = Callable[[], Iterable[tuple[tuple[str, str, str], float]]]
+"""→ ((namespace, service, proxy node id), seconds until its certificate expires) each."""
+
+
+class _CertificateExpiry(Collector):
+    def __init__(self) -> None:
+        self.sources: list[Margins] = []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "interlock_proxy_certificate_expiry_seconds",
+            "Seconds until the certificate served to a connected proxy expires",
+            labels=["namespace", "service", "proxy"],
+        )
+        for source in self.sources:
+            for labels, seconds in source():
+                gauge.add_metric(list(labels), seconds)
+        yield gauge
 
 
 class SecurityMetrics:
@@ -35,3 +61,9 @@ class SecurityMetrics:
             "xDS streams closed because their token was revoked",
             registry=r,
         )
+        self._expiry = _CertificateExpiry()
+        r.register(self._expiry)
+
+    def watch_expiry(self, margins: Margins) -> None:
+        """Report ``margins`` as ``interlock_proxy_certificate_expiry_seconds``."""
+        self._expiry.sources.append(margins)

@@ -1,9 +1,13 @@
 """Who a stream speaks for, and the secrets it gets: authentication, X.509-SVIDs and renewal.
 
 A stream is authenticated by the proxy token in its ``authorization: Bearer …`` metadata (no
-token, an unknown or a revoked one: UNAUTHENTICATED); access-log (ALS) streams too
-(:meth:`ProxySecurity.access_log_principal`). The token is bound to one instance of one
-service; a node claiming another service, namespace or instance is refused (PERMISSION_DENIED).
+token, an unknown or a revoked one: UNAUTHENTICATED; looked up through
+:class:`~interlock.security.token_lookup.TokenLookup`, so bad tokens cost little), bare or —
+what gRPC's xDS clients send — in its JWT-shaped envelope
+(:mod:`interlock.model.token_envelope`; an expired or malformed one: UNAUTHENTICATED);
+access-log (ALS) streams too (:meth:`ProxySecurity.access_log_principal`). The token is bound
+to one instance of one service; a node claiming another service, namespace or instance is
+refused (PERMISSION_DENIED).
 Node metadata is otherwise trusted only for what it cannot abuse: the proxy's own ports.
 
 Each attached proxy is served a *derived* snapshot (see :meth:`SnapshotCache.set_derived`): its
@@ -36,8 +40,10 @@ from interlock.ca import Svid
 from interlock.ca.storage import seal_svid_key, unseal_svid_key
 from interlock.model import InterlockError, Proxy
 from interlock.model.identity import PROXY_SECRETS, Token, TokenRole, token_hash
+from interlock.model.token_envelope import EnvelopeError, looks_wrapped, unwrap
 from interlock.security.authority import CaRuntime
 from interlock.security.metrics import SecurityMetrics
+from interlock.security.token_lookup import TokenLookup
 from interlock.store.security import SecurityStore, StoredSvid
 from interlock.telemetry.als import Principal, StreamRefused
 from interlock.xds import resource_types as rt
@@ -109,11 +115,14 @@ class ProxySecurity:
         self.metrics = metrics or SecurityMetrics()
         self._jitter = jitter
         self._rng = rng or random.Random()
+        #: Grouped lookups, unknown hashes remembered (see :mod:`.token_lookup`).
+        self._tokens = TokenLookup(store.find_tokens)
         self._issued: dict[Instance, _Issued] = {}
         self._attached: dict[str, _Attached] = {}
         self._bundle = b""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.metrics.watch_expiry(self.certificate_margins)
 
     # -- authentication ----------------------------------------------------------------------
     async def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> Token:
@@ -126,8 +135,14 @@ class ProxySecurity:
                 "no proxy token: send 'authorization: Bearer <token>' "
                 "(POST /v1/services/{name}/instances/{id}/token issues one)",
             )
+        if looks_wrapped(token):
+            try:
+                token = unwrap(token, time.time()).token
+            except EnvelopeError as exc:
+                self._reject("unauthenticated")
+                raise StreamRejected(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from None
         try:
-            record = await asyncio.to_thread(self._store.find_token, token_hash(token))
+            record = await self._tokens.find(token_hash(token))
         except InterlockError as exc:
             raise StreamRejected(grpc.StatusCode.UNAVAILABLE, exc.message) from None
         if record is None or not record.active or record.role is not TokenRole.PROXY:
@@ -229,6 +244,24 @@ class ProxySecurity:
         return identity_secrets(
             issued.svid.certificate_chain_pem(), issued.key_pem, self.ca.bundle_pem()
         )
+
+    def count_refusal(self, reason: str) -> None:
+        """Count a stream refused after authentication (``reason``: its status, lower case)."""
+        self.metrics.rejected.labels(reason).inc()
+
+    def certificate_margins(self) -> list[tuple[tuple[str, str, str], float]]:
+        """((namespace, service, node id), seconds until its certificate expires) for each
+        attached proxy."""
+        now = self.ca.clock()
+        margins = []
+        for key, attached in tuple(self._attached.items()):
+            issued = self._issued.get(attached.instance)
+            if issued is not None:
+                namespace, service, _ = attached.instance
+                node_id = key.rpartition("@")[2]
+                seconds = (issued.svid.not_after - now).total_seconds()
+                margins.append(((namespace, service, node_id), seconds))
+        return margins
 
     def _publish(self, key: str) -> None:
         attached = self._attached[key]
@@ -340,6 +373,11 @@ class ProxySecurity:
         self._bundle = self.ca.bundle_pem()
         self._task = asyncio.create_task(self._renewals(), name="interlock-svid-renewal")
 
+    @property
+    def running(self) -> bool:
+        """Whether its loop runs (it ends only by :meth:`stop`)."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -357,6 +395,9 @@ class ProxySecurity:
                     await self._reissue(due, "renewal")
                 except InterlockError as exc:
                     log.warning("SVID renewal failed (%s); retrying in 1 s", exc.message)
+                    await asyncio.sleep(1.0)
+                except Exception:
+                    log.exception("SVID renewal failed; retrying in 1 s")
                     await asyncio.sleep(1.0)
                 continue
             upcoming = [self._issued[i].renew_at for i in live]

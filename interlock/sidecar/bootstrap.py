@@ -1,4 +1,4 @@
-"""Rendering Envoy bootstraps from the templates in ``envoy-configs/``."""
+"""Rendering Envoy bootstraps from the templates in ``interlock/envoy_configs/``."""
 
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ def render_sidecar_bootstrap(spec: SidecarSpec) -> str:
         ADMIN_ADDRESS=spec.admin_address,
         ADMIN_PORT=str(int(spec.admin_port)),
         API_TYPE=spec.xds_protocol.api_type,
-        XDS_API=spec.xds_protocol.value,
+        XDS_PROTOCOL=spec.xds_protocol.value,
         XDS_ENDPOINTS=xds_endpoints(spec.xds_host, spec.xds_port, spec.xds_others),
         XDS_TOKEN_FILE=_quoted(spec.token_file),
         XDS_TRANSPORT_SOCKET=transport_socket(spec.xds_tls, 4),

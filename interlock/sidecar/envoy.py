@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from interlock.model.envoy_version import EnvoyVersion, parse_envoy_version, unsupported_reason
+
 
 class EnvoyNotFound(Exception):
     def __init__(self, hint: str) -> None:
@@ -41,6 +43,25 @@ def find_envoy(explicit: str | None = None) -> str:
     raise EnvoyNotFound("'envoy' is not on PATH")
 
 
+def envoy_version(binary: str) -> EnvoyVersion | None:
+    """The release ``binary --version`` reports (None when it says none or cannot run)."""
+    try:
+        result = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_envoy_version(result.stdout + result.stderr)
+
+
+def why_envoy_failed(binary: str) -> str | None:
+    """Asked once Envoy has exited with an error: its release is outside the supported range
+    (the likely reason its bootstrap was refused), or None. Not asked before starting it:
+    ``--version`` costs a process start on every sidecar's happy path."""
+    version = envoy_version(binary)
+    return None if version is None else unsupported_reason(version)
+
+
 class EnvoyProcess:
     """An Envoy started from a bootstrap file; stop() always reaps it."""
 
@@ -54,6 +75,7 @@ class EnvoyProcess:
         log_level: str = "warning",
         drain_seconds: float = 1.0,
     ) -> None:
+        self.binary = binary
         self.admin_url = f"http://{admin_address}:{admin_port}"
         self.args = [
             binary,

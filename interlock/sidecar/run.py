@@ -27,7 +27,7 @@ from interlock.client import (
     InterlockClient,
 )
 from interlock.sidecar.bootstrap import SidecarSpec, render_sidecar_bootstrap
-from interlock.sidecar.envoy import EnvoyProcess, find_envoy
+from interlock.sidecar.envoy import EnvoyProcess, find_envoy, why_envoy_failed
 from interlock.sidecar.probe import AppProbe, ProbeSpec
 from interlock.sidecar.xds_trust import BundleFiles, BundleFollower, XdsTls, sni_for
 from interlock.trust import Trust
@@ -228,6 +228,8 @@ def serve_until_stopped(
     if envoy.poll() is not None:
         code = envoy.wait()
         say(f"envoy exited with code {code}")
+        if code and (reason := why_envoy_failed(envoy.binary)):
+            say(reason)
         return code or 1
     leave()
     deadline = time.monotonic() + drain_seconds

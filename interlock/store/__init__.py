@@ -4,6 +4,7 @@ See :class:`Store`. The schema is private to this package; callers see only
 :mod:`interlock.model` values and the records below.
 """
 
+from interlock.store._engine import DEFAULT_TIMEOUT_S as DEFAULT_DB_TIMEOUT
 from interlock.store.records import (
     AppliedResource,
     ApplyResult,
@@ -15,6 +16,7 @@ from interlock.store.records import (
 from interlock.store.repository import Snapshot, Store
 
 __all__ = [
+    "DEFAULT_DB_TIMEOUT",
     "AppliedResource",
     "ApplyResult",
     "Change",

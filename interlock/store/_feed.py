@@ -90,6 +90,11 @@ class PgListener:
         self._conn = self._listen()
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """Whether the listening thread is alive (it reconnects by itself while it is)."""
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         """Stop the thread and close its connection; returns when the thread has ended."""
         self._stop.set()
@@ -131,7 +136,7 @@ class PgListener:
                     log.info("change feed reconnected on channel %s", self._channel)
                 delay = self.RETRY_MIN_S
                 self._wait_and_dispatch(self._conn)
-            except (psycopg.Error, OSError, ValueError) as e:
+            except Exception as e:  # never end the feed: psycopg, socket, a bad row
                 if self._stop.is_set():
                     break
                 log.warning("change feed lost its connection (%s); retrying in %.1fs", e, delay)

@@ -2,7 +2,8 @@
 
 Safe when several processes start together: the whole upgrade runs in one write transaction
 that first takes a lock (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on
-PostgreSQL), so the second process waits and then finds the schema current.
+PostgreSQL), so the second process waits and then finds the schema current. The store's
+``timeout`` does not apply to it (:meth:`Database.write_unbounded`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def upgrade(db: Database) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("path_separator", "os")
-    with db.write() as conn:
+    with db.write_unbounded() as conn:
         if db.dialect == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
         config.attributes["connection"] = conn

@@ -26,7 +26,7 @@ from interlock.model.service import Instance, Service
 from interlock.model.state import MeshState, StateChange
 from interlock.store import _resources, _sql
 from interlock.store._batch import Finish, GroupCommit, Operation, Write
-from interlock.store._engine import Database, normalize_url, unavailable
+from interlock.store._engine import DEFAULT_TIMEOUT_S, Database, normalize_url, unavailable
 from interlock.store._feed import PgListener, Subscribers
 from interlock.store._migrate import upgrade
 from interlock.store._validate import check_instance, check_resource, check_service
@@ -179,15 +179,17 @@ class Store:
         return self.clock()
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> Store:
         """Connect to ``url`` (``sqlite:///path.db``, ``sqlite://`` for memory, or
-        ``postgresql+psycopg://…``) and upgrade its schema to the newest migration.
+        ``postgresql+psycopg://…``) and upgrade its schema to the newest migration. Every
+        wait on the database is bounded by ``timeout`` seconds (see
+        :mod:`interlock.store._engine`).
 
         Idempotent, and safe when several replicas open one database at once. Raises
         :class:`InvalidInput` for an unsupported URL, :class:`Unavailable` when the database
         cannot be reached or migrated.
         """
-        db = Database(normalize_url(url))
+        db = Database(normalize_url(url), timeout)
         try:
             upgrade(db)
             if db.dialect != "postgresql":
@@ -205,7 +207,11 @@ class Store:
         assert self._channel is not None
         engine = self._db.engine
         cargs, cparams = engine.dialect.create_connect_args(engine.url)
-        params: dict[str, Any] = {**cparams, "autocommit": True, "connect_timeout": 10}
+        params: dict[str, Any] = {
+            **cparams,
+            "autocommit": True,
+            "connect_timeout": self._db.connect_params()["connect_timeout"],
+        }
 
         def connect() -> psycopg.Connection[Any]:
             return psycopg.connect(*cargs, **params)
@@ -216,6 +222,18 @@ class Store:
         except psycopg.Error as e:
             raise unavailable(e) from e
         self._listener = listener
+
+    def feed_problem(self) -> str | None:
+        """Why the change feed is not running (None while it is: always on SQLite, where the
+        writer itself announces each commit)."""
+        if self._channel is None:
+            return None
+        listener = self._listener
+        if listener is None:
+            return "the change feed is stopped"
+        if not listener.running:
+            return "the change feed's listener thread has ended"
+        return None
 
     def close(self) -> None:
         """Stop the change feed and close every connection. Idempotent."""

@@ -228,6 +228,19 @@ class SecurityStore:
             )
         return None if row is None else _token(row)
 
+    def find_tokens(self, token_hashes: Collection[str]) -> dict[str, Token]:
+        """The tokens among ``token_hashes`` (revoked or not), by hash: one query for many
+        lookups (the xDS server groups the streams that authenticate at once)."""
+        if not token_hashes:
+            return {}
+        with self._db.read() as conn:
+            rows = (
+                conn.execute(sa.select(tokens).where(tokens.c.token_hash.in_(list(token_hashes))))
+                .mappings()
+                .all()
+            )
+        return {row["token_hash"]: _token(row) for row in rows}
+
     def list_tokens(self, role: TokenRole | None = None) -> list[Token]:
         """Every token's record (never a token), by creation time."""
         query = sa.select(tokens)

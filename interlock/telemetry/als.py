@@ -29,9 +29,11 @@ from typing import Any
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2
+from google.protobuf.message import DecodeError
 
 from interlock.telemetry.graph import EXTERNAL, TrafficGraph
 from interlock.xds import naming
+from interlock.xds.limits import FirstRequests, StreamLimits
 
 log = logging.getLogger("interlock.telemetry.als")
 
@@ -82,6 +84,13 @@ def _claim(node: Any) -> Principal:
     return Principal(_cut(namespace), _cut(str(node.cluster)), _cut(str(node.id)))
 
 
+async def _parsed(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+    """The stream's messages, parsed (``DecodeError`` for one that does not parse)."""
+    yield als_pb2.StreamAccessLogsMessage.FromString(first)
+    async for raw in rest:
+        yield als_pb2.StreamAccessLogsMessage.FromString(raw)
+
+
 def _cut(name: str, limit: int = 253) -> str:
     return name if len(name) <= limit else name[:limit] + "…"
 
@@ -106,9 +115,14 @@ class AccessLogReceiver:
         on_entry: Callable[[str, str, Any], None] | None = None,
         counter: Any = None,
         dropped: Any = None,
+        limits: StreamLimits | None = None,
     ) -> None:
         """``counter`` (a prometheus Counter, optional) counts every entry received;
-        ``dropped`` (a Counter labelled ``reason``, optional) those the graph dropped."""
+        ``dropped`` (a Counter labelled ``reason``, optional) those the graph dropped.
+        ``limits``: a stream's first message must come in time and be small (it is read
+        before the stream is authenticated), as on the xDS streams beside it."""
+        self.limits = limits or StreamLimits()
+        self._first_requests = FirstRequests(self.limits)
         self.counter = counter
         self.dropped = dropped
         self.graph = graph
@@ -123,7 +137,7 @@ class AccessLogReceiver:
             {
                 METHOD: grpc.stream_unary_rpc_method_handler(
                     self._stream,
-                    request_deserializer=als_pb2.StreamAccessLogsMessage.FromString,
+                    request_deserializer=None,  # parsed in _stream, the first size-checked
                     response_serializer=als_pb2.StreamAccessLogsResponse.SerializeToString,
                 )
             },
@@ -135,8 +149,12 @@ class AccessLogReceiver:
         metadata = tuple((str(k), v) for k, v in (context.invocation_metadata() or ()))
         own = ""
         log_name = ""
+        iterator = aiter(requests)
         try:
-            async for message in requests:
+            raw = await self._first_requests.first(iterator, context, "access-log")
+            if raw is None:
+                return als_pb2.StreamAccessLogsResponse()
+            async for message in _parsed(raw, iterator):
                 if message.HasField("identifier"):
                     # Every identifier is checked (Envoy sends one, first): entries always
                     # count for the token's service.
@@ -150,6 +168,8 @@ class AccessLogReceiver:
                 if message.HasField("http_logs"):
                     for entry in message.http_logs.log_entry:
                         self.record(log_name, own, entry)
+        except DecodeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a message does not parse")
         except (grpc.RpcError, grpc.aio.AioRpcError) as exc:
             log.debug("access-log stream from %s ended: %s", own or "?", exc)
         return als_pb2.StreamAccessLogsResponse()

@@ -7,6 +7,12 @@
 - ``interlock_reconcile_builds_total``, ``interlock_reconcile_build_seconds``: view
   translations (translate + check + publish) and their duration.
 - ``interlock_reconcile_debounce_merged_total``: commits folded into a later build.
+- ``interlock_reconcile_errors_total{stage}``: failures of the reconciler's loop (``check``:
+  the periodic revision check; ``rebuild``: loading and publishing a revision), each logged
+  and retried with backoff.
+- ``interlock_views``, ``interlock_views_limit``: proxy views held (one translation each) and
+  the most the server holds (``--max-views``); ``interlock_views_refused_total``: streams
+  refused because a new view would pass it.
 - ``interlock_api_request_seconds{method, route, status}``: REST API latency.
 - ``interlock_access_log_entries_total``: requests reported by sidecars over ALS.
 - ``interlock_access_log_entries_dropped_total{reason}``: reported requests the service graph
@@ -22,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -92,9 +98,26 @@ class ControlPlaneMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.reconcile_errors = Counter(
+            "interlock_reconcile_errors",
+            "Failures of the reconciler's loop, each retried with backoff",
+            ["stage"],
+            registry=r,
+        )
+        for stage in ("check", "rebuild"):  # every series exists from the start, at 0
+            self.reconcile_errors.labels(stage)
         self.merged = Counter(
             "interlock_reconcile_debounce_merged",
             "Commits folded into a later build by the debounce",
+            registry=r,
+        )
+        self.views = Gauge("interlock_views", "Proxy views held (one translation each)", registry=r)
+        self.views_limit = Gauge(
+            "interlock_views_limit", "The most proxy views the server holds", registry=r
+        )
+        self.views_refused = Counter(
+            "interlock_views_refused",
+            "Streams refused because a new view would pass the limit",
             registry=r,
         )
         self.api_seconds = Histogram(

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from envoy.service.discovery.v3 import discovery_pb2
+
 from interlock.xds import wire
 from interlock.xds.content import Content
 from interlock.xds.session import TypeState
@@ -28,9 +30,13 @@ from interlock.xds.stream import XdsStream
 class DeltaStream(XdsStream):
     variant: Variant = "delta"
     nonce_field_number = wire.DELTA_NONCE
+    request_type = discovery_pb2.DeltaDiscoveryRequest
 
     def handle(self, request: Any) -> None:
-        state, first = self.state_for(request.type_url)
+        found = self.state_for(request.type_url)
+        if found is None:
+            return
+        state, first = found
         error = request.error_detail.message if request.HasField("error_detail") else None
         self.ack_or_nack(state, request.response_nonce, error)
         if first and request.initial_resource_versions:
@@ -44,6 +50,7 @@ class DeltaStream(XdsStream):
         changed, dropped = state.sub.apply_delta(
             first, subscribe, request.resource_names_unsubscribe
         )
+        self.check_names(state)
         if dropped and state.have is not None:
             state.have = state.have.without(dropped)
         if changed or dropped or first:

@@ -20,6 +20,8 @@ The scheme follows Istio's, so people who read Istio config dumps feel at home:
   listeners ``outbound|tcp|<host>:<port>``.
 - ``gateway|<port>``: a gateway's listener and route configuration for its Gateway servers on
   ``port``; a bound VirtualService is the virtual host ``<namespace>/<name>``.
+- ``<host>`` (``b``, ``b:8080``, ``b.ns``, ... ``b.ns.svc.cluster.local:8080``): the API
+  listener of a proxyless gRPC client for ``xds:///<host>``; its routes are ``outbound|http``.
 - ``default`` and ``ROOTCA``: the secrets (SDS) of a proxy's own X.509-SVID and of the trust
   bundle, as Istio names them; inbound filter chains are named ``mtls`` and ``plaintext``.
 """
@@ -115,6 +117,12 @@ def parse_outbound_cluster(name: str) -> tuple[str, str] | None:
         return None
     service, _, namespace = parts[3].partition(".")
     return service, namespace
+
+
+def grpc_listener(host: str) -> str:
+    """The API listener a proxyless gRPC client resolves ``xds:///<host>`` to: the host
+    itself (``b``, ``b.ns.svc.cluster.local:8080``, ...), as gRPC names it in its LDS request."""
+    return host
 
 
 def outbound_virtual_host(service: Service) -> str:

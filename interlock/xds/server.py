@@ -1,8 +1,11 @@
 """The xDS management server: ADS and the per-type services, state-of-the-world and delta, on one
 grpc.aio port.
 
-Every stream goes through the same handshake: the first request must carry ``node.id`` (else the
-stream ends with INVALID_ARGUMENT); the ``open_stream`` hook maps the node and the call's metadata
+Every stream goes through the same handshake: the first request must come within
+``StreamLimits.first_request_timeout`` (else DEADLINE_EXCEEDED), be at most
+``StreamLimits.max_first_request`` bytes (else RESOURCE_EXHAUSTED: it is read before the stream
+is authenticated, so it is kept small and never parsed when too big) and carry ``node.id``
+(else INVALID_ARGUMENT); the ``open_stream`` hook maps the node and the call's metadata
 to a snapshot key, or to a :class:`StreamGrant` (or raises :class:`StreamRejected`, which ends the
 stream with its code before anything is sent); the stream then watches that key and sends nothing
 until it has a snapshot. A grant can also limit the names a stream may subscribe to (a request
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -31,12 +35,13 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
 from envoy.config.core.v3.base_pb2 import Node
-from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped, unused-ignore]
+from google.protobuf.message import DecodeError
 
 from interlock.xds import resource_types as rt
 from interlock.xds.cache import SnapshotCache
 from interlock.xds.delta import DeltaStream
+from interlock.xds.limits import FirstRequests, StreamLimits
 from interlock.xds.session import Session
 from interlock.xds.sotw import SotwStream
 from interlock.xds.status import StatusRegistry
@@ -68,6 +73,25 @@ class StreamGrant:
 
 
 OpenStream = Callable[[Node, Metadata], Awaitable[str | StreamGrant]]
+
+
+def parsed(requests: AsyncIterator[bytes], parse: Callable[[bytes], Any]) -> AsyncIterator[Any]:
+    """``requests`` parsed with ``parse``; a message that does not parse ends the stream
+    with INVALID_ARGUMENT."""
+
+    async def messages() -> AsyncIterator[Any]:
+        async for raw in requests:
+            yield _parse(raw, parse)
+
+    return messages()
+
+
+def _parse(raw: bytes, parse: Callable[[bytes], Any]) -> Any:
+    try:
+        return parse(raw)
+    except DecodeError:
+        raise ProtocolError(grpc.StatusCode.INVALID_ARGUMENT, "a request does not parse") from None
+
 
 #: gRPC service → (short name, SotW method, delta method, type it serves; None for ADS)
 SERVICES: dict[str, tuple[str, str, str, str | None]] = {
@@ -111,12 +135,17 @@ SERVICES: dict[str, tuple[str, str, str, str | None]] = {
 
 
 class StreamRejected(Exception):
-    """Raised by the ``open_stream`` hook: the stream ends with ``code`` and nothing is sent."""
+    """Raised by the ``open_stream`` hook: the stream ends with ``code`` and nothing is sent.
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    ``shown``: the proxy is listed with ``message`` among the refused ones of the status
+    registry (`GET /v1/proxies`) until it connects, for refusals its operator must act on. Only
+    for a stream that proved who it is (an unauthenticated one must not fill the list)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, *, shown: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.shown = shown
 
 
 def envoy_version(node: Any) -> str:
@@ -130,6 +159,30 @@ def envoy_version(node: Any) -> str:
     return name
 
 
+class _RejectionLog:
+    """Logs refused streams without letting a flood of them flood the log: per status code,
+    the first refusal of every ``interval`` seconds is logged, with how many were not."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._next: dict[grpc.StatusCode, float] = {}
+        self._quiet: dict[grpc.StatusCode, int] = {}
+
+    def note(self, node_id: str, exc: StreamRejected) -> None:
+        now = time.monotonic()
+        if now < self._next.get(exc.code, 0.0):
+            self._quiet[exc.code] = self._quiet.get(exc.code, 0) + 1
+            return
+        self._next[exc.code] = now + self.interval
+        quiet = self._quiet.pop(exc.code, 0)
+        log.info(
+            "stream from %r rejected: %s%s",
+            node_id[:253],
+            exc.message,
+            f" (and {quiet} more {exc.code.name} since the last such line)" if quiet else "",
+        )
+
+
 class XdsServer:
     """Serves the snapshots of ``cache`` to every stream, recording status in ``status``."""
 
@@ -139,16 +192,20 @@ class XdsServer:
         status: StatusRegistry,
         open_stream: OpenStream,
         extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
+        limits: StreamLimits | None = None,
     ) -> None:
         """``extra_handlers`` are other gRPC services served on the same port (e.g. the
-        access-log service proxies stream to)."""
+        access-log service proxies stream to); ``limits`` bound what a client may cost."""
         self._extra_handlers = list(extra_handlers)
+        self.limits = limits or StreamLimits()
+        self._first_requests = FirstRequests(self.limits)
         self._cache = cache
         self._status = status
         self._open_stream = open_stream
         self._server: grpc.aio.Server | None = None
         self._ids = itertools.count(1)
         self._sessions: dict[tuple[str, str], Session] = {}
+        self._rejections = _RejectionLog()
         self._principals: dict[str, set[int]] = {}
         #: The open streams by id (introspection; status is in the registry).
         self.streams: dict[int, XdsStream] = {}
@@ -179,8 +236,9 @@ class XdsServer:
                 # third early PING of an idle stream with GOAWAY (too_many_pings).
                 ("grpc.http2.min_ping_interval_without_data_ms", 2_000),
                 ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-            ]
+                *self.limits.grpc_options(),
+            ],
+            maximum_concurrent_rpcs=self.limits.max_streams,
         )
         server.add_generic_rpc_handlers([*self._handlers(), *self._extra_handlers])
         if credentials is None:
@@ -203,15 +261,16 @@ class XdsServer:
     def _handlers(self) -> list[grpc.GenericRpcHandler]:
         handlers: list[grpc.GenericRpcHandler] = []
         for service, (short, sotw_method, delta_method, fixed) in SERVICES.items():
+            # Requests arrive serialized: the first is size-checked before it is parsed.
             methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
                 sotw_method: grpc.stream_stream_rpc_method_handler(
                     self._behaviour(SotwStream, short, fixed),
-                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                    request_deserializer=None,
                     response_serializer=None,  # responses are bytes already
                 ),
                 delta_method: grpc.stream_stream_rpc_method_handler(
                     self._behaviour(DeltaStream, short, fixed),
-                    request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                    request_deserializer=None,
                     response_serializer=None,
                 ),
             }
@@ -237,10 +296,16 @@ class XdsServer:
         context: grpc.aio.ServicerContext[Any, bytes],
     ) -> None:
         iterator = aiter(requests)
-        try:
-            first = await anext(iterator)
-        except StopAsyncIteration:
+        raw = await self._first_requests.first(iterator, context, "xDS")
+        if raw is None:
             return
+        parse = kind.request_type.FromString
+        try:
+            first = parse(raw)
+        except DecodeError:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the first request does not parse"
+            )
         node = first.node
         if not node.id:
             await context.abort(
@@ -250,7 +315,16 @@ class XdsServer:
         try:
             opened = await self._open_stream(node, metadata)
         except StreamRejected as exc:
-            log.info("stream from %r rejected: %s", str(node.id)[:253], exc.message)
+            self._rejections.note(str(node.id), exc)
+            if exc.shown:
+                self._status.refuse(
+                    node_id=str(node.id),
+                    node_cluster=str(node.cluster),
+                    node_metadata=MessageToDict(node.metadata),
+                    envoy_version=envoy_version(node),
+                    peer=str(context.peer() or ""),
+                    reason=exc.message,
+                )
             await context.abort(exc.code, exc.message)
         except Exception:
             log.exception("open_stream failed for node %r", str(node.id)[:253])
@@ -289,7 +363,9 @@ class XdsServer:
         reader: asyncio.Task[None] | None = None
         try:
             stream.handle(first)
-            reader = asyncio.create_task(stream.read(iterator), name=f"xds-read-{stream_id}")
+            reader = asyncio.create_task(
+                stream.read(parsed(iterator, parse)), name=f"xds-read-{stream_id}"
+            )
             await stream.run(context.write)
             if stream.failure is not None:
                 await context.abort(stream.failure.code, stream.failure.message)
@@ -342,7 +418,9 @@ __all__ = [
     "OnDenied",
     "OpenStream",
     "StreamGrant",
+    "StreamLimits",
     "StreamRejected",
     "XdsServer",
     "envoy_version",
+    "parsed",
 ]

@@ -19,6 +19,8 @@ Contract, per type on one stream:
 - a NACK is a request with ``error_detail``; it is recorded and nothing more of the type is sent
   until what the proxy should hold changes (a new snapshot, or a new subscription);
 - a newly requested name is sent even if the proxy had it (e.g. under a wildcard it left);
+- LDS and CDS subscribed by name (gRPC's xDS client) get a response whenever what exists of
+  those names changes, even to nothing: absence means deletion there too;
 - for a non-wildcard type a response is sent only when a subscribed resource is new or changed:
   SotW cannot say "does not exist" or "deleted" for these types (absence means nothing), so a
   name that does not exist yet gets nothing until a snapshot has it, and an empty subscription
@@ -30,6 +32,8 @@ Contract, per type on one stream:
 from __future__ import annotations
 
 from typing import Any
+
+from envoy.service.discovery.v3 import discovery_pb2
 
 from interlock.xds import resource_types as rt
 from interlock.xds import wire
@@ -45,9 +49,13 @@ _UPDATE_TYPES = frozenset({rt.ENDPOINT, rt.ROUTE, rt.SECRET})
 class SotwStream(XdsStream):
     variant: Variant = "sotw"
     nonce_field_number = wire.SOTW_NONCE
+    request_type = discovery_pb2.DiscoveryRequest
 
     def handle(self, request: Any) -> None:
-        state, first = self.state_for(request.type_url)
+        found = self.state_for(request.type_url)
+        if found is None:
+            return
+        state, first = found
         error = request.error_detail.message if request.HasField("error_detail") else None
         if not self.ack_or_nack(state, request.response_nonce, error):
             return
@@ -55,6 +63,7 @@ class SotwStream(XdsStream):
             state.initial_version = request.version_info
         names = self.permitted(state.type_url, request.resource_names)
         changed, added = state.sub.apply_sotw(names)
+        self.check_names(state)
         if changed:
             state.narrow()
             if added and state.have is not None:
@@ -71,6 +80,11 @@ class SotwStream(XdsStream):
             return False
         if state.sub.wildcard:
             return True  # the complete state, even empty: absence means deletion
+        if state.type_url in rt.WILDCARD_TYPES and state.sub.names:
+            # LDS and CDS answer names too with every one that exists: absence says a name
+            # no longer exists (gRPC's xDS client names the listener of its target and the
+            # clusters of its routes; a deleted service must leave it, not stay cached).
+            return True
         # Other types cannot delete in SotW (absence means nothing), so only something new or
         # changed is worth a response.
         return bool(desired.entries) and (have is None or not desired.within(have))

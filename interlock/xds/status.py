@@ -75,6 +75,27 @@ class ProxyStatus:
     synced_revision: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedProxy:
+    """A proxy whose streams are refused for a reason its operator must see (an Envoy release
+    outside the supported range): the newest attempt per node id."""
+
+    node_id: str
+    node_cluster: str
+    node_metadata: dict[str, Any]
+    envoy_version: str
+    peer: str
+    reason: str
+    at: float
+
+
+#: A refusal is shown while its proxy tried again within this many seconds (Envoy retries a
+#: refused ADS stream every few seconds, with back-off up to 30 s by default).
+REFUSED_SHOWN_SECONDS = 300.0
+#: At most this many refused proxies are remembered (the oldest attempts are forgotten first).
+REFUSED_KEPT = 1000
+
+
 class StatusEvent(NamedTuple):
     """Told to listeners as it happens (a named tuple: one is made per response and per ACK)."""
 
@@ -297,11 +318,20 @@ class StatusRegistry:
         #: The kinds some listener wants (None: every kind).
         self._wanted: frozenset[str] | None = frozenset()
         self._waiters: set[_Waiter] = set()
+        #: Refusals by node id, the oldest attempt first.
+        self._refused: dict[str, RefusedProxy] = {}
 
     # -- reading -----------------------------------------------------------------------------
     def proxies(self) -> list[ProxyStatus]:
         """Every open stream, by stream id."""
         return [self._records[sid].freeze() for sid in sorted(self._records)]
+
+    def refused(self) -> list[RefusedProxy]:
+        """Proxies refused lately (see :meth:`refuse`) and not connected since, by node id."""
+        horizon = self.clock() - REFUSED_SHOWN_SECONDS
+        return sorted(
+            (r for r in self._refused.values() if r.at >= horizon), key=lambda r: r.node_id
+        )
 
     def proxy(self, stream_id: int) -> ProxyStatus | None:
         record = self._records.get(stream_id)
@@ -392,8 +422,28 @@ class StatusRegistry:
             peer=peer,
         )
         self._records[stream_id] = record
+        if self._refused:
+            self._refused.pop(node_id, None)
         self._notify(StatusEvent("connected", stream_id, snapshot_key, node_id))
         return record
+
+    def refuse(
+        self,
+        *,
+        node_id: str,
+        node_cluster: str,
+        node_metadata: dict[str, Any],
+        envoy_version: str,
+        peer: str,
+        reason: str,
+    ) -> None:
+        """Remember that ``node_id``'s stream was refused for ``reason`` (until it connects)."""
+        self._refused.pop(node_id, None)
+        self._refused[node_id] = RefusedProxy(
+            node_id, node_cluster, node_metadata, envoy_version, peer, reason, self.clock()
+        )
+        while len(self._refused) > REFUSED_KEPT:
+            del self._refused[next(iter(self._refused))]
 
     def close(self, record: StreamRecord) -> None:
         """Forget a stream that ended."""

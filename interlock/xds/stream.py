@@ -32,6 +32,11 @@ log = logging.getLogger("interlock.xds.server")
 
 Write = Callable[[bytes], Awaitable[None]]
 
+MAX_NAMES = 100_000
+"""Names one stream may subscribe to of one type (a sidecar asks for one per cluster or
+listener): past it the stream ends with RESOURCE_EXHAUSTED, so that delta subscriptions,
+which add up request after request, cannot grow without bound."""
+
 
 class ProtocolError(Exception):
     """A request the protocol does not allow; the stream ends with ``code``."""
@@ -47,6 +52,8 @@ class XdsStream:
 
     variant: Variant
     nonce_field_number: int
+    #: The request message class (requests arrive serialized; see ``server``).
+    request_type: Any
 
     def __init__(
         self,
@@ -72,6 +79,8 @@ class XdsStream:
         #: Per type URL, the only names this stream may subscribe to (see ``StreamGrant``).
         self.allowed: Mapping[str, frozenset[str]] = MappingProxyType({})
         self.on_denied: Callable[[str, frozenset[str]], None] | None = None
+        #: Requests for types this server does not serve (ignored; see ``state_for``).
+        self.ignored = 0
 
     # -- variant-specific ------------------------------------------------------------------
     def handle(self, request: Any) -> None:
@@ -103,8 +112,19 @@ class XdsStream:
                 log.exception("stream %d: on_denied failed", self.stream_id)
         return [n for n in names if n in allowed]
 
-    def state_for(self, type_url: str) -> tuple[TypeState, bool]:
-        """The state of the request's type (created on its first request: second item True)."""
+    def check_names(self, state: TypeState) -> None:
+        """End the stream when ``state`` subscribes to more than :data:`MAX_NAMES` names."""
+        if len(state.sub.names) > MAX_NAMES:
+            raise ProtocolError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"at most {MAX_NAMES} names of one type may be subscribed on a stream",
+            )
+
+    def state_for(self, type_url: str) -> tuple[TypeState, bool] | None:
+        """The state of the request's type (created on its first request: second item True),
+        or None for a type this server does not serve: such a request is ignored (as the
+        server sends nothing for it, that is what it would have come to) and no state is
+        kept for it, so a client cannot grow the stream by inventing type URLs."""
         if self.fixed_type is not None:
             if type_url and type_url != self.fixed_type:
                 raise ProtocolError(
@@ -119,6 +139,16 @@ class XdsStream:
         state = self.states.get(type_url)
         if state is not None:
             return state, False
+        if type_url not in rt.PUSH_ORDER:
+            self.ignored += 1
+            if self.ignored == 1:
+                log.info(
+                    "stream %d (%s) asked for %s, which this server does not serve; ignored",
+                    self.stream_id,
+                    self.record.node_id,
+                    type_url[:200],
+                )
+            return None
         state = self.states[type_url] = TypeState(type_url)
         self._ordered.append(state)
         self._ordered.sort(key=lambda s: rt.push_rank(s.type_url))

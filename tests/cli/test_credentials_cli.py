@@ -92,3 +92,54 @@ def test_bad_input_is_a_clean_error(server: ServerProcess, tmp_path: Path) -> No
         "--token-file", str(tmp_path / "missing"), "--timeout", "0.5",
     )  # fmt: skip
     assert out.returncode == 1 and "--token-file" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["edge", "--instance", "edge-1"], "ID=ADDRESS:PORT"),
+        (["edge", "--instance", "edge-1=10.0.0.1"], "HOST:PORT"),
+        (["edge", "--instance", "-x=10.0.0.1:80"], "--instance"),
+        (["edge", "web", "--instance", "edge-1=10.0.0.1:80"], "exactly one service"),
+    ],
+)
+def test_bad_fleet_instances_are_usage_errors(args: list[str], says: str, tmp_path: Path) -> None:
+    out = run(
+        "credentials", *args, "--out", str(tmp_path), "--control-plane", "https://192.0.2.1:1"
+    )
+    assert out.returncode == 2, out.stderr
+    assert says in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fleet_gets_registered_instances_and_their_proxy_tokens(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """`--instance` registers each instance (creating the service) and writes its proxy token;
+    again: new tokens, the previous ones revoked (docs/existing-envoy.md)."""
+    args = ["credentials", "fleet", "--out", str(tmp_path), "--control-plane", server.api_url]
+    fleet = ["--instance", "fleet-1=127.0.0.1:15001", "--instance", "fleet-2=127.0.0.1:15002"]
+    out = run(*args, *fleet, "--sidecar", "-o", "json")
+    assert out.returncode == 0, out.stderr
+    with server.api() as api:
+        instances = api.get("/v1/services/fleet/instances").json()["items"]
+        tokens = {t["token_id"]: t for t in api.get("/v1/tokens").json()["items"]}
+    assert {(i["instance_id"], i["port"], i["sidecar"]) for i in instances} == {
+        ("fleet-1", 15001, True),
+        ("fleet-2", 15002, True),
+    }
+    first = {}
+    for instance in ("fleet-1", "fleet-2"):
+        token_file = tmp_path / "fleet" / instance / "xds-token"
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        first[instance] = (tmp_path / "fleet" / instance / "xds-token-id").read_text()
+        assert tokens[first[instance]]["instance_id"] == instance
+        assert token_file.read_text() not in out.stdout + out.stderr, "a token is never printed"
+
+    out = run(*args, *fleet[:2], "--sidecar")
+    assert out.returncode == 0, out.stderr
+    with server.api() as api:
+        items = api.get("/v1/tokens").json()["items"]
+    live = {t["token_id"] for t in items if t["revoked_at"] is None}
+    assert first["fleet-1"] not in live and first["fleet-2"] in live
+    assert (tmp_path / "fleet" / "fleet-1" / "xds-token-id").read_text() in live

@@ -1,12 +1,11 @@
 """Instances without a sidecar, with real Envoys: a service registered over REST that points
 at a plain HTTP app is called by meshed clients (plain text to it, mTLS to the instances a
-sidecar fronts), a DestinationRule ``tls.mode: ISTIO_MUTUAL`` leaves it out and says so, and
-an Envoy of another fleet that takes only CDS/EDS from Interlock reaches it too."""
+sidecar fronts), and a DestinationRule ``tls.mode: ISTIO_MUTUAL`` leaves it out and says so.
+An Envoy of another fleet that takes only CDS/EDS from Interlock reaches plain instances too:
+tests/e2e/test_existing_envoy.py, with the bootstrap of docs/existing-envoy.md."""
 
 from __future__ import annotations
 
-import string
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,11 @@ import pytest
 
 from tests.e2e.conftest import Mesh
 from tests.support.mesh import ServerProcess, UpstreamApp, wait_until
-from tests.support.net import free_ports
+from tests.support.tls_server import LocalCa, TlsServer
 
 pytestmark = pytest.mark.e2e
 
 SPIFFE_A = "spiffe://interlock.local/ns/default/sa/a"
-CONTROL_PLANE_ID = "spiffe://interlock.local/ns/interlock-system/sa/interlock"
 
 
 def register_plain(server: ServerProcess, service: str, instance: str, app: UpstreamApp) -> None:
@@ -44,7 +42,10 @@ def apply(server: ServerProcess, *documents: dict[str, Any]) -> None:
         assert r.status_code == 200, r.text
         revision = r.json()["revision"]
         report = api.get(f"/v1/revisions/{revision}", params={"wait": 15}, timeout=20).json()
-    assert report["proxies"]["complete"] and report["proxies"]["nacked"] == 0, report
+    assert report["proxies"]["complete"] and report["proxies"]["nacked"] == 0, (
+        report,
+        server.log()[-3000:],
+    )
 
 
 def get_via(port: int, host: str) -> httpx.Response:
@@ -113,63 +114,60 @@ def test_a_service_with_a_sidecar_and_a_plain_instance_serves_both(mesh: Mesh) -
     assert "Instance/default/b/b-2 sidecar: " in mesh.server.log()
 
 
-EDGE_BOOTSTRAP = Path(__file__).with_name("edge-bootstrap.yaml")
-"""A hand-written Envoy bootstrap taking CDS/EDS from Interlock (a ``string.Template``)."""
+def dr_tls(tls: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "legacy", "namespace": "default"},
+        "spec": {"host": "legacy", "trafficPolicy": {"tls": tls}},
+    }
 
 
-def test_an_envoy_that_takes_only_cds_and_eds_reaches_plain_instances(
-    server: ServerProcess, tmp_path: Path
-) -> None:
-    """An Envoy of an existing fleet, its bootstrap written by hand: its own listener routes to
-    Interlock's cluster for b, whose endpoints (plain instances) come over ADS."""
-    apps = [UpstreamApp("b", "b1"), UpstreamApp("b", "b2")]
-    listen, admin = free_ports(2)
+def test_a_destination_rule_originates_tls_simple_and_mutual(mesh: Mesh, tmp_path: Path) -> None:
+    """A service outside the mesh's mTLS that speaks TLS with a CA of its own: the caller's
+    app speaks plain HTTP to its sidecar, which originates TLS (SIMPLE) or mutual TLS (MUTUAL)
+    as the DestinationRule says, verifying the server against the rule's CA and SAN."""
+    ca = LocalCa(tmp_path, "legacy CA")
+    server_pem = ca.issue("legacy.example", dns=["legacy.example"])
+    client_pem = ca.issue("caller-a")
+    tls_server = TlsServer(server_pem, client_ca=ca.pem)
     try:
-        for app in apps:
-            register_plain(server, "b", app.instance, app)
-        with server.api() as api:  # the edge's identity: an instance of its own service
-            assert api.put("/v1/services/edge", json={"port": 8080}).is_success
-            body = {"address": "127.0.0.1", "port": listen}
-            assert api.put("/v1/services/edge/instances/edge-1", json=body).is_success
-            token = api.post("/v1/services/edge/instances/edge-1/token").json()["token"]
-        token_file = tmp_path / "edge-token"
-        token_file.write_text(token)
-        token_file.chmod(0o600)
-        bootstrap = tmp_path / "edge.yaml"
-        bootstrap.write_text(
-            string.Template(EDGE_BOOTSTRAP.read_text()).substitute(
-                ADMIN_PORT=admin,
-                LISTEN_PORT=listen,
-                TOKEN_FILE=token_file,
-                CA_FILE=server.ca_file,
-                CONTROL_PLANE_ID=CONTROL_PLANE_ID,
-                XDS_PORT=server.xds_address.rpartition(":")[2],
-            )
+        _, a = mesh.service("a", "a-1")
+        with mesh.server.api() as api:
+            assert api.put("/v1/services/legacy", json={"port": 8080}).is_success
+            body = {"address": "127.0.0.1", "port": tls_server.port}
+            assert api.put("/v1/services/legacy/instances/l-1", json=body).is_success
+        # Plain text to a TLS server: no answer a caller can use.
+        wait_until(lambda: get_via(a.outbound_port, "legacy").status_code >= 500, 10, what="5xx")
+
+        simple = {
+            "mode": "SIMPLE",
+            "caCertificates": str(ca.pem),
+            "sni": "legacy.example",
+            "subjectAltNames": ["legacy.example"],
+        }
+        # SIMPLE shows no client certificate: this server requires one, so it still fails...
+        apply(mesh.server, dr_tls(simple))
+        assert get_via(a.outbound_port, "legacy").status_code >= 500
+        # ... and MUTUAL presents the caller's, from files on the caller's host.
+        mutual = {
+            **simple,
+            "mode": "MUTUAL",
+            "clientCertificate": str(client_pem.certificate),
+            "privateKey": str(client_pem.key),
+        }
+        apply(mesh.server, dr_tls(mutual))
+        wait_until(lambda: get_via(a.outbound_port, "legacy").status_code == 200, 10, what="200")
+        assert get_via(a.outbound_port, "legacy").json() == {"server": "tls", "client": "caller-a"}
+        assert tls_server.sni[-1] == "legacy.example"
+
+        # The server's certificate is verified: a SAN it does not have is refused.
+        apply(mesh.server, dr_tls({**mutual, "subjectAltNames": ["other.example"]}))
+        wait_until(lambda: get_via(a.outbound_port, "legacy").status_code >= 500, 10, what="5xx")
+        stats = a.stats()
+        failed = sum(
+            v for k, v in stats.items() if "legacy" in k and k.endswith("ssl.fail_verify_san")
         )
-        log = tmp_path / "edge-envoy.log"
-        with log.open("wb") as out:
-            envoy = subprocess.Popen(
-                ["envoy", "-c", str(bootstrap), "--disable-hot-restart", "-l", "warning"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        try:
-
-            def landed() -> set[str]:
-                assert envoy.poll() is None, log.read_text()
-                found = set()
-                for _ in range(10):
-                    r = httpx.get(f"http://127.0.0.1:{listen}/", timeout=5)
-                    if r.status_code == 200:
-                        found.add(r.json()["instance"])
-                return found if found == {"b1", "b2"} else set()
-
-            wait_until(landed, 20, interval=0.2, what="the edge Envoy reaching b1 and b2")
-        finally:
-            envoy.terminate()
-            envoy.wait(10)
+        assert failed >= 1, {k: v for k, v in stats.items() if "legacy" in k and "ssl" in k}
     finally:
-        for app in apps:
-            app.close()
+        tls_server.close()

@@ -5,9 +5,11 @@ field names (enums by value: ``protocol: grpc``, ``kind: gateway``; ``gateway_po
 ``[[port, listen_port], ...]``; a service's ``health_check`` and an instance's ``health:
 {failing: {proxy|app|ttl: reason}}`` as mappings), and ``resources``: policy documents as
 users write them (each created at its position in the list, so the first is the oldest).
-``expected.yaml`` holds the translator's output: each resource kind as a list of
-``MessageToDict`` dicts (proto field names), and the problems, dumped with sorted keys so equal
-output is equal text.
+``fetched_keys`` (optional) maps a ``jwksUri`` to what the control plane holds of it
+(``{keys: <JWKS JSON>, error: <why the last fetch failed>}``, both optional).
+``expected.<kind>.yaml`` holds the translator's output of one kind (listeners, routes,
+clusters, endpoints, secrets, problems) as a list of ``MessageToDict`` dicts (proto field names),
+dumped with sorted keys so equal output is equal text; a kind with nothing has no file.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from google.protobuf import json_format
 from interlock.model import Instance, MeshState, Protocol, Proxy, ProxyKind, Service
 from interlock.model.health import Check, Health
 from interlock.model.policy import read_resources
+from interlock.model.policy.request_authentication import FetchedKeys
 from interlock.model.service import HealthCheck
 from interlock.xds.translate import Resources
 
 GOLDEN_DIR = Path(__file__).parent
 CERTIFICATE_PLACEHOLDER = "<certificate material>"
-"""What every inline secret byte string becomes in expected.yaml (stable across runs)."""
+"""What every inline secret byte string becomes in the golden files (stable across runs)."""
 
 
 def scenario_names() -> list[str]:
@@ -67,7 +70,8 @@ def load_scenario(directory: Path) -> tuple[MeshState, Proxy]:
         for index, r in enumerate(read_resources(data.get("resources", []), batch=True))
     ]
     state = MeshState.build(int(data.get("revision", 1)), services, instances, resources)
-    return state, proxy
+    fetched = {uri: FetchedKeys(**held) for uri, held in data.get("fetched_keys", {}).items()}
+    return dataclasses.replace(state, fetched_keys=fetched), proxy
 
 
 def _health(data: dict[str, Any]) -> Health:
@@ -97,8 +101,18 @@ def _scrub_secrets(value: Any) -> Any:
     return value
 
 
-def render(resources: Resources) -> str:
-    """``resources`` as the sorted YAML text of ``expected.yaml``."""
+#: The golden files of a scenario, one per kind of output, in the order a review reads them.
+KINDS = ("listeners", "routes", "clusters", "endpoints", "secrets", "problems")
+
+
+def golden_path(directory: Path, kind: str) -> Path:
+    """Where ``kind``'s expected output lives: ``expected.<kind>.yaml``."""
+    return directory / f"expected.{kind}.yaml"
+
+
+def render(resources: Resources) -> dict[str, str]:
+    """``resources`` as the sorted YAML text of each ``expected.<kind>.yaml`` (a kind with
+    nothing has no file), so a diff says which kind of resource changed."""
     document = {
         "listeners": _plain(resources.listeners),
         "clusters": _plain(resources.clusters),
@@ -115,4 +129,8 @@ def render(resources: Resources) -> str:
             for p in resources.problems
         ],
     }
-    return yaml.safe_dump(document, sort_keys=True, default_flow_style=False, width=100)
+    return {
+        kind: yaml.safe_dump(document[kind], sort_keys=True, default_flow_style=False, width=100)
+        for kind in KINDS
+        if document[kind]
+    }

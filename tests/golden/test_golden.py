@@ -1,6 +1,6 @@
 """Golden scenarios: the translator's output for each ``tests/golden/<scenario>/input.yaml`` is
-exactly ``expected.yaml`` (``pytest --update-golden`` rewrites it), it is self-consistent, and a
-real Envoy accepts it."""
+exactly its ``expected.<kind>.yaml`` files (``pytest --update-golden`` rewrites them), it is
+self-consistent, and a real Envoy accepts it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ import difflib
 import pytest
 
 from interlock.xds.translate import check_consistency, translate
-from tests.golden.scenario import GOLDEN_DIR, load_scenario, render, scenario_names
+from tests.golden.scenario import (
+    GOLDEN_DIR,
+    KINDS,
+    golden_path,
+    load_scenario,
+    render,
+    scenario_names,
+)
 from tests.support.envoy_validate import validate
 
 SCENARIOS = scenario_names()
@@ -37,23 +44,33 @@ def test_the_required_scenarios_exist() -> None:
 def test_translation_matches_golden(scenario: str, update_golden: bool) -> None:
     directory = GOLDEN_DIR / scenario
     actual = render(translate(*load_scenario(directory)))
-    expected_path = directory / "expected.yaml"
     if update_golden:
-        expected_path.write_text(actual)
+        for kind in KINDS:
+            path = golden_path(directory, kind)
+            if kind in actual:
+                path.write_text(actual[kind])
+            else:
+                path.unlink(missing_ok=True)
         return
-    if not expected_path.exists():
-        pytest.fail(f"{expected_path} is missing; run `pytest --update-golden` and review it")
-    expected = expected_path.read_text()
-    if actual != expected:
-        diff = "".join(
-            difflib.unified_diff(
-                expected.splitlines(keepends=True),
-                actual.splitlines(keepends=True),
-                fromfile=f"{scenario}/expected.yaml",
-                tofile="translated",
+    if not any(golden_path(directory, kind).exists() for kind in KINDS):
+        pytest.fail(f"{directory} has no expected.*.yaml; run `pytest --update-golden`, review")
+    diffs = []
+    for kind in KINDS:
+        path = golden_path(directory, kind)
+        expected = path.read_text() if path.exists() else ""
+        if actual.get(kind, "") != expected:
+            diffs.append(
+                "".join(
+                    difflib.unified_diff(
+                        expected.splitlines(keepends=True),
+                        actual.get(kind, "").splitlines(keepends=True),
+                        fromfile=f"{scenario}/{path.name}",
+                        tofile=f"translated {kind}",
+                    )
+                )
             )
-        )
-        pytest.fail(f"translation differs from the golden file:\n{diff}")
+    if diffs:
+        pytest.fail("translation differs from the golden files:\n" + "\n".join(diffs))
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from typing import Any
 
 NET = "networking.istio.io/v1"
@@ -23,8 +24,24 @@ def doc(
     }
 
 
-RSA_JWKS = '{"keys": [{"kty": "RSA", "kid": "k1", "n": "xFsKQeOSLyX3W1Lm", "e": "AQAB"}]}'
-EC_JWKS = '{"keys": [{"kty": "EC", "crv": "P-256", "x": "smUU1_V4", "y": "q18F2nY0"}]}'
+#: Real public keys (their private keys were thrown away): Envoy refuses keys that are not.
+RSA_N = (
+    "r7J6FocG1zJctOVQfeAcRGQw0Nin6jD49xjFCSYGJEiwhmOG1Pwr_OZOG0BZD3ViWg2HSmZ7Q7jfmEdf"
+    "RtNKrGvNCmxMeXPoK6vtEChqgKyY7k8_cX5Ten_yC0mE_pEp0y5GtirNES-H1lMze2mokNq7dqCmRFith7O609mMSsc"
+)
+RSA_JWKS = json.dumps({"keys": [{"kty": "RSA", "kid": "k1", "n": RSA_N, "e": "AQAB"}]})
+EC_JWKS = json.dumps(
+    {
+        "keys": [
+            {
+                "kty": "EC",
+                "crv": "P-256",
+                "x": "T8jAp4ZqWtTlOuCvMkITvTN9dGQKJurA4PZ0cpuZvfs",
+                "y": "mO_Rx5UIpc-foQawkA1isYSlt8H6Kv41B4_bNq9ZF1Q",
+            }
+        ]
+    }
+)
 
 VALID: dict[str, dict[str, Any]] = {
     "VirtualService": doc(
@@ -228,6 +245,12 @@ VALID: dict[str, dict[str, Any]] = {
                     "outputPayloadToHeader": "x-jwt-payload",
                 },
                 {"issuer": "local", "jwks": EC_JWKS},
+                {
+                    "issuer": "https://login.example.com",
+                    "jwksUri": "https://login.example.com/.well-known/jwks.json",
+                    "fromCookies": ["session"],
+                    "outputClaimToHeaders": [{"header": "x-user", "claim": "sub"}],
+                },
             ],
         },
     ),
@@ -629,6 +652,19 @@ INVALID: dict[str, Invalid] = {
     "neither route nor redirect": Invalid(
         vs([{"timeout": "1s"}]), "spec.http[0].route", "required"
     ),
+    "redirect with a timeout": Invalid(
+        vs([{"redirect": {"uri": "/x"}, "timeout": "1s"}]), "spec.http[0].timeout", "no effect"
+    ),
+    "redirect with retries": Invalid(
+        vs([{"redirect": {"uri": "/x"}, "retries": {"attempts": 2}}]),
+        "spec.http[0].retries",
+        "no effect",
+    ),
+    "redirect with a mirror": Invalid(
+        vs([{"redirect": {"uri": "/x"}, "mirror": {"host": "reviews"}}]),
+        "spec.http[0].mirror",
+        "no effect",
+    ),
     "redirect code 200": Invalid(
         vs([{"redirect": {"uri": "/x", "redirectCode": 200}}]), "spec.http[0].redirect.redirectCode"
     ),
@@ -861,10 +897,38 @@ INVALID: dict[str, Invalid] = {
     "dr unknown tls mode": Invalid(
         dr(trafficPolicy={"tls": {"mode": "STRICT"}}), "spec.trafficPolicy.tls.mode", "ISTIO_MUTUAL"
     ),
-    "dr tls certificates": Invalid(
-        dr(trafficPolicy={"tls": {"mode": "SIMPLE", "caCertificates": "/ca.pem"}}),
-        "spec.trafficPolicy.tls.caCertificates",
+    "dr tls credentialName": Invalid(
+        dr(trafficPolicy={"tls": {"mode": "SIMPLE", "credentialName": "x"}}),
+        "spec.trafficPolicy.tls.credentialName",
         "not supported",
+    ),
+    "dr tls SIMPLE without caCertificates": Invalid(
+        dr(trafficPolicy={"tls": {"mode": "SIMPLE"}}),
+        "spec.trafficPolicy.tls.caCertificates",
+        "insecureSkipVerify",
+    ),
+    "dr tls MUTUAL without a key": Invalid(
+        dr(
+            trafficPolicy={
+                "tls": {
+                    "mode": "MUTUAL",
+                    "caCertificates": "/ca.pem",
+                    "clientCertificate": "/c.pem",
+                }
+            }
+        ),
+        "spec.trafficPolicy.tls.privateKey",
+        "required with mode MUTUAL",
+    ),
+    "dr tls certificate for ISTIO_MUTUAL": Invalid(
+        dr(trafficPolicy={"tls": {"mode": "ISTIO_MUTUAL", "caCertificates": "/ca.pem"}}),
+        "spec.trafficPolicy.tls.caCertificates",
+        "SIMPLE or MUTUAL",
+    ),
+    "dr tls relative path": Invalid(
+        dr(trafficPolicy={"tls": {"mode": "SIMPLE", "caCertificates": "ca.pem"}}),
+        "spec.trafficPolicy.tls.caCertificates",
+        "absolute path",
     ),
     "dr duplicate port settings": Invalid(
         dr(
@@ -1105,18 +1169,47 @@ INVALID: dict[str, Invalid] = {
         "spec.jwtRules[0].issuer",
         "required",
     ),
-    "ra jwksUri": Invalid(
+    "ra jwksUri not https": Invalid(
         with_spec(
             "RequestAuthentication",
-            {"jwtRules": [{"issuer": "a", "jwksUri": "https://a/keys"}]},
+            {"jwtRules": [{"issuer": "a", "jwksUri": "http://issuer.example.com/keys"}]},
         ),
         "spec.jwtRules[0].jwksUri",
-        "not supported by Interlock yet; give the public keys inline with jwks",
+        "must be https",
     ),
-    "ra rule without jwks": Invalid(
+    "ra jwksUri relative": Invalid(
+        with_spec("RequestAuthentication", {"jwtRules": [{"issuer": "a", "jwksUri": "/keys"}]}),
+        "spec.jwtRules[0].jwksUri",
+        "absolute https URL",
+    ),
+    "ra jwksUri with credentials": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "a", "jwksUri": "https://me:pw@issuer.example.com/k"}]},
+        ),
+        "spec.jwtRules[0].jwksUri",
+        "credentials",
+    ),
+    "ra jwksUri and jwks": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "a", "jwks": RSA_JWKS, "jwksUri": "https://a/keys"}]},
+        ),
+        "spec.jwtRules[0].jwksUri",
+        "not both",
+    ),
+    "ra rule without keys": Invalid(
         with_spec("RequestAuthentication", {"jwtRules": [{"issuer": "a"}]}),
-        "spec.jwtRules[0].jwks",
-        "jwks is required",
+        "spec.jwtRules[0].jwksUri",
+        "one of jwks or jwksUri is required",
+    ),
+    "ra timeout": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "a", "jwksUri": "https://a/keys", "timeout": "5s"}]},
+        ),
+        "spec.jwtRules[0].timeout",
+        "not supported",
     ),
     "ra symmetric key": Invalid(
         with_spec(
@@ -1134,6 +1227,21 @@ INVALID: dict[str, Invalid] = {
         "spec.jwtRules[0].jwks",
         "not one of RSA, EC, OKP",
     ),
+    "ra jwks key Envoy cannot use": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {
+                "jwtRules": [
+                    {
+                        "issuer": "a",
+                        "jwks": '{"keys": [{"kty": "RSA", "n": "xFsKQeOSLyX3W1Lm", "e": "AQAB"}]}',
+                    }
+                ]
+            },
+        ),
+        "spec.jwtRules[0].jwks",
+        "keys[0] cannot verify tokens: n is not an RSA modulus",
+    ),
     "ra jwks not JSON": Invalid(
         with_spec("RequestAuthentication", {"jwtRules": [{"issuer": "a", "jwks": "{keys"}]}),
         "spec.jwtRules[0].jwks",
@@ -1146,12 +1254,98 @@ INVALID: dict[str, Invalid] = {
         ),
         "spec.jwtRules[0].fromHeaders[0].name",
     ),
-    "ra fromCookies": Invalid(
+    "ra cookie name with a space": Invalid(
         with_spec(
-            "RequestAuthentication", {"jwtRules": [{"issuer": "a", "fromCookies": ["session"]}]}
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "a", "jwks": RSA_JWKS, "fromCookies": ["my session"]}]},
         ),
-        "spec.jwtRules[0].fromCookies",
-        "not supported",
+        "spec.jwtRules[0].fromCookies[0]",
+        "not a valid cookie name",
+    ),
+    "ra cookie name with '='": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "a", "jwks": RSA_JWKS, "fromCookies": ["a=b"]}]},
+        ),
+        "spec.jwtRules[0].fromCookies[0]",
+        "not a valid cookie name",
+    ),
+    "ra claim to an invalid header": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {
+                "jwtRules": [
+                    {
+                        "issuer": "a",
+                        "jwks": RSA_JWKS,
+                        "outputClaimToHeaders": [{"header": "x user", "claim": "sub"}],
+                    }
+                ]
+            },
+        ),
+        "spec.jwtRules[0].outputClaimToHeaders[0].header",
+        "not a valid header name",
+    ),
+    "ra claim to a pseudo-header": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {
+                "jwtRules": [
+                    {
+                        "issuer": "a",
+                        "jwks": RSA_JWKS,
+                        "outputClaimToHeaders": [{"header": ":path", "claim": "sub"}],
+                    }
+                ]
+            },
+        ),
+        "spec.jwtRules[0].outputClaimToHeaders[0].header",
+        "pseudo-headers",
+    ),
+    "ra claim to Host": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {
+                "jwtRules": [
+                    {
+                        "issuer": "a",
+                        "jwks": RSA_JWKS,
+                        "outputClaimToHeaders": [{"header": "Host", "claim": "sub"}],
+                    }
+                ]
+            },
+        ),
+        "spec.jwtRules[0].outputClaimToHeaders[0].header",
+        "Host header",
+    ),
+    "ra claim without a claim": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {
+                "jwtRules": [
+                    {"issuer": "a", "jwks": RSA_JWKS, "outputClaimToHeaders": [{"header": "x-u"}]}
+                ]
+            },
+        ),
+        "spec.jwtRules[0].outputClaimToHeaders[0].claim",
+        "required",
+    ),
+    "ra two claims to one header": Invalid(
+        with_spec(
+            "RequestAuthentication",
+            {
+                "jwtRules": [
+                    {
+                        "issuer": "a",
+                        "jwks": RSA_JWKS,
+                        "outputPayloadToHeader": "x-user",
+                        "outputClaimToHeaders": [{"header": "X-User", "claim": "sub"}],
+                    }
+                ]
+            },
+        ),
+        "spec.jwtRules[0].outputClaimToHeaders[0].header",
+        "written twice",
     ),
     "ra targetRef": Invalid(
         with_spec("RequestAuthentication", {"targetRef": {"kind": "Service", "name": "a"}}),
@@ -1163,6 +1357,23 @@ INVALID: dict[str, Invalid] = {
         "spec.jwtRules[0].audiences[0]",
     ),
     # --- AuthorizationPolicy ------------------------------------------------------------
+    "ap dry-run not a boolean": Invalid(
+        patched("AuthorizationPolicy", "metadata.annotations", {"istio.io/dry-run": "yes"}),
+        'metadata.annotations["istio.io/dry-run"]',
+        'write "true" or "false"',
+    ),
+    "ap dry-run of an AUDIT policy": Invalid(
+        {
+            **ap(action="AUDIT", rules=[{}]),
+            "metadata": {
+                "name": "x",
+                "namespace": "default",
+                "annotations": {"istio.io/dry-run": "true"},
+            },
+        },
+        'metadata.annotations["istio.io/dry-run"]',
+        "not AUDIT",
+    ),
     "ap CUSTOM action": Invalid(ap(action="CUSTOM", rules=[{}]), "spec.action", "not supported"),
     "ap unknown action": Invalid(ap(action="PERMIT"), "spec.action", "ALLOW"),
     "ap DENY without rules": Invalid(ap(action="DENY"), "spec.rules", "never matches"),

@@ -24,7 +24,10 @@ def test_what_the_translator_cannot_do_is_a_problem_of_the_resource() -> None:
         NET,
         "DestinationRule",
         "reviews",
-        {"host": "reviews", "trafficPolicy": {"tls": {"mode": "SIMPLE"}}},
+        {
+            "host": "reviews",
+            "trafficPolicy": {"tls": {"mode": "SIMPLE", "caCertificates": "/etc/ca.pem"}},
+        },
     )
     external_tls = doc(
         NET,
@@ -63,9 +66,9 @@ def test_what_the_translator_cannot_do_is_a_problem_of_the_resource() -> None:
         state(entry, rule, external_tls, translated, gateway, limit, services=services)
     )
     assert found == [
-        # ISTIO_MUTUAL and DISABLE are translated for services (DestinationRule/default/db).
-        ("DestinationRule/default/apis", "spec.trafficPolicy.tls", Severity.WARNING),
-        ("DestinationRule/default/reviews", "spec.trafficPolicy.tls.mode", Severity.WARNING),
+        # ISTIO_MUTUAL and DISABLE are translated for services (DestinationRule/default/db),
+        # SIMPLE and MUTUAL everywhere (DestinationRule/default/reviews).
+        ("DestinationRule/default/apis", "spec.trafficPolicy.tls.mode", Severity.WARNING),
         ("Gateway/default/edge", "spec.servers[0].tls.mode", Severity.ERROR),
         ("RateLimit/default/db", "spec.target.service", Severity.ERROR),
         ("ServiceEntry/default/google", "spec.resolution", Severity.ERROR),

@@ -10,6 +10,8 @@ The same bootstrap, with an admin port, also runs a real Envoy in routing tests.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import shutil
 import subprocess
 import sys
@@ -17,6 +19,10 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2
@@ -119,6 +125,81 @@ def _sockets(
             yield match.transport_socket
 
 
+@functools.cache
+def _stand_in_material() -> dict[str, bytes]:
+    """A CA, its CRL, and a leaf certificate and key: what files a policy names on a proxy's
+    host (DestinationRule tls) stand for when the resources are validated here."""
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stand-in CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stand-in")]))
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(ca_key, hashes.SHA256())
+    )
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(name)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=1))
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return {
+        "trusted_ca": ca.public_bytes(pem),
+        "crl": crl.public_bytes(pem),
+        "certificate_chain": leaf.public_bytes(pem),
+        "private_key": key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    }
+
+
+def _stand_in_files(bootstrap: bootstrap_pb2.Bootstrap, directory: Path) -> None:
+    """Point every file a TLS context names that does not exist here at a stand-in of the same
+    kind in ``directory`` (Envoy reads them when it validates)."""
+    material = _stand_in_material()
+    for socket in _sockets(bootstrap):
+        for kind in (tls_pb2.DownstreamTlsContext, tls_pb2.UpstreamTlsContext):
+            if not socket.typed_config.Is(kind.DESCRIPTOR):
+                continue
+            context = kind()
+            socket.typed_config.Unpack(context)
+            common = context.common_tls_context
+            sources = [
+                ("trusted_ca", common.validation_context.trusted_ca),
+                ("crl", common.validation_context.crl),
+            ]
+            for certificate in common.tls_certificates:
+                sources += [
+                    ("certificate_chain", certificate.certificate_chain),
+                    ("private_key", certificate.private_key),
+                ]
+            for what, source in sources:
+                if source.filename and not Path(source.filename).exists():
+                    stand_in = directory / f"stand-in-{what}.pem"
+                    stand_in.write_bytes(material[what])
+                    source.filename = str(stand_in)
+            socket.typed_config.Pack(context, deterministic=True)
+
+
 def static_bootstrap(
     resources: Resources,
     *,
@@ -159,20 +240,25 @@ def bootstrap_json(bootstrap: bootstrap_pb2.Bootstrap) -> str:
     return str(json_format.MessageToJson(bootstrap, preserving_proto_field_name=True, indent=1))
 
 
-def validate(resources: Resources, secrets: Iterable[secret_pb2.Secret] = ()) -> None:
-    """Run ``envoy --mode validate`` on ``resources`` inlined into a static bootstrap.
+def validate(
+    resources: Resources, secrets: Iterable[secret_pb2.Secret] = (), *, binary: str | None = None
+) -> None:
+    """Run ``envoy --mode validate`` (``binary``, else :func:`envoy_binary`) on ``resources``
+    inlined into a static bootstrap.
 
     Raises :class:`EnvoyRejected` with Envoy's output when Envoy refuses the configuration, and
     :class:`NotInlinable` when the resources are not self-contained. The temporary file is
     removed whatever happens; the process never outlives the call.
     """
-    text = bootstrap_json(static_bootstrap(resources, secrets=secrets))
+    bootstrap = static_bootstrap(resources, secrets=secrets)
     with tempfile.TemporaryDirectory(prefix="interlock-validate-") as tmp:
+        _stand_in_files(bootstrap, Path(tmp))
+        text = bootstrap_json(bootstrap)
         path = Path(tmp) / "bootstrap.json"
         path.write_text(text)
         result = subprocess.run(
             [
-                envoy_binary(),
+                binary or envoy_binary(),
                 "--mode",
                 "validate",
                 "-c",

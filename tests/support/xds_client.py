@@ -40,6 +40,7 @@ from google.rpc import status_pb2
 
 from interlock.xds import resource_types as rt
 from interlock.xds.cache import SnapshotCache
+from interlock.xds.limits import StreamLimits
 from interlock.xds.server import SERVICES, Metadata, StreamGrant, XdsServer
 from interlock.xds.status import StatusRegistry
 
@@ -422,11 +423,15 @@ class Harness:
     for clients. ``open_stream`` defaults to "the snapshot key is the node id"."""
 
     def __init__(
-        self, open_stream: Callable[[Any, Metadata], Awaitable[str | StreamGrant]] | None = None
+        self,
+        open_stream: Callable[[Any, Metadata], Awaitable[str | StreamGrant]] | None = None,
+        limits: StreamLimits | None = None,
     ) -> None:
         self.cache = SnapshotCache()
         self.status = StatusRegistry()
-        self.server = XdsServer(self.cache, self.status, open_stream or self._by_node_id)
+        self.server = XdsServer(
+            self.cache, self.status, open_stream or self._by_node_id, limits=limits
+        )
         self.port = 0
         self.channel: Any = None
         self.opened: list[tuple[str, Metadata]] = []
@@ -497,8 +502,9 @@ class Harness:
 @contextlib.asynccontextmanager
 async def running_harness(
     open_stream: Callable[[Any, Metadata], Awaitable[str | StreamGrant]] | None = None,
+    limits: StreamLimits | None = None,
 ) -> AsyncIterator[Harness]:
-    harness = Harness(open_stream)
+    harness = Harness(open_stream, limits)
     await harness.start()
     try:
         yield harness

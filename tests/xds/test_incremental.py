@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from interlock.model import Instance, MeshState, Proxy, Service
+from interlock.model import Instance, MeshState, Proxy, ProxyKind, Service
 from interlock.model.health import Check, Health
 from interlock.model.identity import MeshIdentity
 from interlock.model.policy import read_resources
@@ -161,7 +161,19 @@ def _cases() -> Iterator[tuple[str, MeshState, Proxy, MeshIdentity | None]]:
         state, proxy = load_scenario(GOLDEN_DIR / name)
         yield name, state, proxy, None
         yield f"{name}+mtls", state, proxy, IDENTITY
+        yield f"{name}+grpc", state, grpc_client(proxy), IDENTITY
     yield "required-mtls", *_required_mtls(), IDENTITY
+    state, proxy = _required_mtls()
+    yield "required-mtls+grpc", state, grpc_client(proxy), IDENTITY
+
+
+def grpc_client(proxy: Proxy) -> Proxy:
+    """A proxyless gRPC client of ``proxy``'s service, instance, labels and locality."""
+    return dataclasses.replace(
+        Proxy(proxy.node_id, proxy.service, proxy.namespace, kind=ProxyKind.GRPC),
+        labels=proxy.labels,
+        locality=proxy.locality,
+    )
 
 
 CASES = list(_cases())

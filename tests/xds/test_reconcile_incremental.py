@@ -54,8 +54,8 @@ async def _scenario(store: Store) -> None:
         assert changed == {"outbound|8080||svc-7.default"}
         # ... and the view is exactly what a full translation of the new state gives.
         state = store.load_state()
-        full = translate(state, reconciler.views[key])
-        served = reconciler.published[key]
+        full = translate(state, reconciler.views[key].proxy)
+        served = reconciler.views[key].published
         for kind in ("listeners", "clusters", "routes", "endpoints"):
             assert [m.SerializeToString(deterministic=True) for m in getattr(served, kind)] == [
                 m.SerializeToString(deterministic=True) for m in getattr(full, kind)

@@ -280,6 +280,26 @@ async def test_wildcard_forms(harness: Harness) -> None:
         assert (await take(mixed, rt.LISTENER, ["*", "l", "nope"])).names == ["l"]
 
 
+async def test_listeners_and_clusters_asked_by_name_say_which_exist(
+    harness: Harness,
+) -> None:
+    """What gRPC's xDS client does: it names the listener of its target and the clusters of
+    its routes. A name that does not exist gets an answer without it, and one that stops
+    existing a response without it (absence is deletion), not silence."""
+    harness.cache.set_snapshot("proxy-1", mesh_resources({"a": 1}), revision=1)
+    async with harness.client("proxy-1") as named:
+        assert (await take(named, rt.LISTENER, ["nope"])).names == []
+        assert (await take(named, rt.LISTENER, ["nope", "l"])).names == ["l"]
+        assert (await take(named, rt.CLUSTER, ["b"])).names == []
+        harness.cache.set_snapshot("proxy-1", mesh_resources({"a": 1, "b": 2}), revision=2)
+        appeared = await named.recv()
+        assert (appeared.type_url, appeared.names) == (rt.CLUSTER, ["b"])
+        await named.ack(appeared)
+        harness.cache.set_snapshot("proxy-1", mesh_resources({"a": 1}), revision=3)
+        gone = await named.recv()
+        assert (gone.type_url, gone.names) == (rt.CLUSTER, [])
+
+
 async def test_a_stream_without_node_id_is_invalid_argument(harness: Harness) -> None:
     harness.cache.set_snapshot("", mesh_resources(), revision=1)
     async with harness.client("") as anonymous:

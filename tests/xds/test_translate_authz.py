@@ -17,6 +17,7 @@ from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 
 from interlock.model import Instance, MeshState, Protocol, Proxy, ProxyKind, Service
 from interlock.model.identity import MeshIdentity
@@ -30,9 +31,10 @@ from interlock.xds.translate.authz_match import (
     principal_matcher,
     request_principal_alternatives,
 )
+from tests.model.specs import RSA_JWKS
 
 SEC = "security.istio.io/v1"
-JWKS = '{"keys": [{"kty": "RSA", "kid": "k", "n": "xFsKQeOSLyX3W1Lm", "e": "AQAB"}]}'
+JWKS = RSA_JWKS
 SERVICES = [Service("backend"), Service("db", protocol=Protocol.TCP, port=5432)]
 INSTANCES = [
     Instance("backend", "backend-1", "10.0.0.1", 15006, {"version": "v1"}),
@@ -263,22 +265,71 @@ def test_an_allow_policy_without_rules_allows_nothing_and_deny_goes_to_its_own_f
     assert configs["interlock.authz.audit"].rbac.rules.action == deny.LOG
 
 
-def test_policies_that_cannot_be_enforced_are_reported() -> None:
+def network_rbac(resources: Resources) -> list[network_rbac_pb2.RBAC]:
+    """The RBAC network filters of the inbound listener's first filter chain, in order."""
+    (listener,) = [lis for lis in resources.listeners if lis.name == "inbound"]
+    chain = listener.filter_chains[0]
+    assert chain.filters[-1].name == "envoy.filters.network.tcp_proxy"
+    out = []
+    for f in chain.filters[:-1]:
+        assert f.name == "envoy.filters.network.rbac"
+        config = network_rbac_pb2.RBAC()
+        f.typed_config.Unpack(config)
+        out.append(config)
+    return out
+
+
+def test_policies_on_a_tcp_workload_become_network_rbac_with_istios_tcp_semantics() -> None:
+    peer = {"from": [{"source": {"principals": ["cluster.local/ns/default/sa/a"]}}]}
+    by_method = {"to": [{"operation": {"methods": ["GET"], "ports": ["5432"]}}]}
+    documents = (
+        doc("AuthorizationPolicy", "deny", {"action": "DENY", "rules": [peer, by_method]}),
+        doc("AuthorizationPolicy", "allow", {"rules": [peer, by_method]}),
+        doc("RequestAuthentication", "jwt", {"jwtRules": [{"issuer": "i", "jwks": JWKS}]}),
+    )
+    tcp = translate(state(*documents), DB, MeshIdentity())
+    deny, allow = network_rbac(tcp)
+    assert deny.rules.action == deny.rules.DENY and allow.rules.action == allow.rules.ALLOW
+    # DENY: the HTTP-only field (methods) is dropped, the port is kept: fail closed.
+    assert set(deny.rules.policies) == {"default/deny/rules[0]", "default/deny/rules[1]"}
+    kept = deny.rules.policies["default/deny/rules[1]"].permissions[0]
+    assert kept.WhichOneof("rule") == "destination_port" and kept.destination_port == 5432
+    # ALLOW: a rule with an HTTP-only field matches nothing, so it is left out.
+    assert set(allow.rules.policies) == {"default/allow/rules[0]"}
+    assert deny.stat_prefix == "inbound_15006.deny." and allow.stat_prefix == "inbound_15006.allow."
+    messages = {(p.resource, p.field, p.severity.value): p.message for p in tcp.problems}
+    assert (
+        "refuses every connection"
+        in messages[("AuthorizationPolicy/default/deny", "spec.rules[1]", "warning")]
+    )
+    assert (
+        "to[0].operation.methods"
+        in messages[("AuthorizationPolicy/default/allow", "spec.rules[1]", "warning")]
+    )
+    assert (
+        "matches nothing"
+        in messages[("AuthorizationPolicy/default/allow", "spec.rules[1]", "warning")]
+    )
+    assert (
+        "nothing is authenticated"
+        in messages[("RequestAuthentication/default/jwt", "spec", "warning")]
+    )
+    # A dry-run policy on tcp: shadow rules only.
+    dry = doc("AuthorizationPolicy", "dry", {"action": "DENY", "rules": [{}]})
+    dry["metadata"]["annotations"] = {"istio.io/dry-run": "true"}
+    (shadow,) = network_rbac(translate(state(dry), DB, MeshIdentity()))
+    assert not shadow.HasField("rules") and set(shadow.shadow_rules.policies) == {
+        "default/dry/rules[0]"
+    }
+
+
+def test_policies_that_apply_are_enforced_quietly_where_nothing_changes_their_meaning() -> None:
+    mesh_wide = doc("AuthorizationPolicy", "all", ALLOW_ALL, "interlock-system")
+    assert translate(state(mesh_wide), GATEWAY).problems == ()
     documents = (
         doc("AuthorizationPolicy", "deny", {"action": "DENY", "rules": [{}]}),
         doc("RequestAuthentication", "jwt", {"jwtRules": [{"issuer": "i", "jwks": JWKS}]}),
     )
-    tcp = translate(state(*documents), DB, MeshIdentity())
-    messages = {(p.resource, p.message) for p in tcp.problems}
-    assert (
-        "AuthorizationPolicy/default/deny",
-        "applies to default/db, but AuthorizationPolicy is not enforced on tcp services "
-        "(they see no HTTP request) yet",
-    ) in messages
-    assert any(r == "RequestAuthentication/default/jwt" for r, _ in messages)
-    mesh_wide = doc("AuthorizationPolicy", "all", ALLOW_ALL, "interlock-system")
-    gateway = translate(state(mesh_wide), GATEWAY)
-    assert [p.resource for p in gateway.problems] == ["AuthorizationPolicy/interlock-system/all"]
     assert translate(state(*documents), BACKEND).problems == ()
 
 

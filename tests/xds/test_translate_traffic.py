@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
 from interlock.model import Instance, MeshState, Proxy, ProxyKind, Service
 from interlock.model.policy import read_resources
 from interlock.xds.translate import Resources, check_consistency, translate
@@ -149,3 +151,47 @@ def test_a_gateway_serves_only_its_ports_and_reports_the_others() -> None:
     ]
     unselected = translate(state(gateway), dataclasses.replace(proxy, labels={}))
     assert unselected.listeners == ()
+
+
+def test_a_gateway_tcp_server_forwards_as_the_virtual_service_its_hosts_bind() -> None:
+    """As in Istio, a VirtualService binds to a Gateway's TCP server only where their hosts meet:
+    the oldest bound one with a tcp rule and a shared host decides, others are not used."""
+    gateway = doc(
+        "Gateway",
+        "edge",
+        {
+            "selector": {"gateway": "edge"},
+            "servers": [
+                {"port": {"number": 9000, "name": "db", "protocol": "TCP"}, "hosts": ["db.x"]}
+            ],
+        },
+    )
+
+    def tcp_vs(name: str, host: str, to: str) -> dict[str, Any]:
+        return doc(
+            "VirtualService",
+            name,
+            {
+                "hosts": [host],
+                "gateways": ["edge"],
+                "tcp": [{"route": [{"destination": {"host": to}}]}],
+            },
+        )
+
+    proxy = Proxy(
+        "edge", "edge", kind=ProxyKind.GATEWAY, gateway_ports=((9000, 19000),)
+    ).with_labels({"gateway": "edge"})
+    # The older VirtualService names another host: it does not bind; the newer one does.
+    resources = translate(
+        state(gateway, tcp_vs("other", "web.x", "a"), tcp_vs("db", "db.x", "b")), proxy
+    )
+    (listener,) = resources.listeners
+    tcp = tcp_proxy_pb2.TcpProxy()
+    listener.filter_chains[0].filters[-1].typed_config.Unpack(tcp)
+    assert tcp.cluster == "outbound|8080||b.default"
+    # With no VirtualService naming its hosts, the port is left out, and a warning says so.
+    alone = translate(state(gateway, tcp_vs("other", "web.x", "a")), proxy)
+    assert alone.listeners == ()
+    assert [(p.resource, p.field) for p in alone.problems] == [
+        ("Gateway/default/edge", "spec.servers[0].port")
+    ]

@@ -3,16 +3,26 @@ which proxies are connected and, per resource type, what was sent, ACKed or reje
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Query
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from interlock.api.context import ApiContext, ContextDep
 from interlock.api.routing import api_router
-from interlock.api.status_views import TYPE_NAMES, TYPE_ORDER, ProxyView, proxy_views
+from interlock.api.status_views import (
+    TYPE_NAMES,
+    TYPE_ORDER,
+    ProxyProblem,
+    ProxyView,
+    proxy_views,
+    refused_views,
+)
+from interlock.model import Problem, Severity
 from interlock.model.errors import FieldError, InvalidInput, NotFound
 from interlock.xds.status import ProxyStatus
 
@@ -33,9 +43,15 @@ class ProxyConfig(BaseModel):
     resources: dict[str, list[dict[str, Any]]]
 
 
+def as_json(message: Message) -> dict[str, Any]:
+    """A served resource as JSON (proto field names), secrets still in: see :func:`redact`."""
+    data: dict[str, Any] = MessageToDict(message, preserving_proto_field_name=True)
+    return data
+
+
 def redact(value: Any, *, inside_secret: bool = False) -> Any:
-    """``value`` with private keys and passwords replaced, however deep (defence in depth:
-    the glue redacts too)."""
+    """``value`` with private keys and passwords replaced, however deep (any secret's
+    inline bytes or string under a ``private_key`` too)."""
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
@@ -78,20 +94,54 @@ async def commit_times(
 
 
 async def current_views(context: ApiContext) -> list[ProxyView]:
-    status = context.status
+    """The connected proxies, each with the problems its view's last translation met."""
+    status, reader = context.status, context.problem_reader
     streams = status.proxies() if status is not None else []
-    return proxy_views(streams, await commit_times(context, streams))
+    views = proxy_views(streams, await commit_times(context, streams))
+    if reader is None:
+        return views
+    keys = {s.node_id: s.snapshot_key for s in streams}
+    return [
+        view.model_copy(update={"problems": _problems(reader(keys[view.node_id]))})
+        if view.node_id in keys
+        else view
+        for view in views
+    ]
+
+
+def _problems(found: Sequence[Problem]) -> list[ProxyProblem]:
+    return [
+        ProxyProblem(
+            resource=p.resource,
+            field=p.field,
+            message=p.message,
+            severity="error" if p.severity is Severity.ERROR else "warning",
+        )
+        for p in found
+    ]
+
+
+async def connected_and_refused(context: ApiContext) -> list[ProxyView]:
+    """The connected proxies, then those refused lately (each with its problem)."""
+    connected = await current_views(context)
+    names = {v.node_id for v in connected}
+    refused = context.status.refused() if context.status is not None else []
+    return connected + [v for v in refused_views(refused) if v.node_id not in names]
 
 
 @router.get("/v1/proxies")
 async def list_proxies(context: ContextDep) -> ProxyList:
-    """Every connected proxy, with per-type sync state (SYNCED, STALE, NACKED, NOT SENT)."""
-    return ProxyList(items=await current_views(context))
+    """Every connected proxy, with per-type sync state (SYNCED, STALE, NACKED, NOT SENT), and
+    every proxy refused lately (an Envoy release outside the supported range), with the
+    reason in ``problems``."""
+    return ProxyList(items=await connected_and_refused(context))
 
 
 @router.get("/v1/proxies/{node_id}")
 async def get_proxy(context: ContextDep, node_id: str) -> ProxyView:
-    for view in await current_views(context):
+    """One proxy's sync state and the problems its configuration met (e.g. the parts of a
+    policy a proxyless gRPC client does not implement), or why it was refused."""
+    for view in await connected_and_refused(context):
         if view.node_id == node_id:
             return view
     raise NotFound(
@@ -129,7 +179,7 @@ async def get_proxy_config(
         )
     config = reader(streams[0].snapshot_key) or {}
     resources = {
-        name: redact(list(config.get(url, [])))
+        name: [redact(as_json(m)) for m in config.get(url, ())]
         for url, name in TYPE_NAMES.items()
         if name in wanted
     }

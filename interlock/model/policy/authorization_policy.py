@@ -82,6 +82,30 @@ class AuthorizationPolicy:
     has_rules: bool = False
 
 
+#: Istio's annotation for a policy that is evaluated and reported but not enforced.
+DRY_RUN_ANNOTATION = "istio.io/dry-run"
+
+
+def is_dry_run(annotations: Mapping[str, str]) -> bool:
+    """Whether a policy with these annotations is a dry run (see :func:`annotation_errors`)."""
+    return annotations.get(DRY_RUN_ANNOTATION) == "true"
+
+
+def annotation_errors(annotations: Mapping[str, str], spec: object, path: str) -> list[FieldError]:
+    """``istio.io/dry-run`` is ``"true"`` or ``"false"``, and only on ALLOW and DENY policies
+    (as in Istio: an AUDIT policy enforces nothing to begin with)."""
+    value = annotations.get(DRY_RUN_ANNOTATION)
+    if value is None:
+        return []
+    at = f'{path}["{DRY_RUN_ANNOTATION}"]'
+    if value not in ("true", "false"):
+        return [FieldError(at, f'{value!r}: write "true" or "false"')]
+    action = spec.get("action", "ALLOW") if isinstance(spec, Mapping) else "ALLOW"
+    if value == "true" and action == Action.AUDIT.value:
+        return [FieldError(at, "a dry run applies to ALLOW and DENY policies, not AUDIT")]
+    return []
+
+
 # --- condition keys -----------------------------------------------------------------------
 
 _BRACKETED = re.compile(r"^(request\.headers|request\.auth\.claims)((\[[^\[\]]+\])+)$")

@@ -137,7 +137,23 @@ class OutlierDetection:
 
 @dataclass(frozen=True)
 class ClientTLSSettings:
+    """How a caller's sidecar speaks TLS to the destination. For ``SIMPLE`` and ``MUTUAL`` the
+    files are paths on the caller's host, read by its Envoy (as in Istio's sidecars)."""
+
     mode: TLSMode = TLSMode.DISABLE
+    client_certificate: str | None = None
+    private_key: str | None = None
+    ca_certificates: str | None = None
+    ca_crl: str | None = None
+    subject_alt_names: tuple[str, ...] = ()
+    sni: str | None = None
+    insecure_skip_verify: bool = False
+
+    @property
+    def originates(self) -> bool:
+        """Whether the sidecar originates TLS of its own (``SIMPLE``, ``MUTUAL``), rather than
+        the mesh's mTLS or plain text."""
+        return self.mode in (TLSMode.SIMPLE, TLSMode.MUTUAL)
 
 
 @dataclass(frozen=True)
@@ -372,19 +388,81 @@ OUTLIER_DETECTION: Obj[OutlierDetection] = Obj(
     },
 )
 
+
+def _absolute_path(value: str) -> str | None:
+    if not value.startswith("/"):
+        return f"{value!r}: write the absolute path of a PEM file on the caller's host"
+    return None
+
+
+_CERTIFICATE_FIELDS = ("clientCertificate", "privateKey", "caCertificates", "caCrl")
+_ORIGINATION_FIELDS = (*_CERTIFICATE_FIELDS, "subjectAltNames", "sni", "insecureSkipVerify")
+
+
+def _check_client_tls(tls: ClientTLSSettings, path: str, errors: Errors) -> None:
+    """Istio's rules, made explicit: certificate fields only where the sidecar originates TLS;
+    MUTUAL presents a certificate and its key; the server is verified against
+    ``caCertificates`` unless ``insecureSkipVerify`` says not to (no silent default)."""
+    given = {
+        "clientCertificate": tls.client_certificate,
+        "privateKey": tls.private_key,
+        "caCertificates": tls.ca_certificates,
+        "caCrl": tls.ca_crl,
+        "subjectAltNames": tls.subject_alt_names,
+        "sni": tls.sni,
+        "insecureSkipVerify": tls.insecure_skip_verify,
+    }
+    if not tls.originates:
+        for name in _ORIGINATION_FIELDS:
+            if given[name]:
+                errors.append(
+                    FieldError(
+                        child(path, name),
+                        f"applies to mode SIMPLE or MUTUAL, not {tls.mode}",
+                    )
+                )
+        return
+    if tls.mode is TLSMode.MUTUAL:
+        for name in ("clientCertificate", "privateKey"):
+            if not given[name]:
+                errors.append(FieldError(child(path, name), "is required with mode MUTUAL"))
+    elif tls.client_certificate or tls.private_key:
+        name = "clientCertificate" if tls.client_certificate else "privateKey"
+        errors.append(FieldError(child(path, name), "is for mode MUTUAL; SIMPLE sends none"))
+    if tls.insecure_skip_verify:
+        for name in ("caCertificates", "caCrl", "subjectAltNames"):
+            if given[name]:
+                errors.append(
+                    FieldError(child(path, name), "has no effect with insecureSkipVerify: true")
+                )
+    elif not tls.ca_certificates:
+        errors.append(
+            FieldError(
+                child(path, "caCertificates"),
+                "is required to verify the server (or set insecureSkipVerify: true)",
+            )
+        )
+
+
+_PEM_FILE = Str(non_empty=True, check=_absolute_path)
+
 CLIENT_TLS: Obj[ClientTLSSettings] = Obj(
     ClientTLSSettings,
-    {"mode": Enum(TLSMode)},
-    unsupported=[
-        "clientCertificate",
-        "privateKey",
-        "caCertificates",
-        "credentialName",
-        "subjectAltNames",
-        "sni",
-        "insecureSkipVerify",
-        "caCrl",
-    ],
+    {
+        "mode": Enum(TLSMode),
+        "clientCertificate": _PEM_FILE,
+        "privateKey": _PEM_FILE,
+        "caCertificates": _PEM_FILE,
+        "caCrl": _PEM_FILE,
+        "subjectAltNames": ListOf(Str(non_empty=True)),
+        "sni": Str(non_empty=True),
+        "insecureSkipVerify": Bool(),
+    },
+    unsupported={
+        "credentialName": "Kubernetes secrets are not available; give the files' paths "
+        "(clientCertificate, privateKey, caCertificates)"
+    },
+    checks=[_check_client_tls],
 )
 
 PORT_TRAFFIC_POLICY: Obj[PortTrafficPolicy] = Obj(

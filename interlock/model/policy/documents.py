@@ -233,6 +233,9 @@ def read_resource(
         errors.append(FieldError(child(path, "spec"), "is required"))
     elif info is not None:
         errors.extend(info.parse_spec(spec, child(path, "spec"))[1])
+    if info is not None and info.annotation_errors is not None:
+        at = child(child(path, "metadata"), "annotations")
+        errors.extend(info.annotation_errors(annotations, spec, at))
     if errors or info is None or not isinstance(api_version, str) or not isinstance(spec, dict):
         return None, errors or [FieldError(child(path, "spec"), "must be an object")]
     resource = Resource(

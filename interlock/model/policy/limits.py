@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from interlock.model.policy.destination_rule import TLSMode
 from interlock.model.policy.gateway import ServerProtocol, ServerTLSMode
 from interlock.model.policy.lookup import service_for_host
 from interlock.model.policy.service_entry import Resolution
@@ -38,21 +37,13 @@ def translation_limits(state: MeshState) -> Iterator[Problem]:
         for field, policy in policies_with_tls:
             if policy is None or policy.tls is None:
                 continue
-            if service is None:
-                yield Problem(
-                    rule.ref,
-                    f"{field}.tls",
-                    "tls is translated for registered services only yet: sidecars reach "
-                    "ServiceEntry hosts in plain TCP (TLS, if any, is the app's)",
-                    Severity.WARNING,
-                )
-            elif policy.tls.mode in (TLSMode.SIMPLE, TLSMode.MUTUAL):
+            if service is None and not policy.tls.originates:
                 yield Problem(
                     rule.ref,
                     f"{field}.tls.mode",
-                    f"tls.mode {policy.tls.mode} is not translated yet (its certificate fields "
-                    "are not supported): sidecars send mutual TLS to the instances a sidecar "
-                    "fronts and plain text to the others, as without a mode",
+                    f"tls.mode {policy.tls.mode} is for registered services: a ServiceEntry "
+                    "host is outside the mesh, so sidecars reach it in plain TCP (TLS, if any, "
+                    "is the app's); use SIMPLE or MUTUAL to originate TLS to it",
                     Severity.WARNING,
                 )
     for limit in policies.rate_limits:

@@ -27,6 +27,7 @@ from interlock.model.policy.lookup import (
     service_entries_for_host,
     service_for_host,
 )
+from interlock.model.policy.no_effect import no_effect
 from interlock.model.policy.policies import Policy
 from interlock.model.policy.selectors import selected_instances, selects
 from interlock.model.policy.service_entry import ServiceEntry
@@ -101,6 +102,7 @@ class _Checker:
         self._rate_limits()
         self._telemetries()
         self.found.extend(translation_limits(self.state))
+        self.found.extend(no_effect(self.state))
         return self.found
 
     def report(self, policy: Policy[Any], field: str, message: str, severity: Severity) -> None:

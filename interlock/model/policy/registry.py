@@ -7,7 +7,7 @@ to :data:`KINDS` and a field to :class:`interlock.model.policy.policies.Policies
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -60,6 +60,11 @@ class KindInfo(Generic[S]):
     state_field: str
     summary: str
     name_error: Callable[[str], str | None] | None = field(default=None, repr=False)
+    #: Extra rules for ``metadata.annotations`` that the kind gives a meaning (annotations,
+    #: the spec as given, the annotations' path) → errors.
+    annotation_errors: Callable[[Mapping[str, str], object, str], list[FieldError]] | None = field(
+        default=None, repr=False
+    )
 
     @property
     def api_versions(self) -> tuple[str, ...]:
@@ -165,6 +170,7 @@ KINDS: tuple[KindInfo[Any], ...] = (
         authorization_policy.SPEC,
         "authorization_policies",
         "who may call what",
+        annotation_errors=authorization_policy.annotation_errors,
     ),
     KindInfo(
         "RateLimit",

@@ -292,6 +292,22 @@ def _check_http_route(route: HTTPRoute, path: str, errors: Errors) -> None:
             errors.append(FieldError(child(path, "fault"), "cannot be combined with redirect"))
         if route.rewrite is not None:
             errors.append(FieldError(child(path, "rewrite"), "cannot be combined with redirect"))
+        # A redirect is answered by the proxy itself: nothing is sent upstream to time out,
+        # retry or mirror.
+        for name, value in (
+            ("timeout", route.timeout),
+            ("retries", route.retries),
+            ("mirror", route.mirror),
+            ("mirrorPercentage", route.mirror_percentage),
+        ):
+            if value is not None:
+                errors.append(
+                    FieldError(
+                        child(path, name),
+                        "has no effect with redirect (the proxy answers it; nothing goes "
+                        "upstream); remove it",
+                    )
+                )
     elif not route.route:
         errors.append(FieldError(child(path, "route"), "is required (or a redirect)"))
     else:

@@ -143,6 +143,8 @@ class Obj(Node, Generic[T]):
     an optional hint) that Istio defines and Interlock does not support yet; ``one_of`` lists
     groups of mutually exclusive fields; ``non_empty`` requires at least one field. ``checks``
     run on the parsed dataclass (only when every field was valid) for rules that span fields.
+    ``closed=False`` ignores fields the schema does not know instead of refusing them (for
+    documents others write into too, such as an Envoy node's metadata).
     """
 
     def __init__(
@@ -155,8 +157,10 @@ class Obj(Node, Generic[T]):
         non_empty: bool = False,
         checks: Sequence[Check] = (),
         describe: str = "an object",
+        closed: bool = True,
     ) -> None:
         self.cls = cls
+        self.closed = closed
         self.fields = {
             name: spec if isinstance(spec, Field) else Field(spec) for name, spec in fields_.items()
         }
@@ -195,7 +199,8 @@ class Obj(Node, Generic[T]):
             at = child(path, key)
             spec = self.fields.get(key)
             if spec is None:
-                errors.append(FieldError(at, self._unknown(key)))
+                if self.closed:
+                    errors.append(FieldError(at, self._unknown(key)))
                 continue
             if raw is None:
                 continue

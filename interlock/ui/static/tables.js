@@ -90,7 +90,10 @@ export function renderProxies(proxies) {
     const states = new Map(p.types.map((t) => [t.type, t.state]));
     setChildren(cells[0], p.node_id);
     setChildren(cells[1], nodeLabel(`${p.service}.${p.namespace}`));
-    setChildren(cells[2], p.variant.toUpperCase());
+    // A refused proxy (e.g. an unsupported Envoy release) is sent nothing: say why.
+    const problems = p.problems || [];
+    setChildren(cells[2], problems.length ? "REFUSED" : p.variant.toUpperCase());
+    cells[2].title = problems.join("; ");
     TYPES.forEach((type, i) => stateCell(cells[3 + i], states.get(type) || "NOT SENT"));
     setChildren(cells[8], p.synced_revision ?? "–");
     cells[8].className = "num";

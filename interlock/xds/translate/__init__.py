@@ -7,7 +7,7 @@ deterministic: equal input gives byte-identical serialized resources (serialize 
 
 from __future__ import annotations
 
-from interlock.model import MeshState, Proxy
+from interlock.model import MeshState, Proxy, ProxyKind
 from interlock.model.identity import MeshIdentity
 from interlock.xds.translate import jwt, mtls
 from interlock.xds.translate.clusters import inbound_cluster, outbound_cluster
@@ -16,6 +16,7 @@ from interlock.xds.translate.consistency import check_consistency
 from interlock.xds.translate.destinations import Destinations
 from interlock.xds.translate.draft import Draft, PassContext
 from interlock.xds.translate.endpoints import load_assignment
+from interlock.xds.translate.grpc import translate_grpc
 from interlock.xds.translate.incremental import refresh_endpoints
 from interlock.xds.translate.listeners import ListenerPlan, plan_listeners
 from interlock.xds.translate.passes import apply_passes
@@ -54,8 +55,13 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
       AuthorizationPolicies (:mod:`.authz`) of its workload; without ``identity`` the mesh's
       defaults (trust domain, root namespace) are used for them.
 
+    A proxyless gRPC client (``ProxyKind.GRPC``) gets what gRPC's xDS client implements of
+    the same (:mod:`.grpc`): API listeners, routes, EDS clusters, endpoints.
+
     Resources of each kind are sorted by name; problems are sorted.
     """
+    if proxy.kind is ProxyKind.GRPC:
+        return translate_grpc(state, proxy, identity)
     services = sorted(state.services.values(), key=lambda s: (s.namespace, s.name))
     telemetry_plan = telemetry_plan_for(state, proxy)
     source = config_source(proxy)
@@ -66,7 +72,7 @@ def translate(state: MeshState, proxy: Proxy, identity: MeshIdentity | None = No
     root_namespace = (identity or MeshIdentity()).root_namespace
     authentications = jwt.applicable_authentications(state, proxy, root_namespace)
     plan = plan_listeners(
-        proxy, services, telemetry_plan, inbound_security, jwt.authn_filter(authentications)
+        proxy, services, telemetry_plan, inbound_security, jwt.authn_filter(authentications, state)
     )
     ctx = PassContext(
         state,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from envoy.config.core.v3 import address_pb2
 from envoy.config.rbac.v3 import rbac_pb2
@@ -37,7 +37,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, string_pb2, value_pb2
 
-from interlock.model import MeshState, Problem, Proxy, ProxyKind, Severity
+from interlock.model import MeshState, Proxy
 from interlock.model.policy.authorization_policy import (
     Action,
     AuthorizationPolicy,
@@ -45,6 +45,7 @@ from interlock.model.policy.authorization_policy import (
     Operation,
     Rule,
     Source,
+    is_dry_run,
 )
 from interlock.model.policy.policies import Policy
 from interlock.xds.translate import route_filters
@@ -59,9 +60,8 @@ from interlock.xds.translate.authz_match import (
     request_principal_alternatives,
     string_matcher,
 )
-from interlock.xds.translate.common import typed, uint32
-from interlock.xds.translate.draft import Draft, PassContext
-from interlock.xds.translate.jwt import JWT_AUTHN, PAYLOAD_KEY, applicable_authentications
+from interlock.xds.translate.common import uint32
+from interlock.xds.translate.jwt import JWT_AUTHN, PAYLOAD_KEY
 from interlock.xds.translate.workload_policies import applicable
 
 #: The RBAC filter each action goes to (see :mod:`.route_filters`).
@@ -361,14 +361,25 @@ def _rbac(
 def per_route_configs(
     policies: Sequence[Policy[AuthorizationPolicy]], trust_domain: str
 ) -> dict[str, http_rbac_pb2.RBACPerRoute]:
-    """filter name → its per-route configuration, for the actions ``policies`` use."""
+    """filter name → its per-route configuration, for the actions ``policies`` use.
+
+    A dry-run policy (``istio.io/dry-run: "true"``) goes to its action's ``shadow_rules``, as
+    Istio does: Envoy evaluates it, counts and records the result (see
+    :data:`~.route_filters.SHADOW_STAT_PREFIX`), and enforces nothing. An action with only
+    dry-run policies has no ``rules``, so its filter lets everything through."""
     configs: dict[str, http_rbac_pb2.RBACPerRoute] = {}
     for action in (Action.AUDIT, Action.DENY, Action.ALLOW):
         of_action = [p for p in policies if p.spec.action is action]
-        if of_action:
-            configs[FILTER_OF_ACTION[action]] = http_rbac_pb2.RBACPerRoute(
-                rbac=http_rbac_pb2.RBAC(rules=_rbac(action, of_action, trust_domain))
-            )
+        if not of_action:
+            continue
+        enforced = [p for p in of_action if not is_dry_run(p.resource.annotations)]
+        dry_run = [p for p in of_action if is_dry_run(p.resource.annotations)]
+        rbac = http_rbac_pb2.RBAC()
+        if enforced:
+            rbac.rules.CopyFrom(_rbac(action, enforced, trust_domain))
+        if dry_run:
+            rbac.shadow_rules.CopyFrom(_rbac(action, dry_run, trust_domain))
+        configs[FILTER_OF_ACTION[action]] = http_rbac_pb2.RBACPerRoute(rbac=rbac)
     return configs
 
 
@@ -377,42 +388,3 @@ def applicable_policies(
 ) -> list[Policy[AuthorizationPolicy]]:
     """The AuthorizationPolicies that apply to ``proxy``'s workload, oldest first."""
     return applicable(state.policies.authorization_policies, proxy, root_namespace)
-
-
-class Authorization:
-    """The AuthorizationPolicy pass: the RBAC filters switched on in a sidecar's inbound route
-    configuration for the policies of its workload.
-
-    Where an AuthorizationPolicy or a RequestAuthentication applies but cannot be enforced —
-    on a gateway proxy, on a tcp service — the policy gets a problem (error): nothing is
-    silently left out.
-    """
-
-    def apply(self, ctx: PassContext, draft: Draft) -> list[Problem]:
-        proxy, identity = ctx.proxy, ctx.security
-        policies = applicable_policies(ctx.state, proxy, identity.root_namespace)
-        where = None
-        if proxy.kind is ProxyKind.GATEWAY:
-            where = "gateway proxies"
-        elif ctx.inbound is not None and not ctx.inbound.protocol.is_http:
-            where = "tcp services (they see no HTTP request)"
-        if where is not None:
-            authentications = applicable_authentications(ctx.state, proxy, identity.root_namespace)
-            scoped: list[Policy[Any]] = [*policies, *authentications]
-            return [
-                Problem(
-                    p.ref,
-                    "spec",
-                    f"applies to {proxy.namespace}/{proxy.service}, but {p.kind} is not "
-                    f"enforced on {where} yet",
-                    Severity.ERROR,
-                )
-                for p in scoped
-            ]
-        inbound = draft.route(ctx.inbound_route)
-        if not policies or inbound is None or len(inbound.virtual_hosts) != 1:
-            return []
-        vhost = inbound.virtual_hosts[0]
-        for name, config in per_route_configs(policies, identity.trust_domain).items():
-            vhost.typed_per_filter_config[name].CopyFrom(typed(config))
-        return []

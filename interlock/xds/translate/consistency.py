@@ -86,11 +86,11 @@ def check_consistency(resources: Resources, provided_secrets: Iterable[str] = ()
     """What ``resources`` refer to but do not contain; ``[]`` when they are consistent.
 
     Checked: every EDS cluster's service name has a ClusterLoadAssignment; every RDS name used
-    by a connection manager has a RouteConfiguration; every cluster named by a route (inline or
-    RDS) or a tcp_proxy exists; every SDS secret named by a TLS transport socket is present,
-    or in ``provided_secrets`` (secrets served beside these resources, such as each proxy's own
-    certificate); no two resources of one kind share a name. Messages are sorted and name the
-    referrer.
+    by a connection manager (or a gRPC client's API listener) has a RouteConfiguration; every
+    cluster named by a route (inline or RDS) or a tcp_proxy exists; every SDS secret named by a
+    TLS transport socket is present, or in ``provided_secrets`` (secrets served beside these
+    resources, such as each proxy's own certificate); no two resources of one kind share a
+    name. Messages are sorted and name the referrer.
     """
     messages: list[str] = []
     messages += _duplicates("listener", (r.name for r in resources.listeners))
@@ -128,6 +128,14 @@ def check_consistency(resources: Resources, provided_secrets: Iterable[str] = ()
 
     for listener in resources.listeners:
         referrer = f"listener {listener.name!r}"
+        if listener.HasField("api_listener"):  # a proxyless gRPC client's
+            manager = hcm_pb2.HttpConnectionManager()
+            if listener.api_listener.api_listener.Unpack(manager) and manager.HasField("rds"):
+                name = manager.rds.route_config_name
+                if name not in route_configs:
+                    messages.append(
+                        f"{referrer} uses route configuration {name!r}, which is missing"
+                    )
         for chain in _chains(listener):
             if chain.HasField("transport_socket"):
                 check_secrets(referrer, chain.transport_socket)

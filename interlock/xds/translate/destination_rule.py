@@ -18,6 +18,7 @@ from interlock.model import MeshState, Problem, Proxy
 from interlock.model.identity import MeshIdentity
 from interlock.model.policy.selectors import selects
 from interlock.xds import naming
+from interlock.xds.translate.clusters import upstream_alpn
 from interlock.xds.translate.destinations import ClusterPlan, Destinations
 from interlock.xds.translate.draft import Draft, PassContext
 from interlock.xds.translate.endpoints import load_assignment
@@ -28,7 +29,7 @@ from interlock.xds.translate.traffic_policy import (
     set_tcp_hash,
     tcp_hash_policies,
 )
-from interlock.xds.translate.upstream_tls import cluster_endpoints
+from interlock.xds.translate.upstream_tls import cluster_endpoints, originate
 
 _Cluster = cluster_pb2.Cluster
 
@@ -42,6 +43,12 @@ def finish(
     """Apply ``plan``'s policy to ``cluster`` and ``assignment`` (in place); returns the
     assignment still needed (None for a cluster that no longer uses EDS)."""
     apply_policy(cluster, plan.policy)
+    tls = plan.policy.tls
+    if tls is not None and tls.originates:
+        # The sidecar's own TLS replaces the mesh's mTLS (no endpoint is marked for it).
+        del cluster.transport_socket_matches[:]
+        alpn = upstream_alpn(plan.service.protocol) if plan.service is not None else ()
+        cluster.transport_socket.CopyFrom(originate(tls, alpn))
     if assignment is not None:
         finish_assignment(assignment, plan, proxy)
     if cluster.type != _Cluster.DiscoveryType.EDS:

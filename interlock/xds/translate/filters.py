@@ -51,15 +51,20 @@ def outbound_connection_manager(
     source: config_source_pb2.ConfigSource | None = None,
     access_logs: list[accesslog_pb2.AccessLog] | None = None,
     tracing: hcm_pb2.HttpConnectionManager.Tracing | None = None,
+    policy_filters: list[hcm_pb2.HttpFilter] | None = None,
 ) -> hcm_pb2.HttpConnectionManager:
     """The connection manager apps send requests through; its routes come over RDS (ADS).
+    ``policy_filters`` replaces the outbound ones (CORS, fault) — a gateway's adds
+    authentication and authorization (:func:`.route_filters.gateway_http_filters`).
 
     It accepts both origin-form requests (``GET /path`` with ``Host: b``) and the absolute-form
     an HTTP proxy receives (``GET http://b/path``, what ``HTTP_PROXY=...`` makes clients send):
     ``allow_absolute_url`` is set explicitly, so the behaviour does not hang on Envoy's default.
     Envoy then routes on the URL's host and forwards the origin-form path upstream.
     """
-    manager = _connection_manager(stat_prefix, route_filters.outbound_http_filters())
+    manager = _connection_manager(
+        stat_prefix, policy_filters or route_filters.outbound_http_filters()
+    )
     manager.rds.CopyFrom(
         hcm_pb2.Rds(
             config_source=source or ads_config_source(), route_config_name=route_config_name

@@ -22,12 +22,15 @@ resources whose ``selector`` matches it, and the routes of the VirtualServices b
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 
 from interlock.model import MeshState, Problem, Proxy, ProxyKind, Severity
@@ -36,11 +39,12 @@ from interlock.model.policy.hosts import canonical_host, host_matches
 from interlock.model.policy.policies import Policy
 from interlock.model.policy.virtual_service import VirtualService
 from interlock.xds import naming
-from interlock.xds.translate import filters, telemetry, tls
+from interlock.xds.translate import filters, route_filters, telemetry, tls
 from interlock.xds.translate.common import boolean, config_source, socket_address, typed
 from interlock.xds.translate.destinations import Destinations, age
 from interlock.xds.translate.draft import Draft, PassContext
 from interlock.xds.translate.http_routes import RouteScope, http_routes
+from interlock.xds.translate.jwt import applicable_authentications, authn_filter
 from interlock.xds.translate.ports import Binding, PortTable, bound_table
 from interlock.xds.translate.virtual_service import proxy_labels, route_tcp_proxy, tcp_targets
 
@@ -133,7 +137,9 @@ class _Builder:
         destinations: Destinations,
         plan: telemetry.TelemetryPlan,
         table: PortTable,
+        authn: hcm_pb2.HttpFilter | None = None,
     ) -> None:
+        self.authn = authn
         self.state = state
         self.proxy = proxy
         self.destinations = destinations
@@ -207,6 +213,7 @@ class _Builder:
             config_source(self.proxy),
             telemetry.http_access_logs(self.proxy, inbound=False, plan=self.plan),
             telemetry.http_tracing(self.proxy, self.plan.tracing) if self.plan.tracing else None,
+            route_filters.gateway_http_filters(self.authn),
         )
         return filters.http_connection_manager_filter(manager)
 
@@ -250,7 +257,7 @@ class _Builder:
     def tls_chains(
         self,
         servers: Sequence[_Server],
-        make_filter: Mapping[str, listener_components_pb2.Filter],
+        make_filter: Callable[[_Server], listener_components_pb2.Filter | None],
         alpn: tuple[str, ...],
     ) -> list[listener_components_pb2.FilterChain]:
         chains: list[listener_components_pb2.FilterChain] = []
@@ -266,13 +273,15 @@ class _Builder:
                     "these hosts on this port; this server is left out",
                 )
                 continue
+            network_filter = make_filter(server)
+            if network_filter is None:
+                continue
             seen[names] = server
-            key = server.gateway.ref
             chain = listener_components_pb2.FilterChain(
                 name=naming.gateway_chain(
                     server.gateway.namespace, server.gateway.name, server.server.port.name
                 ),
-                filters=[make_filter[key]],
+                filters=[network_filter],
                 transport_socket=self.transport_socket(server, alpn),
             )
             chain.filter_chain_match.server_names.extend(names)
@@ -283,8 +292,10 @@ class _Builder:
     def tcp_filter(
         self, port: int, servers: Sequence[_Server]
     ) -> listener_components_pb2.Filter | None:
+        """The tcp proxy of the oldest VirtualService bound to ``servers``' gateways whose hosts
+        meet theirs (as Istio binds it) and that has a tcp rule for ``port``."""
         for vs in self.bound_to(servers):
-            if not vs.spec.tcp:
+            if not vs.spec.tcp or not _domains(vs, servers):
                 continue
             targets = tcp_targets(vs, port, self.labels, self.destinations)
             if targets is None:
@@ -293,6 +304,21 @@ class _Builder:
             route_tcp_proxy(proxy, targets)
             return filters.tcp_proxy_filter(proxy)
         return None
+
+    def _server_tcp(self, port: int) -> Callable[[_Server], listener_components_pb2.Filter | None]:
+        def make(server: _Server) -> listener_components_pb2.Filter | None:
+            found = self.tcp_filter(port, [server])
+            if found is None:
+                self.problem(
+                    server,
+                    ".hosts",
+                    "no VirtualService bound to this gateway with a tcp rule for port "
+                    f"{port} names these hosts; this server is left out",
+                    warning=True,
+                )
+            return found
+
+        return make
 
     # --- one port -----------------------------------------------------------------------
     def port(self, port: int, listen: int, servers: list[_Server]) -> None:
@@ -320,7 +346,7 @@ class _Builder:
         elif protocol is ServerProtocol.HTTPS:
             kept = self.terminating(servers)
             http = self.http_filter(port)
-            chains = self.tls_chains(kept, {s.gateway.ref: http for s in kept}, tls.HTTP_ALPN)
+            chains = self.tls_chains(kept, lambda _: http, tls.HTTP_ALPN)
             if chains:
                 self.out.routes.append(self.route_configuration(port, listen, kept))
             listener.filter_chains.extend(chains)
@@ -337,9 +363,8 @@ class _Builder:
                         warning=True,
                     )
             elif protocol is ServerProtocol.TLS:
-                listener.filter_chains.extend(
-                    self.tls_chains(kept, {s.gateway.ref: tcp for s in kept}, ())
-                )
+                # Each server's SNI chain forwards as the VirtualService whose hosts meet its own.
+                listener.filter_chains.extend(self.tls_chains(kept, self._server_tcp(port), ()))
             else:
                 listener.filter_chains.append(listener_components_pb2.FilterChain(filters=[tcp]))
         if not listener.filter_chains:
@@ -368,7 +393,15 @@ class Gateways:
         if proxy.kind is not ProxyKind.GATEWAY:
             return []
         table = bound_table(draft.listeners, proxy)
-        builder = _Builder(ctx.state, proxy, ctx.destinations, ctx.telemetry, table)
+        authentications = applicable_authentications(ctx.state, proxy, ctx.security.root_namespace)
+        builder = _Builder(
+            ctx.state,
+            proxy,
+            ctx.destinations,
+            ctx.telemetry,
+            table,
+            authn_filter(authentications, ctx.state),
+        )
         listen_on = dict(proxy.gateway_ports)
         by_port: dict[int, list[_Server]] = {}
         for gateway in selected_gateways(ctx.state, proxy):

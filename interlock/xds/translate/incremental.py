@@ -17,10 +17,11 @@ from dataclasses import replace
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 
-from interlock.model import MeshState, Problem, Proxy
+from interlock.model import MeshState, Problem, Proxy, ProxyKind
 from interlock.model.identity import MeshIdentity
 from interlock.xds.translate.destination_rule import plan_assignment
 from interlock.xds.translate.destinations import Destinations
+from interlock.xds.translate.grpc import grpc_assignment
 from interlock.xds.translate.resources import Resources
 from interlock.xds.translate.upstream_tls import instances_resource
 
@@ -38,13 +39,14 @@ def refresh_endpoints(
     fresh: dict[str, endpoint_pb2.ClusterLoadAssignment] = {}
     stale: list[str] = []  # whose instance problems are recomputed
     problems: list[Problem] = []
+    assign = grpc_assignment if proxy.kind is ProxyKind.GRPC else plan_assignment
     for name in sorted(set(services)):
         service = state.services.get(name)
         if service is None:
             return None
         stale.append(instances_resource(service))
         for plan in Destinations(state, [service], external=False).plans.values():
-            planned = plan_assignment(state, identity, proxy, plan)
+            planned = assign(state, identity, proxy, plan)
             if planned is None:
                 return None
             fresh[plan.name], left_out = planned

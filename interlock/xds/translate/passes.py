@@ -16,7 +16,7 @@ Each pass keeps the contract of :mod:`.draft`. The order matters and is fixed:
 from __future__ import annotations
 
 from interlock.model import Problem
-from interlock.xds.translate.authz import Authorization
+from interlock.xds.translate.authz_pass import Authorization
 from interlock.xds.translate.destination_rule import DestinationRules, HashPolicies
 from interlock.xds.translate.draft import Draft, Pass, PassContext
 from interlock.xds.translate.gateway import Gateways

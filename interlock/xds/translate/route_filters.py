@@ -38,9 +38,20 @@ def outbound_http_filters() -> list[hcm_pb2.HttpFilter]:
     ]
 
 
+#: Where the dry-run (shadow) rules of each RBAC filter report: the counters
+#: ``http.<connection manager>.rbac.<action>.shadow_allowed``/``shadow_denied``, and the dynamic
+#: metadata ``envoy.filters.http.rbac: <action>.shadow_engine_result`` (``allowed``/``denied``)
+#: and ``<action>.shadow_effective_policy_id`` (the rule that decided) — all filters share the
+#: RBAC extension's metadata namespace, so the action's prefix keeps them apart.
+SHADOW_STAT_PREFIX = {RBAC_DENY: "deny.", RBAC_ALLOW: "allow."}
+RBAC_METADATA_NAMESPACE = "envoy.filters.http.rbac"
+
+
 def _rbac(name: str, stat_prefix: str) -> hcm_pb2.HttpFilter:
     # No rules: the filter lets everything through until a route's RBACPerRoute says otherwise.
-    config = rbac_pb2.RBAC(rules_stat_prefix=stat_prefix)
+    config = rbac_pb2.RBAC(
+        rules_stat_prefix=stat_prefix, shadow_rules_stat_prefix=SHADOW_STAT_PREFIX.get(name, "")
+    )
     return hcm_pb2.HttpFilter(name=name, typed_config=typed(config))
 
 
@@ -56,4 +67,19 @@ def inbound_http_filters(authn: hcm_pb2.HttpFilter | None = None) -> list[hcm_pb
         _rbac(RBAC_DENY, "deny"),
         _rbac(RBAC_ALLOW, "allow"),
         hcm_pb2.HttpFilter(name=LOCAL_RATE_LIMIT, typed_config=typed(limit)),
+    ]
+
+
+def gateway_http_filters(authn: hcm_pb2.HttpFilter | None = None) -> list[hcm_pb2.HttpFilter]:
+    """A gateway's connection manager: CORS first (it answers preflights, which carry no
+    credentials), then ``authn`` (the JWT filter of the gateway's RequestAuthentications), the
+    RBAC filters of its AuthorizationPolicies — audit, deny, allow — and fault injection,
+    before the router."""
+    return [
+        hcm_pb2.HttpFilter(name=CORS, typed_config=typed(cors_pb2.Cors())),
+        *([authn] if authn is not None else []),
+        _rbac(RBAC_AUDIT, "audit"),
+        _rbac(RBAC_DENY, "deny"),
+        _rbac(RBAC_ALLOW, "allow"),
+        hcm_pb2.HttpFilter(name=FAULT, typed_config=typed(fault_pb2.HTTPFault())),
     ]

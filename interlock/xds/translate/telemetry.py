@@ -39,6 +39,7 @@ from interlock.model import MeshState, Proxy, Service
 from interlock.model.policy import Policy, Telemetry, service_for_host
 from interlock.model.policy.telemetry import AccessLogging, Tracing
 from interlock.xds import naming
+from interlock.xds.translate import route_filters
 from interlock.xds.translate.common import boolean, connect_timeout, socket_address, typed
 
 STDOUT_LOGGER = "envoy.access_loggers.stdout"
@@ -124,6 +125,11 @@ def telemetry_plan_for(state: MeshState, proxy: Proxy) -> TelemetryPlan:
     return plan
 
 
+def _shadow(rbac_filter: str, key: str) -> str:
+    prefix = route_filters.SHADOW_STAT_PREFIX[rbac_filter]
+    return f"%DYNAMIC_METADATA({route_filters.RBAC_METADATA_NAMESPACE}:{prefix}{key})%"
+
+
 def _fields(proxy: Proxy, inbound: bool) -> dict[str, str]:
     """The JSON access-log line: who called whom, what, how it went, and the trace."""
     own = f"{proxy.service}.{proxy.namespace}"
@@ -150,6 +156,10 @@ def _fields(proxy: Proxy, inbound: bool) -> dict[str, str]:
             "source_principal": "%DOWNSTREAM_PEER_URI_SAN%",
             "destination_service": own,
             "destination_principal": "%DOWNSTREAM_LOCAL_URI_SAN%",
+            # What dry-run AuthorizationPolicies would have done (null without one).
+            "dry_run_deny": _shadow(route_filters.RBAC_DENY, "shadow_engine_result"),
+            "dry_run_deny_policy": _shadow(route_filters.RBAC_DENY, "shadow_effective_policy_id"),
+            "dry_run_allow": _shadow(route_filters.RBAC_ALLOW, "shadow_engine_result"),
         }
     else:
         fields |= {

@@ -9,7 +9,11 @@
   problem naming it (resource ``Instance/<namespace>/<service>/<id>``).
 - ``tls.mode: DISABLE``: plain text to every instance (as in Istio, a STRICT callee then
   refuses the connection).
-- ``SIMPLE`` and ``MUTUAL`` are not translated yet (a warning on the rule): the default holds.
+- ``SIMPLE`` and ``MUTUAL``: the caller's sidecar originates TLS of its own to every instance
+  (a service outside the mesh's mTLS, a ServiceEntry host on 443): the cluster's transport
+  socket verifies the server against ``caCertificates`` (and ``subjectAltNames``, ``caCrl``),
+  sends ``sni``, and with MUTUAL presents ``clientCertificate``/``privateKey`` — files on the
+  caller's host, as in Istio's sidecars (:func:`originate`).
 
 The choice is per endpoint: its metadata selects the cluster's mTLS transport socket
 (:func:`interlock.xds.translate.endpoints.load_assignment`). Without a mesh identity nothing is
@@ -18,14 +22,23 @@ mTLS and the mode changes nothing.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.type.matcher.v3 import string_pb2
+
 from interlock.model import Instance, MeshState, Problem, Service, Severity
 from interlock.model.identity import MeshIdentity
-from interlock.model.policy.destination_rule import TLSMode
+from interlock.model.policy.destination_rule import ClientTLSSettings, TLSMode
 from interlock.xds.translate import mtls
+from interlock.xds.translate.common import typed
 from interlock.xds.translate.destinations import ClusterPlan
+from interlock.xds.translate.tls import TLS_TRANSPORT_SOCKET
+
+_SAN = common_pb2.SubjectAltNameMatcher
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,7 @@ def cluster_endpoints(
     assert service is not None, "only a mesh service's cluster has instances"
     tls = plan.policy.tls
     wanted = tls.mode if tls is not None else None
-    if identity is None or wanted is TLSMode.DISABLE:
+    if identity is None or wanted is TLSMode.DISABLE or (tls is not None and tls.originates):
         return ClusterEndpoints(tuple(instances), frozenset())
     fronted = [i for i in instances if i.sidecar]
     modes = mtls.endpoint_modes(state, service.namespace, fronted, identity.root_namespace)
@@ -86,3 +99,41 @@ def cluster_endpoints(
         _left_out(service, i, plan.name) for i in instances if i.instance_id not in able
     )
     return ClusterEndpoints(kept, able, problems)
+
+
+def _san(value: str) -> common_pb2.SubjectAltNameMatcher:
+    """A ``subjectAltNames`` entry: a URI (``spiffe://…``), an IP address, or a DNS name."""
+    exact = string_pb2.StringMatcher(exact=value)
+    if "://" in value:
+        kind = _SAN.URI
+    else:
+        try:
+            ipaddress.ip_address(value)
+            kind = _SAN.IP_ADDRESS
+        except ValueError:
+            kind = _SAN.DNS
+    return _SAN(san_type=kind, matcher=exact)
+
+
+def originate(settings: ClientTLSSettings, alpn: tuple[str, ...] = ()) -> base_pb2.TransportSocket:
+    """The transport socket of a cluster whose DestinationRule says ``SIMPLE`` or ``MUTUAL``."""
+    common = tls_pb2.CommonTlsContext(alpn_protocols=list(alpn))
+    if settings.mode is TLSMode.MUTUAL:
+        assert settings.client_certificate and settings.private_key, "checked by the schema"
+        common.tls_certificates.append(
+            common_pb2.TlsCertificate(
+                certificate_chain=base_pb2.DataSource(filename=settings.client_certificate),
+                private_key=base_pb2.DataSource(filename=settings.private_key),
+            )
+        )
+    if not settings.insecure_skip_verify:
+        assert settings.ca_certificates, "checked by the schema"
+        validation = common_pb2.CertificateValidationContext(
+            trusted_ca=base_pb2.DataSource(filename=settings.ca_certificates),
+            match_typed_subject_alt_names=[_san(v) for v in settings.subject_alt_names],
+        )
+        if settings.ca_crl:
+            validation.crl.CopyFrom(base_pb2.DataSource(filename=settings.ca_crl))
+        common.validation_context.CopyFrom(validation)
+    context = tls_pb2.UpstreamTlsContext(common_tls_context=common, sni=settings.sni or "")
+    return base_pb2.TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=typed(context))

@@ -1,1 +1,0 @@
-"""Envoy bootstrap templates, installed as the package ``interlock.envoy_configs``."""
