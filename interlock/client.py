@@ -78,35 +78,60 @@ class InterlockClient:
         timeout: float = 5.0,
         trust: Trust | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        #: Every replica's URL (``--control-plane A,B``); calls go to the first that answers
+        #: and stay there until it stops answering.
+        self.urls = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]
+        if not self.urls:
+            raise ClientError("--control-plane must be an https:// (or http://) URL")
         trust = trust or Trust()
-        scheme = self.base_url.partition("://")[0].lower()
-        if scheme not in ("http", "https"):
+        schemes = {u.partition("://")[0].lower() for u in self.urls}
+        if not schemes <= {"http", "https"} or len(schemes) != 1:
             raise ClientError(
-                f"--control-plane must be an https:// (or http://) URL, got {base_url!r}"
+                "--control-plane must be https:// (or http://) URLs of one scheme, "
+                f"got {base_url!r}"
             )
+        self.base_url = self.urls[0]
         self.context: ssl.SSLContext | None = None
-        if scheme == "https":
-            try:
-                bundle = trust.bundle(self.base_url, timeout)
-            except BundleUnreachable as exc:
-                raise ControlPlaneUnreachable(self.base_url, exc) from None
-            except TrustError as exc:
-                raise ClientError(str(exc)) from None
+        if schemes == {"https"}:
+            bundle = self._bundle(trust, timeout)
             self.context = (
                 client_context(bundle)
                 if bundle is not None
                 else ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
             )
         token = token if token is not None else os.environ.get("INTERLOCK_TOKEN")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout = timeout
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout,
-            headers=headers,
+        self._http = self._client(self.base_url)
+
+    def _bundle(self, trust: Trust, timeout: float) -> bytes | None:
+        """The trusted bundle, from the first replica that answers (they share the CA)."""
+        for url in self.urls:
+            try:
+                bundle = trust.bundle(url, timeout)
+            except BundleUnreachable as exc:
+                if url == self.urls[-1]:
+                    raise ControlPlaneUnreachable(url, exc) from None
+                continue
+            except TrustError as exc:
+                raise ClientError(str(exc)) from None
+            self.base_url = url
+            return bundle
+        return None
+
+    def _client(self, url: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=url,
+            timeout=self.timeout,
+            headers=self._headers,
             verify=self.context if self.context is not None else True,
         )
+
+    def _next_replica(self) -> None:
+        index = (self.urls.index(self.base_url) + 1) % len(self.urls)
+        self._http.close()
+        self.base_url = self.urls[index]
+        self._http = self._client(self.base_url)
 
     def trust_more(self, bundle_pem: bytes) -> None:
         """Also trust the roots of ``bundle_pem`` from now on (a root rotation published a new
@@ -130,13 +155,22 @@ class InterlockClient:
         if isinstance(params, dict) and "wait" in params:
             waited = float(params["wait"])
         timeout = httpx.Timeout(self.timeout + waited)
-        try:
-            response = self._http.request(method, path, json=json, params=params, timeout=timeout)
-        except httpx.HTTPError as exc:
-            reason = verification_failure(exc)
-            if reason is not None:
-                raise ControlPlaneUntrusted(self.base_url, reason) from None
-            raise ControlPlaneUnreachable(self.base_url, exc) from None
+        # Each replica once, starting with the one that answered last: a replica that does
+        # not answer (refused, reset, timed out) hands the call to the next. The calls the
+        # sidecar makes are idempotent (PUT, DELETE); a repeated token issue is harmless.
+        for attempt in range(len(self.urls)):
+            try:
+                response = self._http.request(
+                    method, path, json=json, params=params, timeout=timeout
+                )
+                break
+            except httpx.HTTPError as exc:
+                reason = verification_failure(exc)
+                if reason is not None:
+                    raise ControlPlaneUntrusted(self.base_url, reason) from None
+                if attempt == len(self.urls) - 1:
+                    raise ControlPlaneUnreachable(self.base_url, exc) from None
+                self._next_replica()
         if response.status_code >= 400:
             try:
                 problem = response.json()

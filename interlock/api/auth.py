@@ -36,7 +36,7 @@ import anyio.to_thread
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from interlock.api.problems import interlock_problem, problem_response
+from interlock.api.problems import interlock_problem, problem_response, request_instance
 from interlock.model.errors import FieldError, Forbidden, InterlockError
 from interlock.model.identity import Token, TokenRole, token_hash
 
@@ -101,10 +101,15 @@ def registration_allows(service: str, method: str, path: str) -> bool:
 def registration_token(scope: Scope) -> Token | None:
     """The registration token a request was let in with (by :class:`BearerAuth`), or None (an
     admin token, or an app without authentication)."""
+    token = request_token(scope)
+    return token if token is not None and token.role is TokenRole.REGISTRATION else None
+
+
+def request_token(scope: Scope) -> Token | None:
+    """The token a request was let in with (by :class:`BearerAuth`), whatever its role, or
+    None (open reads, or an app without authentication)."""
     token = scope.get("state", {}).get("token")
-    if isinstance(token, Token) and token.role is TokenRole.REGISTRATION:
-        return token
-    return None
+    return token if isinstance(token, Token) else None
 
 
 async def _registration_token(request: Request) -> Token | None:
@@ -160,7 +165,7 @@ class BearerAuth:
             response = problem_response(
                 400,
                 message,
-                instance=path,
+                instance=request_instance(scope),
                 title="Credentials in the URL",
                 slug="credentials-in-url",
                 errors=(FieldError("query.token", message),),
@@ -184,7 +189,7 @@ class BearerAuth:
             response = problem_response(
                 401,
                 message,
-                instance=path,
+                instance=request_instance(scope),
                 title="Unauthorized",
                 slug="unauthorized",
                 errors=(FieldError("header.authorization", "missing"),),
@@ -195,7 +200,7 @@ class BearerAuth:
         try:
             record = await self._lookup(token)
         except InterlockError as exc:  # the store is unavailable: 503 + Retry-After, not 500
-            await interlock_problem(exc, path)(scope, receive, send)
+            await interlock_problem(exc, request_instance(scope))(scope, receive, send)
             return
         allowed = record is not None and record.active
         if allowed and record is not None and record.role is not TokenRole.ADMIN:
@@ -212,7 +217,7 @@ class BearerAuth:
             response = problem_response(
                 403,
                 message,
-                instance=path,
+                instance=request_instance(scope),
                 title="Forbidden",
                 slug="forbidden",
                 errors=(FieldError("header.authorization", message),),

@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from interlock.api.problems import HTTPProblem, problem_response
+from interlock.api.problems import HTTPProblem, problem_response, request_instance
 from interlock.model.errors import FieldError
 
 
@@ -51,7 +51,7 @@ class BodyLimit:
         limit = self.max_body_bytes
         declared = _content_length(Headers(scope=scope))
         if declared is not None and declared > limit:
-            await _too_large_response(limit, scope["path"])(scope, receive, send)
+            await _too_large_response(limit, request_instance(scope))(scope, receive, send)
             return
 
         received = 0
@@ -78,7 +78,7 @@ class BodyLimit:
             # Normally the app's exception handlers answer; this covers a body read elsewhere.
             if started:
                 raise
-            await _too_large_response(limit, scope["path"])(scope, receive, send)
+            await _too_large_response(limit, request_instance(scope))(scope, receive, send)
 
 
 def _content_length(headers: Headers) -> int | None:

@@ -18,6 +18,8 @@ from fastapi import Request
 from interlock.api.body import is_json
 from interlock.api.problems import HTTPProblem
 from interlock.model.errors import FieldError, InvalidInput
+from interlock.model.names import DNS_LABEL
+from interlock.model.policy.documents import DNS_SUBDOMAIN
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml"})
 MEDIA_TYPES = ("application/json", *sorted(YAML_TYPES))
@@ -27,11 +29,52 @@ REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"type": ["object", "array"]}},
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/PolicyDocument"},
+                        {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/PolicyDocument"},
+                            "minItems": 1,
+                        },
+                    ]
+                }
+            },
             "application/yaml": {"schema": {"type": "string"}},
         },
     }
 }
+
+
+def policy_document_schema(kinds: list[str], api_versions: list[str]) -> dict[str, Any]:
+    """The JSON Schema of one policy document: the envelope every kind shares. Each kind's
+    ``spec`` is documented in docs/policies.md (Istio's field names)."""
+    return {
+        "type": "object",
+        "description": "a policy resource, as kubectl and istioctl write it",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"type": "string", "enum": api_versions},
+            "kind": {"type": "string", "enum": kinds},
+            "metadata": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "pattern": f"^{DNS_SUBDOMAIN}$", "maxLength": 253},
+                    "namespace": {"type": "string", "pattern": f"^{DNS_LABEL}$", "maxLength": 63},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "annotations": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string"},
+                    },
+                },
+            },
+            "spec": {"type": "object", "description": "the kind's spec (docs/policies.md)"},
+        },
+    }
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,13 @@ from interlock.api.context import (
     HealthCheck,
     ProblemReader,
 )
+from interlock.api.documents import policy_document_schema
 from interlock.api.fast_path import RegistrationFastPath
 from interlock.api.routers import ROUTERS
 from interlock.api.routers.ca import BundleSource, CaAdmin
 from interlock.model.health import DEFAULT_INSTANCE_TTL
 from interlock.model.identity import DEFAULT_ROOT_NAMESPACE
+from interlock.model.policy.registry import KINDS
 from interlock.store import Store
 from interlock.telemetry.metrics import ControlPlaneMetrics
 from interlock.xds.status import StatusRegistry
@@ -143,7 +145,8 @@ class RequestTimer:
 
 
 def _document_problems(app: FastAPI) -> None:
-    """Add the :class:`~interlock.api.problems.Problem` schema the routes' errors refer to."""
+    """Add the :class:`~interlock.api.problems.Problem` schema the routes' errors refer to,
+    and the policy document the resource routes take."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -153,6 +156,9 @@ def _document_problems(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(defs.pop("$defs", {}))
             components["Problem"] = defs
+            components["PolicyDocument"] = policy_document_schema(
+                [k.kind for k in KINDS], sorted({v for k in KINDS for v in k.api_versions})
+            )
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interlock.api.auth import registration_token
 from interlock.api.body import is_json
-from interlock.api.problems import interlock_problem
+from interlock.api.problems import interlock_problem, request_instance
 from interlock.api.routers.instances import register, written
 from interlock.api.routing import REVISION_HEADER
 from interlock.api.schemas import InstanceId, InstanceSpec, ServiceName
@@ -68,7 +68,7 @@ class RegistrationFastPath:
             instance = spec.to_model(name, instance_id)
             result = await register(self.store, instance, registration_token(scope))
         except InterlockError as e:
-            await interlock_problem(e, scope["path"])(scope, receive, send)
+            await interlock_problem(e, request_instance(scope))(scope, receive, send)
             return
         content = written(result).model_dump_json().encode()
         await send(

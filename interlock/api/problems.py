@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -82,6 +83,15 @@ class Problem(BaseModel):
     detail: str
     instance: str
     errors: list[ProblemField] = []
+
+
+def request_instance(scope: Mapping[str, Any]) -> str:
+    """A problem's ``instance``: the request's path as sent, a URI reference (RFC 9457) —
+    percent-encoded, never decoded into raw newlines or spaces."""
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes) and raw:
+        return raw.decode("latin-1").partition("?")[0]
+    return quote(str(scope.get("path", "")), safe="/:@!$&'()*+,;=-._~")
 
 
 def problem_response(
@@ -158,7 +168,7 @@ def interlock_problem(exc: InterlockError, path: str) -> JSONResponse:
 
 async def _on_interlock_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InterlockError)
-    return interlock_problem(exc, request.url.path)
+    return interlock_problem(exc, request_instance(request.scope))
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -173,7 +183,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
         return problem_response(
             400,
             message,
-            instance=request.url.path,
+            instance=request_instance(request.scope),
             title="Malformed JSON",
             slug="malformed-json",
             errors=(FieldError("body", message),),
@@ -182,7 +192,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     return problem_response(
         InvalidInput.status,
         _summary(errors),
-        instance=request.url.path,
+        instance=request_instance(request.scope),
         title=InvalidInput.title,
         slug=InvalidInput.slug,
         errors=errors,
@@ -198,14 +208,21 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
             method=request.method, path=request.url.path
         )
     problem = exc if isinstance(exc, HTTPProblem) else None
+    errors = problem.errors if problem else ()
+    if status == 400 and not errors:
+        # FastAPI's own: a JSON body it could not decode other than as a JSON syntax error
+        # (bytes that are not UTF-8). The body is at fault: say so, and name it.
+        if detail == _FASTAPI_UNPARSED:
+            detail = "the body could not be read: JSON must be UTF-8 text"
+        errors = (FieldError("body", detail),)
     headers = dict(exc.headers or {})
     if status == 405:
         headers["Allow"] = ", ".join(_allowed_methods(request))
     return problem_response(
         status,
         detail,
-        instance=request.url.path,
-        errors=problem.errors if problem else (),
+        instance=request_instance(request.scope),
+        errors=errors,
         headers=headers,
         title=problem.title if problem else None,
         slug=problem.slug if problem else None,
@@ -227,6 +244,7 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(allowed)
 
 
+_FASTAPI_UNPARSED = "There was an error parsing the body"
 _DEFAULT_DETAIL = {
     404: "nothing at {path}",
     405: "{method} is not allowed on {path}",
@@ -239,7 +257,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(
         500,
         "an internal error occurred; the server log has the details",
-        instance=request.url.path,
+        instance=request_instance(request.scope),
         slug="internal-error",
     )
 

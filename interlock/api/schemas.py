@@ -1,10 +1,11 @@
 """The wire schemas of API v1 (pydantic), validated once, here, at the edge.
 
-Request bodies are strict (``"8080"`` is not a port, ``1`` is not ``true``) and closed (an
-unknown field is an error); names, labels, localities and addresses follow
-:mod:`interlock.model.names`. Responses wrap resources with the mesh ``revision`` they were
-read or written at: one resource is its fields plus ``revision``; a list is
-``{"revision": …, "items": […]}``.
+Request bodies are strict (``"8080"`` is not a port, ``1`` is not ``true``; ``8080.0`` is, as
+JSON Schema's integers are) and closed (an unknown field is an error); names, labels,
+localities and addresses follow :mod:`interlock.model.names`, and the OpenAPI document
+declares the same patterns and limits (``tests/api/test_fuzz.py`` holds the API to them).
+Responses wrap resources with the mesh ``revision`` they were read or written at: one
+resource is its fields plus ``revision``; a list is ``{"revision": …, "items": […]}``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from interlock.model import names
@@ -55,18 +56,58 @@ def _locality_error(value: str) -> str | None:
     return names.locality_error(value) if value else None
 
 
-ServiceName = Annotated[str, _rule(names.service_name_error)]
-Namespace = Annotated[str, _rule(names.namespace_error)]
-InstanceId = Annotated[str, _rule(names.instance_id_error)]
-Address = Annotated[str, _rule(names.address_error)]
-LabelKey = Annotated[str, _rule(names.label_key_error)]
-LabelValue = Annotated[str, _rule(names.label_value_error)]
-Locality = Annotated[str, _rule(_locality_error)]
+def _declared(pattern: str, max_length: int, **extra: Any) -> Any:
+    """What the OpenAPI document says of a name (the rule itself is enforced by ``_rule``,
+    with a message a person can act on): the whole value matches ``pattern``."""
+    return Field(json_schema_extra={"pattern": f"^{pattern}$", "maxLength": max_length, **extra})
+
+
+ServiceName = Annotated[
+    str, _rule(names.service_name_error), _declared(names.DNS_LABEL, 63, minLength=1)
+]
+Namespace = Annotated[
+    str, _rule(names.namespace_error), _declared(names.DNS_LABEL, 63, minLength=1)
+]
+InstanceId = Annotated[
+    str, _rule(names.instance_id_error), _declared(names.INSTANCE_ID, 253, minLength=1)
+]
+Address = Annotated[
+    str,
+    _rule(names.address_error),
+    Field(json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
+]
+LabelKey = Annotated[str, _rule(names.label_key_error), _declared(names.LABEL_KEY, 317)]
+LabelValue = Annotated[str, _rule(names.label_value_error), _declared(names.LABEL_VALUE, 63)]
+Locality = Annotated[str, _rule(_locality_error), _declared(f"({names.LOCALITY})?", 3 * 63 + 2)]
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's integer: ``8080.0`` is one (a JSON number; still strict: not ``"8080"``,
+    not ``true``, not ``8080.5``)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
 Port = Annotated[
-    int, AfterValidator(_port_rule), Field(json_schema_extra={"minimum": 1, "maximum": 65535})
+    Integer, AfterValidator(_port_rule), Field(json_schema_extra={"minimum": 1, "maximum": 65535})
 ]
 
 MIN_TTL, MAX_TTL = 1.0, 86400.0
+
+#: The syntax of a duration (``1.5s``, ``100ms``, ``1h30m``); each field states its range.
+DURATION_PATTERN = r"^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ms|us|µs|ns|h|m|s))+$"
+
+
+def _labels_schema(schema: dict[str, Any]) -> None:
+    """Labels as JSON Schema says them: pydantic writes the key rule as ``patternProperties``,
+    which lets any other key through; the API refuses them, so say so."""
+    patterns = schema.pop("patternProperties", {})
+    names = schema.setdefault("propertyNames", {})
+    for pattern, value in patterns.items():
+        names["pattern"] = pattern
+        schema["additionalProperties"] = value
 
 
 def _ttl_rule(value: str) -> str:
@@ -90,7 +131,11 @@ def duration_seconds(value: str) -> float:
 Ttl = Annotated[
     str,
     AfterValidator(_ttl_rule),
-    Field(description="a duration from 1s to 24h, e.g. 30s, 1m30s", examples=["30s"]),
+    Field(
+        description="a duration from 1s to 24h, e.g. 30s, 1m30s",
+        examples=["30s"],
+        json_schema_extra={"pattern": DURATION_PATTERN},
+    ),
 ]
 
 
@@ -114,7 +159,11 @@ def _duration_rule(value: str) -> str:
     return value
 
 
-Duration = Annotated[str, AfterValidator(_duration_rule), Field(examples=["5s", "500ms"])]
+Duration = Annotated[
+    str,
+    AfterValidator(_duration_rule),
+    Field(examples=["5s", "500ms"], json_schema_extra={"pattern": DURATION_PATTERN}),
+]
 
 
 class HealthCheckSpec(_Body):
@@ -122,11 +171,19 @@ class HealthCheckSpec(_Body):
     it: ``GET path`` (200-399 passes; HTTP/2 for http2 and grpc services) or, without
     ``path``, a TCP connection."""
 
-    path: str | None = Field(default=None, description="e.g. /healthz; none: a TCP connection")
     interval: Duration = "5s"
     timeout: Duration = "1s"
-    unhealthy_threshold: int = Field(default=3, description="failures in a row: out")
-    healthy_threshold: int = Field(default=2, description="successes in a row: back")
+    path: str | None = Field(
+        default=None,
+        description="e.g. /healthz; none: a TCP connection (tcp services: none)",
+        json_schema_extra={"pattern": "^/[\\x21-\\x7e\\x80-\\uffff]*$", "maxLength": 1024},
+    )
+    unhealthy_threshold: Integer = Field(
+        default=3, ge=1, le=100, description="failures in a row: out"
+    )
+    healthy_threshold: Integer = Field(
+        default=2, ge=1, le=100, description="successes in a row: back"
+    )
 
     def to_model(self) -> HealthCheck:
         return HealthCheck(
@@ -247,7 +304,9 @@ class InstanceSpec(_Body):
 
     address: Address
     port: Port
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=names.MAX_LABELS)
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=names.MAX_LABELS, json_schema_extra=_labels_schema
+    )
     locality: Locality = ""
     healthy: bool = Field(
         default=True,
@@ -360,7 +419,10 @@ class AppHealthReport(_Body):
 
     status: Literal["healthy", "unhealthy"]
     reason: Annotated[str, _rule(_reason_error)] = Field(
-        default="", max_length=MAX_REASON, description="why (shown in the instance's health)"
+        default="",
+        max_length=MAX_REASON,
+        description="why (shown in the instance's health): one line, no control characters",
+        json_schema_extra={"pattern": "^[^\\x00-\\x1f\\x7f]*$"},
     )
 
 

@@ -19,7 +19,7 @@ from interlock.cli.options import (
     RegisterTimeout,
     Xds,
     XdsProtocolName,
-    host_port,
+    host_ports,
     run_envoy,
     trust_of,
     xds_protocol_of,
@@ -75,7 +75,7 @@ def gateway(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--port") from None
     protocol = xds_protocol_of(xds_protocol)
-    xds_address = host_port(xds, "--xds")
+    xds_address, *others = host_ports(xds, "--xds")
     spec = GatewaySpec(
         name=name,
         ports=ports,
@@ -87,6 +87,7 @@ def gateway(
         locality=locality,
         xds_host=xds_address.host,
         xds_port=xds_address.port,
+        xds_others=tuple((a.host, a.port) for a in others),
         xds_protocol=protocol,
     )
     opts = SidecarOptions(

@@ -28,7 +28,8 @@ ControlPlane = Annotated[
     typer.Option(
         "--control-plane",
         envvar="INTERLOCK_CONTROL_PLANE",
-        help="REST API base URL (https://HOST:PORT; http:// only for a --plaintext server).",
+        help="REST API base URL (https://HOST:PORT; http:// only for a --plaintext server); "
+        "every replica's, comma-separated: a call goes to the next when one does not answer.",
     ),
 ]
 CaFile = Annotated[
@@ -54,7 +55,14 @@ CaFingerprint = Annotated[
 Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="table, json or yaml.")]
 
 # -- what `interlock sidecar` and `interlock gateway` share: running an Envoy of the mesh --------
-Xds = Annotated[str, typer.Option(help="HOST:PORT of the xDS server.")]
+Xds = Annotated[
+    str,
+    typer.Option(
+        help="HOST:PORT of the xDS server; every replica's, comma-separated "
+        "(A:18000,B:18000): Envoy keeps one stream and moves it to another replica "
+        "within 5 s when the one it uses stops answering."
+    ),
+]
 XdsProtocolName = Annotated[
     str, typer.Option(help="delta (incremental) or sotw (state of the world).")
 ]
@@ -99,6 +107,7 @@ __all__ = [
     "Xds",
     "XdsProtocolName",
     "host_port",
+    "host_ports",
     "run_envoy",
     "trust_of",
     "xds_protocol_of",
@@ -150,6 +159,18 @@ def run_envoy(kind: str, run: Callable[[Say], int]) -> NoReturn:
     except (SidecarError, EnvoyNotFound, ValueError) as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(code)
+
+
+def host_ports(value: str, option: str) -> tuple[HostPort, ...]:
+    """A comma-separated list of HOST:PORT (``--xds``: every replica), at least one, each
+    once."""
+    parts = [part.strip() for part in value.split(",")]
+    if not all(parts):
+        raise typer.BadParameter("an empty HOST:PORT in the list", param_hint=option)
+    addresses = tuple(host_port(part, option) for part in parts)
+    if len(set(addresses)) != len(addresses):
+        raise typer.BadParameter("a HOST:PORT is listed twice", param_hint=option)
+    return addresses
 
 
 def host_port(value: str, option: str, *, allow_any_port: bool = False) -> HostPort:

@@ -25,7 +25,7 @@ from interlock.cli.options import (
     RegisterTimeout,
     Xds,
     XdsProtocolName,
-    host_port,
+    host_ports,
     parse_duration,
     run_envoy,
     trust_of,
@@ -196,10 +196,11 @@ def sidecar(
 
 def _spec(xds: str, xds_protocol: str, **fields: Any) -> SidecarSpec:
     """A sidecar's spec from its flags, ``--xds`` and ``--xds-protocol`` parsed."""
-    address = host_port(xds, "--xds")
+    first, *others = host_ports(xds, "--xds")
     return SidecarSpec(
-        xds_host=address.host,
-        xds_port=address.port,
+        xds_host=first.host,
+        xds_port=first.port,
+        xds_others=tuple((a.host, a.port) for a in others),
         xds_protocol=xds_protocol_of(xds_protocol),
         **fields,
     )
@@ -265,8 +266,9 @@ def bootstrap(
         grpc_spec = GrpcBootstrapSpec(
             service=service,
             instance_id=instance_id,
-            xds_host=host_port(xds, "--xds").host,
-            xds_port=host_port(xds, "--xds").port,
+            # A proxyless client's bootstrap names one xDS server: the first given.
+            xds_host=host_ports(xds, "--xds")[0].host,
+            xds_port=host_ports(xds, "--xds")[0].port,
             ca_file=str(ca_dir / "ca.pem"),
             token_file=token_file,
             namespace=namespace,

@@ -52,6 +52,9 @@ class SidecarSpec:
     locality: str = ""
     xds_host: str = "127.0.0.1"
     xds_port: int = 18000
+    #: The other control-plane replicas (``--xds A,B,C``: B and C), as (host, port): the
+    #: bootstrap's xDS cluster lists them all, and Envoy moves its stream to one that answers.
+    xds_others: tuple[tuple[str, int], ...] = ()
     xds_protocol: XdsProtocol = XdsProtocol.DELTA
     #: "ads": one aggregated stream; "per-type": CDS, LDS, RDS and EDS on streams of their own.
     xds_api: str = "ads"
@@ -73,6 +76,16 @@ def _template(name: str) -> string.Template:
 def _quoted(value: str) -> str:
     """``value`` made safe inside a double-quoted YAML scalar of the template."""
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def xds_endpoints(host: str, port: int, others: tuple[tuple[str, int], ...]) -> str:
+    """The ``lb_endpoints`` of the bootstrap's xDS cluster: every control-plane replica."""
+    return "\n".join(
+        f"        - endpoint:\n"
+        f"            address:\n"
+        f'              socket_address: {{address: "{_quoted(h)}", port_value: {int(p)}}}'
+        for h, p in ((host, port), *others)
+    )
 
 
 def locality_error(locality: str) -> str | None:
@@ -151,8 +164,7 @@ def render_sidecar_bootstrap(spec: SidecarSpec) -> str:
         ADMIN_PORT=str(int(spec.admin_port)),
         API_TYPE=spec.xds_protocol.api_type,
         XDS_PROTOCOL=spec.xds_protocol.value,
-        XDS_HOST=_quoted(spec.xds_host),
-        XDS_PORT=str(int(spec.xds_port)),
+        XDS_ENDPOINTS=xds_endpoints(spec.xds_host, spec.xds_port, spec.xds_others),
         XDS_TOKEN_FILE=_quoted(spec.token_file),
         XDS_TRANSPORT_SOCKET=transport_socket(spec.xds_tls, 4),
         **locality_fields(spec.locality),

@@ -23,6 +23,7 @@ from interlock.sidecar.bootstrap import (
     _template,
     locality_error,
     locality_fields,
+    xds_endpoints,
 )
 from interlock.sidecar.envoy import EnvoyProcess
 from interlock.sidecar.run import (
@@ -56,6 +57,8 @@ class GatewaySpec:
     locality: str = ""
     xds_host: str = "127.0.0.1"
     xds_port: int = 18000
+    #: The other control-plane replicas (see :class:`SidecarSpec`).
+    xds_others: tuple[tuple[str, int], ...] = ()
     xds_protocol: XdsProtocol = XdsProtocol.DELTA
     token_file: str = DEFAULT_TOKEN_FILE
     xds_tls: XdsTls | None = None
@@ -123,8 +126,7 @@ def render_gateway_bootstrap(spec: GatewaySpec) -> str:
         ADMIN_ADDRESS=spec.admin_address,
         ADMIN_PORT=str(int(spec.admin_port)),
         API_TYPE=spec.xds_protocol.api_type,
-        XDS_HOST=_quoted(spec.xds_host),
-        XDS_PORT=str(int(spec.xds_port)),
+        XDS_ENDPOINTS=xds_endpoints(spec.xds_host, spec.xds_port, spec.xds_others),
         XDS_TOKEN_FILE=_quoted(spec.token_file),
         XDS_TRANSPORT_SOCKET=transport_socket(spec.xds_tls, 4),
         **locality_fields(spec.locality),

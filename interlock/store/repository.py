@@ -474,10 +474,11 @@ def _delete_service(name: str, cascade: bool) -> Operation[int]:
         _sql.require_service(w.conn, name)
         ids = [i.instance_id for i in _sql.fetch_instances(w.conn, name)]
         if ids and not cascade:
-            raise Conflict(
+            message = (
                 f"service {name!r} still has {len(ids)} instance(s); delete them first "
                 "or delete the service with cascade"
             )
+            raise Conflict(message, errors=(FieldError("cascade", message),))
         _sql.delete_instance_rows(w.conn, name, ids)
         forget_instances(w.conn, name, ids)
         _sql.delete_service_row(w.conn, name)

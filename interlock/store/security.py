@@ -250,9 +250,19 @@ class SecurityStore:
             rows = conn.execute(query).mappings().all()
         return sorted((_token(r) for r in rows), key=lambda t: (t.created_at, t.token_id))
 
-    def revoke_token(self, token_id: str) -> Token:
-        """Revoke one token (idempotent); :class:`NotFound` if there is none."""
+    def revoke_token(
+        self, token_id: str, *, caller: str | None = None, keep_an_admin: bool = False
+    ) -> Token:
+        """Revoke one token (idempotent); :class:`NotFound` if there is none.
+
+        :class:`Conflict` (nothing revoked) for the ``caller``'s own token (the one that
+        authorizes the request, as Consul refuses) and, with ``keep_an_admin``, for the last
+        active admin token: either would lock every client out until a restart with
+        ``--new-admin-token``. The check and the revocation are one transaction under the
+        write lock, so two replicas revoking the last two admin tokens at once cannot both
+        succeed."""
         with self._db.write() as conn:
+            _sql.current_revision(conn, lock=True)  # the write lock: one revocation at a time
             row = (
                 conn.execute(sa.select(tokens).where(tokens.c.token_id == token_id))
                 .mappings()
@@ -261,6 +271,27 @@ class SecurityStore:
             if row is None:
                 message = f"token {token_id!r} does not exist"
                 raise NotFound(message, errors=(FieldError("token_id", message),))
+            if row["revoked_at"] is None and token_id == caller:
+                message = (
+                    f"token {token_id!r} authorizes this request: a token cannot revoke itself; "
+                    "revoke it with another admin token"
+                )
+                raise Conflict(message, errors=(FieldError("token_id", message),))
+            admin = row["role"] == TokenRole.ADMIN.value
+            if keep_an_admin and admin and row["revoked_at"] is None:
+                active = tokens.c.revoked_at.is_(None) & (tokens.c.role == TokenRole.ADMIN.value)
+                others = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(tokens)
+                    .where(active & (tokens.c.token_id != token_id))
+                ).scalar_one()
+                if not others:
+                    message = (
+                        f"token {token_id!r} is the last active admin token: revoking it would "
+                        "lock every client out; to replace it, restart a server with "
+                        "--new-admin-token"
+                    )
+                    raise Conflict(message, errors=(FieldError("token_id", message),))
             if row["revoked_at"] is None:
                 conn.execute(
                     sa.update(tokens)

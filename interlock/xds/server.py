@@ -231,7 +231,10 @@ class XdsServer:
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_time_ms", 60_000),
                 ("grpc.keepalive_timeout_ms", 20_000),
-                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                # Envoy PINGs every 3 s (the bootstrap's connection_keepalive, how a proxy
+                # notices a replica that stopped answering): allow that, or gRPC answers the
+                # third early PING of an idle stream with GOAWAY (too_many_pings).
+                ("grpc.http2.min_ping_interval_without_data_ms", 2_000),
                 ("grpc.keepalive_permit_without_calls", 1),
                 *self.limits.grpc_options(),
             ],

@@ -18,7 +18,8 @@ def assert_problem(
     assert body["status"] == status
     assert body["type"].startswith("urn:interlock:problem:")
     assert body["title"] and body["detail"]
-    assert body["instance"] == response.request.url.path
+    # A URI reference: the path as sent, percent-encoded.
+    assert body["instance"] == response.request.url.raw_path.decode().partition("?")[0]
     assert "Traceback" not in response.text
     if field is not None:
         assert field in [e["field"] for e in body["errors"]], body

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from interlock.api import create_app
 from interlock.api.auth import ApiAuth
+from interlock.model.errors import Conflict
 from interlock.model.identity import Token, TokenRole, new_token
 from interlock.store import Store
 from tests.api.problems import assert_problem
@@ -119,3 +120,28 @@ def test_a_registration_token_registers_its_own_service_only(store: Store) -> No
     assert client.delete("/v1/services/b", headers=reg).status_code == 403
     assert client.post("/v1/services/b/registration-token", headers=reg).status_code == 403
     assert client.get("/v1/tokens", headers=reg).status_code == 403
+
+
+def test_a_token_cannot_revoke_itself_nor_the_last_admin_token(store: Store) -> None:
+    """Revoking the admin token a client is using (as a fuzzer's stateful phase did) locked
+    every client out until a restart: refused with 409, nothing revoked, as Consul does."""
+    token = admin_token(store)
+    client = app(store)
+    headers = {"Authorization": f"Bearer {token}"}
+    (own,) = store.security.list_tokens(TokenRole.ADMIN)
+    r = client.delete(f"/v1/tokens/{own.token_id}", headers=headers)
+    assert "cannot revoke itself" in assert_problem(r, 409, "path.token_id")["detail"]
+    assert client.get("/v1/revision", headers=headers).status_code == 200  # still works
+
+    # With a second admin token, the first may go (from the second); the second is then the
+    # last one, refused even without a caller (the store checks it in its transaction).
+    other_id, other, digest = new_token(TokenRole.ADMIN)
+    store.security.add_token(Token(other_id, TokenRole.ADMIN), digest)
+    r = client.delete(f"/v1/tokens/{own.token_id}", headers={"Authorization": f"Bearer {other}"})
+    assert r.status_code == 200 and r.json()["revoked_at"]
+    assert client.get("/v1/revision", headers=headers).status_code == 403
+    with pytest.raises(Conflict, match="last active admin token"):
+        store.security.revoke_token(other_id, keep_an_admin=True)
+    r = client.delete(f"/v1/tokens/{other_id}", headers={"Authorization": f"Bearer {other}"})
+    assert_problem(r, 409, "path.token_id")
+    assert not store.security.revoked([other_id])

@@ -66,6 +66,13 @@ CASES = {
     "service name too long": put_service(
         {"port": 8080}, name="a" * 64, status=422, field="path.name"
     ),
+    # `$` in a Python regex matches before a final newline: the rules match whole values.
+    "service name with a trailing newline": put_service(
+        {"port": 8080}, name="c%0A", status=422, field="path.name"
+    ),
+    "namespace with a trailing newline": put_service(
+        {"namespace": "shop\n", "port": 8080}, status=422, field="namespace"
+    ),
     "namespace not a DNS label": put_service(
         {"namespace": "Shop", "port": 8080}, status=422, field="namespace"
     ),
@@ -80,7 +87,8 @@ CASES = {
     # wrong types
     "port as a string": put_service({"port": "8080"}, status=422, field="port"),
     "port as a boolean": put_service({"port": True}, status=422, field="port"),
-    "port as a float": put_service({"port": 8080.0}, status=422, field="port"),
+    # 8080.0 is an integer to JSON Schema (and to JavaScript), so the API takes it; 8080.5 not.
+    "port as a fraction": put_service({"port": 8080.5}, status=422, field="port"),
     "port null": put_service({"port": None}, status=422, field="port"),
     "unknown protocol": put_service(
         {"port": 8080, "protocol": "udp"}, status=422, field="protocol"

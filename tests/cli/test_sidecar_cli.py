@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from interlock.client import InterlockClient
+from interlock.trust import Trust
 from tests.support.mesh import ServerProcess
 from tests.support.net import free_port
 
@@ -55,7 +57,7 @@ def test_bootstrap_identifies_the_node_and_passes_envoy_validation(
         "--namespace",
         "shop",
         "--xds",
-        "cp.example:18000",
+        "cp.example:18000,cp2.example:18001",  # every replica
         "--xds-protocol",
         protocol,
         "--token-file",
@@ -88,11 +90,17 @@ def test_bootstrap_identifies_the_node_and_passes_envoy_validation(
     assert boot["dynamic_resources"]["ads_config"]["api_type"] == api_type
     for source in ("cds_config", "lds_config"):
         assert boot["dynamic_resources"][source]["initial_fetch_timeout"] == "0s"
-    xds = boot["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]
-    assert xds["lb_endpoints"][0]["endpoint"]["address"]["socket_address"] == {
-        "address": "cp.example",
-        "port_value": 18000,
-    }
+    cluster = boot["static_resources"]["clusters"][0]
+    xds = cluster["load_assignment"]["endpoints"][0]
+    assert [e["endpoint"]["address"]["socket_address"] for e in xds["lb_endpoints"]] == [
+        {"address": "cp.example", "port_value": 18000},
+        {"address": "cp2.example", "port_value": 18001},
+    ]
+    # A replica that stops answering is found (HTTP/2 PING), and a vanished host (TCP).
+    options = next(iter(cluster["typed_extension_protocol_options"].values()))
+    keepalive = options["explicit_http_config"]["http2_protocol_options"]
+    assert keepalive["connection_keepalive"] == {"interval": "3s", "timeout": "2s"}
+    assert cluster["upstream_connection_options"]["tcp_keepalive"]["keepalive_probes"] == 3
     # The token reaches the control plane from a file, as a secret: never in the bootstrap.
     assert "ilp_example" not in out.stdout
     (secret,) = boot["static_resources"]["secrets"]
@@ -116,6 +124,8 @@ def test_bootstrap_identifies_the_node_and_passes_envoy_validation(
         (["--app-port", "70000"], "--app-port"),
         (["--app-port", "15001"], "must all differ"),
         (["--xds", "nohostport"], "--xds"),
+        (["--xds", "a:1,,b:2"], "empty HOST:PORT"),
+        (["--xds", "a:1,a:1"], "listed twice"),
         (["--xds-protocol", "rest"], "--xds-protocol"),
         (["--address", "not-an-ip"], "--address"),
     ],
@@ -151,3 +161,17 @@ def test_sidecar_reports_a_missing_envoy() -> None:
     assert out.returncode == 1
     assert "no Envoy binary found" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_rest_calls_go_to_the_next_replica_when_one_does_not_answer(
+    server: ServerProcess,
+) -> None:
+    """`--control-plane A,B`: A refuses connections (a replica that is down), B answers."""
+    down = f"https://127.0.0.1:{free_port()}"
+    trust = Trust(ca_file=server.ca_file)
+    with InterlockClient(f"{down},{server.api_url}", token=server.admin_token, trust=trust) as c:
+        assert "items" in c.list_services()
+        assert c.base_url == server.api_url  # and the next calls stay there
+    with InterlockClient(f"{server.api_url}, {down}", token=server.admin_token, trust=trust) as c:
+        c._next_replica()  # as if the first had stopped answering since
+        assert "items" in c.list_services() and c.base_url == server.api_url

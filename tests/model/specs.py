@@ -623,6 +623,18 @@ INVALID: dict[str, Invalid] = {
         vs([{"match": [{"uri": {"regex": "(unclosed"}}], "route": VS_ROUTE}]),
         "spec.http[0].match[0].uri.regex",
     ),
+    # Envoy 1.40 refuses it at its default re2.max_program_size.error_level (100): a NACK on
+    # every proxy, unless the API refuses it first.
+    "regex over Envoy's RE2 program size": Invalid(
+        vs([{"match": [{"uri": {"regex": "/v[0-9]{97}"}}], "route": VS_ROUTE}]),
+        "spec.http[0].match[0].uri.regex",
+        "program size",
+    ),
+    "header regex over Envoy's RE2 program size": Invalid(
+        vs([{"match": [{"headers": {"x-a": {"regex": "(a|b|c|d){40}"}}}], "route": VS_ROUTE}]),
+        "spec.http[0].match[0].headers.x-a.regex",
+        "program size",
+    ),
     "two match types": Invalid(
         vs([{"match": [{"uri": {"exact": "/a", "prefix": "/b"}}], "route": VS_ROUTE}]),
         "spec.http[0].match[0].uri",
@@ -1439,6 +1451,18 @@ INVALID: dict[str, Invalid] = {
         ap(rules=[{"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]}]),
         "spec.rules[0].from[0].source.ipBlocks",
         "not supported",
+    ),
+    # Hosts and namespaces are matched with regexes Interlock builds: Envoy would NACK them
+    # past its RE2 program size (a 100-character host: 110).
+    "ap host too long for Envoy's regex": Invalid(
+        ap(rules=[{"to": [{"operation": {"hosts": ["h" * 88 + ".example.com"]}}]}]),
+        "spec.rules[0].to[0].operation.hosts[0]",
+        "program size",
+    ),
+    "ap namespace too long for Envoy's regex": Invalid(
+        ap(rules=[{"from": [{"source": {"namespaces": ["n" * 70]}}]}]),
+        "spec.rules[0].from[0].source.namespaces[0]",
+        "program size",
     ),
     "ap bad port": Invalid(
         ap(rules=[{"to": [{"operation": {"ports": ["http"]}}]}]),

@@ -22,7 +22,9 @@ sidecars keep the bundle their Envoy reads current.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, Protocol
 
@@ -34,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 
 from interlock.api.context import ApiContext, ContextDep
 from interlock.api.routers.proxies import current_views
-from interlock.api.routing import RootNamespaceDep, StoreDep, api_router
+from interlock.api.routing import RootNamespaceDep, StoreDep, api_router, errors_at
 from interlock.api.status_views import RevisionRollout, rollout
 from interlock.ca import CaCertificates, CertificateAuthority, Clock, RotationState
 from interlock.ca import rotation as steps
@@ -251,6 +253,26 @@ def _new_ca(body: RotationRequest, admin: CaAdmin) -> CertificateAuthority:
     )
 
 
+# The CA's fields as the request carries them.
+_BODY_FIELDS = {
+    "ca.cert": "ca_cert",
+    "ca.key": "ca_key",
+    "ca.chain": "ca_chain",
+    "new_ca": "ca_cert",
+}
+
+
+@contextlib.contextmanager
+def _blame_action() -> Iterator[None]:
+    """A step refused in this phase (409) names ``action``: the request's one field at fault."""
+    try:
+        yield
+    except Conflict as exc:
+        if exc.errors:
+            raise
+        raise Conflict(exc.message, errors=(FieldError("action", exc.message),)) from None
+
+
 @router.post("/v1/ca/rotation")
 async def rotate(
     context: ContextDep,
@@ -266,12 +288,15 @@ async def rotate(
     state, revision = await run_in_threadpool(_load, store)
     keys: dict[str, bytes] = {}
     if body.action == "start":
-        new_ca = await run_in_threadpool(_new_ca, body, admin)
-        after = steps.start(state, new_ca)
+        with errors_at(**_BODY_FIELDS):
+            new_ca = await run_in_threadpool(_new_ca, body, admin)
+        with errors_at(**_BODY_FIELDS), _blame_action():
+            after = steps.start(state, new_ca)
         key_id, sealed = seal_ca_key(new_ca, admin.kek)
         keys[key_id] = sealed
     elif body.action == "abort":
-        after = steps.abort(state)
+        with _blame_action():
+            after = steps.abort(state)
     else:
         lagging = await _lagging(context, revision, wait)
         try:
@@ -283,12 +308,13 @@ async def rotate(
                     f"{exc.message} (revision {revision}); waiting for: {shown}",
                     errors=(FieldError("action", "the current step is not ACKed everywhere"),),
                 ) from None
-            raise
-    await run_in_threadpool(
-        lambda: store.security.advance_ca(
-            expected_step=state.step, state=after.to_json(), step=after.step, keys=keys
+            raise Conflict(exc.message, errors=(FieldError("action", exc.message),)) from None
+    with _blame_action():
+        await run_in_threadpool(
+            lambda: store.security.advance_ca(
+                expected_step=state.step, state=after.to_json(), step=after.step, keys=keys
+            )
         )
-    )
     return await _view(context, admin)
 
 

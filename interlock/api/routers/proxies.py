@@ -155,7 +155,11 @@ async def get_proxy_config(
     context: ContextDep,
     node_id: str,
     type: Annotated[
-        list[str] | None, Query(description="clusters, endpoints, listeners, routes or secrets")
+        list[str] | None,
+        Query(
+            description="clusters, endpoints, listeners, routes or secrets",
+            json_schema_extra={"items": {"type": "string", "enum": list(TYPE_ORDER)}},
+        ),
     ] = None,
 ) -> ProxyConfig:
     """What the control plane currently serves this proxy, by type; secrets are redacted."""

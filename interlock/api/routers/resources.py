@@ -34,11 +34,13 @@ from interlock.api.routing import (
     errors_at,
 )
 from interlock.api.schemas import RevisionResponse
+from interlock.model import names
 from interlock.model.errors import FieldError, InvalidInput, NotFound
 from interlock.model.policy import KindInfo, known_kinds_text, lookup_kind, read_resources
-from interlock.model.policy.documents import name_error, similar_kind
+from interlock.model.policy.documents import DNS_SUBDOMAIN, name_error, similar_kind
 from interlock.model.policy.hosts import dns_label_error
 from interlock.model.policy.problems import problems_by_resource
+from interlock.model.policy.registry import known_kind_names
 from interlock.model.resource import Resource, ResourceKey
 from interlock.model.state import MeshState
 from interlock.store import ApplyResult, Store
@@ -46,11 +48,24 @@ from interlock.store import ApplyResult, Store
 router = api_router(prefix="/v1/resources", tags=["resources"])
 
 DocumentsDep = Annotated[Documents, Depends(read_documents)]
+#: What the OpenAPI document says of names (the routes check them with their own messages).
+_KIND = {"pattern": "^[A-Za-z][A-Za-z.]*$", "maxLength": 64}
+_NAMESPACE = {"pattern": f"^{names.DNS_LABEL}$", "minLength": 1, "maxLength": 63}
+_NAME = {"pattern": f"^{DNS_SUBDOMAIN}$", "minLength": 1, "maxLength": 253}
 KindPath = Annotated[
-    str, Path(description="the kind: VirtualService, virtualservices, vs, dr, gw, se, ...")
+    str,
+    Path(
+        description="the kind: VirtualService, virtualservices, vs, dr, gw, se, ... "
+        "(case-insensitive; 404 for another word)",
+        json_schema_extra=_KIND,
+    ),
 ]
-NamespacePath = Annotated[str, Path(description="the namespace (a DNS label)")]
-NamePath = Annotated[str, Path(description="the resource's name")]
+NamespacePath = Annotated[
+    str, Path(description="the namespace (a DNS label)", json_schema_extra=_NAMESPACE)
+]
+NamePath = Annotated[
+    str, Path(description="the resource's name (a DNS subdomain)", json_schema_extra=_NAME)
+]
 DryRun = Annotated[
     bool, Query(alias="dryRun", description="validate and say what would change; write nothing")
 ]
@@ -117,8 +132,16 @@ def list_resources(
     store: StoreDep,
     root: RootNamespaceDep,
     response: Response,
-    kind: Annotated[str | None, Query(description="only this kind (any of its names)")] = None,
-    namespace: Annotated[str | None, Query(description="only this namespace")] = None,
+    kind: Annotated[
+        str | None,
+        Query(
+            description="only this kind (any of its names, case-insensitive)",
+            json_schema_extra={"enum": known_kind_names()},
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None, Query(description="only this namespace", json_schema_extra=_NAMESPACE)
+    ] = None,
 ) -> ResourceList:
     """The stored resources, sorted by kind, namespace and name."""
     wanted = _kind(kind, "query.kind").kind if kind else None

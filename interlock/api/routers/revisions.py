@@ -23,6 +23,9 @@ router = api_router(tags=["revisions"])
 #: Seconds between recounts of a rollout someone waits for.
 RECOUNT_INTERVAL = 0.02
 MAX_WAIT = 300.0
+#: Revisions are 64-bit signed integers in the store (PostgreSQL ``bigint``): a larger number
+#: is no revision, and the database would refuse to compare with it.
+MAX_REVISION = 2**63 - 1
 
 
 class ChangeView(BaseModel):
@@ -44,7 +47,7 @@ class RevisionReport(BaseModel):
 async def get_revision_report(
     context: ContextDep,
     response: Response,
-    rev: Annotated[int, Path(ge=1, description="A committed mesh revision")],
+    rev: Annotated[int, Path(ge=1, le=MAX_REVISION, description="A committed mesh revision")],
     wait: Annotated[
         float, Query(ge=0, le=MAX_WAIT, description="Seconds to wait for the rollout to finish")
     ] = 0.0,

@@ -31,7 +31,7 @@ router = api_router(prefix="/v1/services", tags=["services"])
 NamePath = Annotated[ServiceName, Path(description="the service name (a DNS label)")]
 
 # Fields the store names in its errors, and where this router's requests carry them.
-AT_PATH = {"service": "path.name", "name": "path.name"}
+AT_PATH = {"service": "path.name", "name": "path.name", "cascade": "query.cascade"}
 
 
 @router.get("")

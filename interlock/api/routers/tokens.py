@@ -9,7 +9,8 @@
   admin token.
 * ``GET /v1/tokens`` lists token records (ids, bindings, times — never a token).
 * ``DELETE /v1/tokens/{token_id}`` revokes one; its xDS streams close within the server's
-  ``--token-recheck`` interval. Deleting an instance revokes its tokens too.
+  ``--token-recheck`` interval. Deleting an instance revokes its tokens too. The token that
+  authorizes the request and the last active admin token cannot be revoked (409).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import datetime as dt
 import time
 from typing import Annotated
 
-from fastapi import Path, Query, Response, status
+from fastapi import Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from interlock.api.auth import RegistrationTokenDep, confined_to
+from interlock.api.auth import RegistrationTokenDep, confined_to, request_token
 from interlock.api.context import ContextDep
 from interlock.api.routing import StoreDep, api_router, errors_at
 from interlock.api.schemas import InstanceId, Namespace, ServiceName
@@ -172,8 +173,17 @@ def list_tokens(store: StoreDep) -> TokenList:
 def revoke_token(
     token_id: Annotated[str, Path(description="a token's public id", max_length=32)],
     store: StoreDep,
+    request: Request,
 ) -> TokenView:
     """Revoke a token (idempotent). A proxy token's streams close within the re-check
-    interval; a revoked admin token stops working within seconds."""
+    interval; a revoked admin token stops working within seconds.
+
+    409 (nothing revoked) for the token that authorizes this very request, and for the last
+    active admin token: either would lock every client out (replace the admin token with
+    ``interlock server --new-admin-token`` instead)."""
+    caller = request_token(request.scope)
     with errors_at(token_id="path.token_id"):
-        return TokenView.of(store.security.revoke_token(token_id))
+        revoked = store.security.revoke_token(
+            token_id, caller=None if caller is None else caller.token_id, keep_an_admin=True
+        )
+    return TokenView.of(revoked)

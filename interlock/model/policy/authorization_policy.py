@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from interlock.model.errors import FieldError
 from interlock.model.policy.common import WORKLOAD_SELECTOR, WorkloadSelector
 from interlock.model.schema import INVALID, Enum, Errors, Field, ListOf, Obj, Str, child
+from interlock.model.schema.re2 import built_regex_error, literal
 from interlock.model.schema.values import ip_or_cidr_error
 
 
@@ -167,6 +168,23 @@ def _match_value_error(value: str) -> str | None:
     return None
 
 
+def _host_error(value: str) -> str | None:
+    """A host is matched (case-insensitively, any port) by a regex: the longest form of it
+    must stay within Envoy's RE2 program size."""
+    text = value.strip("*")
+    return _match_value_error(value) or built_regex_error(
+        f"(?i).*{literal(text)}(:[0-9]+)?", f"host {value!r}"
+    )
+
+
+def _namespace_error(value: str) -> str | None:
+    """A namespace is matched in the peer's SPIFFE ID by a regex (see translate/authz)."""
+    text = value.strip("*")
+    return _match_value_error(value) or built_regex_error(
+        f"spiffe://[^/]+/ns/[^/]*{literal(text)}[^/]*/sa/[^/]+", f"namespace {value!r}"
+    )
+
+
 def _check_condition(condition: Condition, path: str, errors: Errors) -> None:
     if not condition.values and not condition.not_values:
         errors.append(FieldError(path, f"set values or notValues for key {condition.key!r}"))
@@ -195,8 +213,8 @@ SOURCE: Obj[Source] = Obj(
         "notPrincipals": _values(),
         "requestPrincipals": _values(),
         "notRequestPrincipals": _values(),
-        "namespaces": _values(),
-        "notNamespaces": _values(),
+        "namespaces": _values(_namespace_error),
+        "notNamespaces": _values(_namespace_error),
     },
     unsupported=[
         "ipBlocks",
@@ -212,8 +230,8 @@ SOURCE: Obj[Source] = Obj(
 OPERATION: Obj[Operation] = Obj(
     Operation,
     {
-        "hosts": _values(),
-        "notHosts": _values(),
+        "hosts": _values(_host_error),
+        "notHosts": _values(_host_error),
         "ports": _values(_port_value_error),
         "notPorts": _values(_port_value_error),
         "methods": _values(),

@@ -42,12 +42,14 @@ _METADATA_FIELDS = ("name", "namespace", "labels", "annotations")
 _UNSUPPORTED_METADATA = frozenset(
     {"generateName", "ownerReferences", "finalizers", "deletionTimestamp"}
 )
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+#: A Kubernetes object name (a DNS subdomain), matched whole.
+DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN)
 
 
 def name_error(value: str) -> str | None:
     """A Kubernetes object name: a DNS subdomain (lowercase, digits, '-', '.'; ≤ 253)."""
-    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
         return (
             f"name {value!r} must be 1-253 lowercase letters, digits, '-' or '.', starting and "
             "ending with a letter or digit"

@@ -21,7 +21,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def dns_label_error(value: str, what: str) -> str | None:
-    if not _DNS_LABEL.match(value):
+    if not _DNS_LABEL.fullmatch(value):
         return (
             f"{what} {value!r} must be a DNS label: 1-63 lowercase letters, digits or '-', "
             "starting and ending with a letter or digit"
@@ -36,7 +36,7 @@ def _labels_error(domain: str, host: str) -> str | None:
     for index, part in enumerate(parts):
         if index == len(parts) - 1 and part == "" and index > 0:
             return None  # a trailing dot: "istio.io."
-        if not _DNS_LABEL.match(part.lower()):
+        if not _DNS_LABEL.fullmatch(part.lower()):
             return f"{host!r} is not a valid host (label {part!r} is not a DNS label)"
     return None
 

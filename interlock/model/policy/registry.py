@@ -221,6 +221,11 @@ def lookup_kind(word: str) -> KindInfo[Any] | None:
     return _BY_ALIAS.get(word.lower())
 
 
+def known_kind_names() -> list[str]:
+    """Every word :func:`lookup_kind` knows, lowercase, sorted."""
+    return sorted(_BY_ALIAS)
+
+
 def known_kinds_text() -> str:
     """For messages: ``VirtualService (vs), DestinationRule (dr), ...``."""
     return ", ".join(

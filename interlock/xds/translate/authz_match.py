@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 
+from interlock.model.schema.re2 import literal
+
 ISTIO_DEFAULT_TRUST_DOMAIN = "cluster.local"
 SPIFFE = "spiffe://"
-_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
 
 
 class Kind(enum.Enum):
@@ -52,8 +53,9 @@ def pattern(value: str) -> Pattern:
 
 
 def re2_escape(text: str) -> str:
-    """``text`` as a literal in an RE2 expression."""
-    return "".join("\\" + c if c in _RE2_SPECIAL else c for c in text)
+    """``text`` as a literal in an RE2 expression (the model's rule, which also checks that
+    the regexes built here stay within Envoy's RE2 program size)."""
+    return literal(text)
 
 
 def string_matcher(p: Pattern, *, ignore_case: bool = False) -> string_pb2.StringMatcher:
