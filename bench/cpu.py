@@ -13,8 +13,8 @@ from bench import topology
 from bench.report import Figure
 from interlock.model import Instance
 from interlock.reconcile import as_type_map
-from interlock.xds.cache import SnapshotCache
 from interlock.xds.translate import refresh_endpoints, translate
+from interlock.xds.transport.cache import SnapshotCache
 
 
 def _cpu(fn: object, repeat: int = 3) -> tuple[float, object]:

@@ -51,7 +51,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import struct_pb2
 
 from bench.topology import FleetNode
-from interlock.xds import resource_types as rt
+from interlock.xds.transport import resource_types as rt
 
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 SECRETS = ("ROOTCA", "default")

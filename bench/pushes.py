@@ -41,7 +41,7 @@ from bench.fleet import Fleet
 from bench.report import Figure
 from bench.stats import ms, pct, summary
 from interlock.store import Store
-from interlock.xds import resource_types as rt
+from interlock.xds.transport import resource_types as rt
 
 
 @dataclass

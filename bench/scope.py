@@ -25,8 +25,8 @@ from bench.report import Figure
 from interlock.model import Instance, MeshState, Proxy, Service
 from interlock.model.policy.documents import read_resources
 from interlock.reconcile import as_type_map
-from interlock.xds.cache import SnapshotCache
 from interlock.xds.translate import Resources, refresh_endpoints, translate
+from interlock.xds.transport.cache import SnapshotCache
 
 SERVICES = 1000
 ENDPOINTS = 10

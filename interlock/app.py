@@ -50,10 +50,10 @@ from interlock.store import DEFAULT_DB_TIMEOUT, Store
 from interlock.telemetry.als import AccessLogReceiver
 from interlock.telemetry.graph import TrafficGraph
 from interlock.telemetry.metrics import ControlPlaneMetrics
-from interlock.xds.cache import SnapshotCache
-from interlock.xds.limits import StreamLimits as StreamLimits
-from interlock.xds.server import XdsServer
-from interlock.xds.status import StatusRegistry
+from interlock.xds.transport.cache import SnapshotCache
+from interlock.xds.transport.limits import StreamLimits as StreamLimits
+from interlock.xds.transport.server import XdsServer
+from interlock.xds.transport.status import StatusRegistry
 
 log = logging.getLogger("interlock.server")
 
@@ -112,7 +112,7 @@ class ServerSettings:
     instance_ttl: float = DEFAULT_INSTANCE_TTL
     #: Seconds one wait on the database may take (busy, connect and statement timeouts).
     db_timeout: float = DEFAULT_DB_TIMEOUT
-    #: What a gRPC client may cost (see :class:`~interlock.xds.limits.StreamLimits`).
+    #: What a gRPC client may cost (see :class:`~interlock.xds.transport.limits.StreamLimits`).
     stream_limits: StreamLimits = field(default_factory=StreamLimits)
     #: Distinct proxy configurations (views, one translation each) held at most.
     max_views: int = DEFAULT_MAX_VIEWS

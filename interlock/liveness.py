@@ -32,7 +32,7 @@ from interlock.model import InterlockError
 from interlock.model.health import DEFAULT_INSTANCE_TTL
 from interlock.store import Store
 from interlock.store.health import SweepResult
-from interlock.xds.server import Metadata, OpenStream, StreamGrant
+from interlock.xds.transport.server import Metadata, OpenStream, StreamGrant
 
 log = logging.getLogger("interlock.liveness")
 

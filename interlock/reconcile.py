@@ -43,10 +43,10 @@ from interlock.model.policy.request_authentication import FetchedKeys
 from interlock.model.service import Instance
 from interlock.store import Store
 from interlock.telemetry.metrics import ControlPlaneMetrics
-from interlock.xds import resource_types as rt
-from interlock.xds.cache import SnapshotCache
-from interlock.xds.server import OnDenied, StreamGrant, StreamRejected
 from interlock.xds.translate import Resources, check_consistency, refresh_endpoints, translate
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.cache import SnapshotCache
+from interlock.xds.transport.server import OnDenied, StreamGrant, StreamRejected
 
 log = logging.getLogger("interlock.reconcile")
 

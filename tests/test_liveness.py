@@ -13,7 +13,7 @@ from interlock.liveness import Liveness, sweep_interval
 from interlock.model import Instance, Service
 from interlock.model.identity import Token, TokenRole, new_token
 from interlock.store import Store
-from interlock.xds.server import StreamGrant
+from interlock.xds.transport.server import StreamGrant
 
 T0 = 1_000_000.0
 TTL = 3.0

@@ -23,7 +23,7 @@ from interlock.model.problem import Problem
 from interlock.store import Store
 from interlock.telemetry.graph import Graph
 from interlock.telemetry.metrics import ControlPlaneMetrics
-from interlock.xds.status import StatusRegistry
+from interlock.xds.transport.status import StatusRegistry
 
 if TYPE_CHECKING:  # the CA router imports this module
     from interlock.api.routers.ca import BundleSource, CaAdmin

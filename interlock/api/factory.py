@@ -28,7 +28,7 @@ from interlock.model.identity import DEFAULT_ROOT_NAMESPACE
 from interlock.model.policy.registry import KINDS
 from interlock.store import Store
 from interlock.telemetry.metrics import ControlPlaneMetrics
-from interlock.xds.status import StatusRegistry
+from interlock.xds.transport.status import StatusRegistry
 
 DESCRIPTION = """\
 The Interlock control plane's REST API. Writes are idempotent PUTs and DELETEs; every response

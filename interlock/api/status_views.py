@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from interlock.xds import resource_types as rt
-from interlock.xds.status import ProxyStatus, RefusedProxy, TypeStatus
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.status import ProxyStatus, RefusedProxy, TypeStatus
 
 TYPE_NAMES: dict[str, str] = {
     rt.CLUSTER: "clusters",

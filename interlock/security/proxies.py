@@ -46,10 +46,10 @@ from interlock.security.metrics import SecurityMetrics
 from interlock.security.token_lookup import TokenLookup
 from interlock.store.security import SecurityStore, StoredSvid
 from interlock.telemetry.als import Principal, StreamRefused
-from interlock.xds import resource_types as rt
-from interlock.xds.cache import SnapshotCache
-from interlock.xds.server import OnDenied, StreamRejected
 from interlock.xds.translate.tls import identity_secrets
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.cache import SnapshotCache
+from interlock.xds.transport.server import OnDenied, StreamRejected
 
 log = logging.getLogger("interlock.security")
 

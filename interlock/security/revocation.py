@@ -14,7 +14,7 @@ import grpc
 from interlock.model import InterlockError
 from interlock.security.metrics import SecurityMetrics
 from interlock.store.security import SecurityStore
-from interlock.xds.server import XdsServer
+from interlock.xds.transport.server import XdsServer
 
 log = logging.getLogger("interlock.security")
 

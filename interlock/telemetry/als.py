@@ -33,7 +33,7 @@ from google.protobuf.message import DecodeError
 
 from interlock.telemetry.graph import EXTERNAL, TrafficGraph
 from interlock.xds import naming
-from interlock.xds.limits import FirstRequests, StreamLimits
+from interlock.xds.transport.limits import FirstRequests, StreamLimits
 
 log = logging.getLogger("interlock.telemetry.als")
 

@@ -33,8 +33,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from interlock.telemetry.graph import Dropped
-from interlock.xds import resource_types as rt
-from interlock.xds.status import StatusEvent, StatusRegistry
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.status import StatusEvent, StatusRegistry
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

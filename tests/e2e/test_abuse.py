@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import pytest
 
-from interlock.xds import resource_types as rt
+from interlock.xds.transport import resource_types as rt
 from tests.support.mesh import ServerProcess
 from tests.support.xds_client import XdsClient
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from interlock.xds import resource_types as rt
+from interlock.xds.transport import resource_types as rt
 from tests.e2e.test_abuse import proxy, register
 from tests.support import mesh
 from tests.support.mesh import ServerProcess, wait_until

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from interlock.ca import load_kek
 from interlock.ca.storage import unseal_ca_key, unseal_svid_key
-from interlock.xds import resource_types as rt
+from interlock.xds.transport import resource_types as rt
 from tests.e2e.conftest import Mesh
 from tests.support.mesh import ServerProcess, wait_until
 from tests.support.xds_client import XdsClient

@@ -21,7 +21,7 @@ import grpc
 import pytest
 
 from interlock.model.token_envelope import wrap
-from interlock.xds import resource_types as rt
+from interlock.xds.transport import resource_types as rt
 from tests.support.grpc_apps import Greeter, GrpcClient
 from tests.support.mesh import INTERLOCK, ServerProcess, wait_until
 from tests.support.net import free_ports

@@ -17,8 +17,8 @@ import pytest
 from interlock.model import Proxy, ProxyKind
 from interlock.model.identity import MeshIdentity
 from interlock.reconcile import as_type_map
-from interlock.xds import resource_types as rt
 from interlock.xds.translate import Resources, translate
+from interlock.xds.transport import resource_types as rt
 from tests.golden.scenario import GOLDEN_DIR, load_scenario, scenario_names
 from tests.support.xds_client import running_harness
 

@@ -14,7 +14,7 @@ from interlock.model.envoy_version import (
     supported_range,
     unsupported_reason,
 )
-from interlock.xds.status import REFUSED_KEPT, REFUSED_SHOWN_SECONDS, StatusRegistry
+from interlock.xds.transport.status import REFUSED_KEPT, REFUSED_SHOWN_SECONDS, StatusRegistry
 
 
 def envoy_node(major: int, minor: int, patch: int, name: str = "envoy") -> Node:

@@ -18,7 +18,7 @@ from interlock.security.authority import CaRuntime, CaStartError, OperatorCa
 from interlock.security.files import SecretFileError, resolve_kek
 from interlock.security.proxies import ProxySecurity, bearer_token
 from interlock.store import Store
-from interlock.xds.cache import SnapshotCache
+from interlock.xds.transport.cache import SnapshotCache
 
 
 def test_a_sqlite_server_generates_its_kek_once_beside_the_database(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ Resources are decoded only when asked for (``Response.resources``) or when ``tra
 the accepted state per type in ``client.types``; a benchmark running thousands of clients turns
 tracking off.
 
-:class:`Harness` runs a real :class:`~interlock.xds.server.XdsServer` on 127.0.0.1 for tests.
+:class:`Harness` runs a real :class:`~interlock.xds.transport.server.XdsServer` on 127.0.0.1
+for tests.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import struct_pb2  # type: ignore[import-untyped, unused-ignore]
 from google.rpc import status_pb2
 
-from interlock.xds import resource_types as rt
-from interlock.xds.cache import SnapshotCache
-from interlock.xds.limits import StreamLimits
-from interlock.xds.server import SERVICES, Metadata, StreamGrant, XdsServer
-from interlock.xds.status import StatusRegistry
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.cache import SnapshotCache
+from interlock.xds.transport.limits import StreamLimits
+from interlock.xds.transport.server import SERVICES, Metadata, StreamGrant, XdsServer
+from interlock.xds.transport.status import StatusRegistry
 
 MESSAGE_CLASSES: dict[str, Any] = {
     rt.CLUSTER: cluster_pb2.Cluster,

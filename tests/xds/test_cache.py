@@ -9,10 +9,10 @@ import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
-from interlock.xds import resource_types as rt
-from interlock.xds import wire
-from interlock.xds.cache import SnapshotCache
-from interlock.xds.content import version_of
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport import wire
+from interlock.xds.transport.cache import SnapshotCache
+from interlock.xds.transport.content import version_of
 from tests.support.xds_client import (
     make_cluster,
     make_endpoints,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from interlock.xds import resource_types as rt
-from interlock.xds.cache import SnapshotCache
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.cache import SnapshotCache
 from tests.support.xds_client import make_cluster, make_endpoints, make_secret
 from tests.xds.test_cache import RecordingWatcher
 

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from interlock.xds import resource_types as rt
+from interlock.xds.transport import resource_types as rt
 from tests.support.net import free_port
 from tests.support.xds_client import (
     Harness,

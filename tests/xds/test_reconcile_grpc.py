@@ -13,8 +13,8 @@ from interlock.model import Instance, ProxyKind, Service
 from interlock.model.policy import read_resources
 from interlock.reconcile import DebounceSettings, Reconciler
 from interlock.store import Store
-from interlock.xds import resource_types as rt
-from interlock.xds.cache import SnapshotCache
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.cache import SnapshotCache
 
 MIRRORING = {
     "apiVersion": "networking.istio.io/v1",

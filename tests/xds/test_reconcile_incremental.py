@@ -12,9 +12,9 @@ from envoy.config.core.v3 import base_pb2
 from interlock.model import Instance, Service
 from interlock.reconcile import DebounceSettings, Reconciler
 from interlock.store import Store
-from interlock.xds import resource_types as rt
-from interlock.xds.cache import SnapshotCache
 from interlock.xds.translate import translate
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.cache import SnapshotCache
 
 SERVICES = 20
 

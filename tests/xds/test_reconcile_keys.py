@@ -16,8 +16,8 @@ from interlock.model.policy import read_resources
 from interlock.reconcile import DebounceSettings, Reconciler
 from interlock.security.jwks import JwksSettings, KeyFetcher
 from interlock.store import Store
-from interlock.xds import resource_types as rt
-from interlock.xds.cache import SnapshotCache
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.cache import SnapshotCache
 from tests.support.jwks_issuer import ISSUER, RotatingIssuer
 
 

@@ -17,8 +17,8 @@ from interlock.model import Service
 from interlock.reconcile import DebounceSettings, Reconciler
 from interlock.store import Store
 from interlock.telemetry.metrics import ControlPlaneMetrics
-from interlock.xds import resource_types as rt
-from interlock.xds.cache import SnapshotCache
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.cache import SnapshotCache
 
 
 def _node() -> base_pb2.Node:

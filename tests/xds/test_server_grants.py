@@ -8,8 +8,8 @@ from typing import Any
 import grpc
 import pytest
 
-from interlock.xds import resource_types as rt
-from interlock.xds.server import Metadata, StreamGrant
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.server import Metadata, StreamGrant
 from tests.support.xds_client import make_secret, mesh_resources, running_harness
 
 

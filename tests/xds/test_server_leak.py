@@ -11,8 +11,8 @@ from typing import Any
 
 import grpc
 
-from interlock.xds import resource_types as rt
-from interlock.xds.server import Metadata, StreamRejected
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.server import Metadata, StreamRejected
 from tests.support.xds_client import Harness, XdsClient, mesh_resources, running_harness
 
 CYCLES = 1000

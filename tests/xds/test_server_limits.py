@@ -9,8 +9,8 @@ import time
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
-from interlock.xds import resource_types as rt
-from interlock.xds.limits import StreamLimits
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.limits import StreamLimits
 from tests.support.xds_client import PROBE, mesh_resources, running_harness
 
 

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from envoy.service.discovery.v3 import discovery_pb2
 
-from interlock.xds import resource_types as rt
+from interlock.xds.transport import resource_types as rt
 from tests.support.xds_client import Harness, XdsClient, mesh_resources, running_harness
 
 SERVICES = {"cds": rt.CLUSTER, "eds": rt.ENDPOINT, "lds": rt.LISTENER, "rds": rt.ROUTE}

@@ -15,9 +15,9 @@ import grpc
 import pytest
 from envoy.service.discovery.v3 import discovery_pb2
 
-from interlock.xds import resource_types as rt
-from interlock.xds.server import Metadata, StreamRejected
-from interlock.xds.status import StatusEvent
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.server import Metadata, StreamRejected
+from interlock.xds.transport.status import StatusEvent
 from tests.support.xds_client import (
     PROBE,
     Harness,

@@ -10,9 +10,9 @@ from __future__ import annotations
 import gc
 import weakref
 
-from interlock.xds import resource_types as rt
-from interlock.xds.content import Pool
-from interlock.xds.subscription import Subscription, interned
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.content import Pool
+from interlock.xds.transport.subscription import Subscription, interned
 
 NAMES = [f"outbound|80||svc-{n}.default" for n in range(1000)]
 

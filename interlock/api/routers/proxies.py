@@ -24,7 +24,7 @@ from interlock.api.status_views import (
 )
 from interlock.model import Problem, Severity
 from interlock.model.errors import FieldError, InvalidInput, NotFound
-from interlock.xds.status import ProxyStatus
+from interlock.xds.transport.status import ProxyStatus
 
 router = api_router(tags=["proxies"])
 

@@ -5,7 +5,7 @@ A stream has a reader (requests → subscription and ACK/NACK state, then a wake
 latest requests, so a slow proxy gets the newest state, never a backlog.
 
 One pass of the writer goes over the types the proxy asked for, in ``PUSH_ORDER``; for each it
-asks the session what the proxy should hold (:mod:`interlock.xds.session`: make-before-break) and
+asks the session what the proxy should hold (:mod:`.session`: make-before-break) and
 sends it when that differs from what the proxy holds (per variant: ``needs_send``). When a
 cluster itself changes, its endpoints are sent again right after CDS: Envoy warms the new version
 of the cluster until it gets them, and over ADS it does not ask for them again.
@@ -21,14 +21,14 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
 
-from interlock.xds import resource_types as rt
-from interlock.xds import wire
-from interlock.xds.cache import Snapshot, SnapshotCache
-from interlock.xds.content import Content
-from interlock.xds.session import Session, TypeState
-from interlock.xds.status import StreamRecord, Variant
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport import wire
+from interlock.xds.transport.cache import Snapshot, SnapshotCache
+from interlock.xds.transport.content import Content
+from interlock.xds.transport.session import Session, TypeState
+from interlock.xds.transport.status import StreamRecord, Variant
 
-log = logging.getLogger("interlock.xds.server")
+log = logging.getLogger("interlock.xds.transport.server")
 
 Write = Callable[[bytes], Awaitable[None]]
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Final
 from envoy.config.cluster.v3 import cluster_pb2
 
 if TYPE_CHECKING:
-    from interlock.xds.content import Content, Entry
+    from interlock.xds.transport.content import Content, Entry
 
 _PREFIX: Final = "type.googleapis.com/"
 

@@ -12,8 +12,7 @@ until it has a snapshot. A grant can also limit the names a stream may subscribe
 for any other name is dropped and reported to the grant's ``on_denied``) and name the
 *principal* the stream speaks for, so that :meth:`XdsServer.terminate` can end every stream of
 a principal (a revoked credential).
-What is sent and when is described in :mod:`interlock.xds.stream`, :mod:`interlock.xds.sotw` and
-:mod:`interlock.xds.delta`.
+What is sent and when is described in :mod:`.stream`, :mod:`.sotw` and :mod:`.delta`.
 
 Responses are handed to gRPC already serialized: a response body is encoded once per content and
 shared by every stream sending it; only the nonce is appended per stream.
@@ -38,16 +37,16 @@ from envoy.config.core.v3.base_pb2 import Node
 from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf.message import DecodeError
 
-from interlock.xds import resource_types as rt
-from interlock.xds.cache import SnapshotCache
-from interlock.xds.delta import DeltaStream
-from interlock.xds.limits import FirstRequests, StreamLimits
-from interlock.xds.session import Session
-from interlock.xds.sotw import SotwStream
-from interlock.xds.status import StatusRegistry
-from interlock.xds.stream import ProtocolError, XdsStream
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.cache import SnapshotCache
+from interlock.xds.transport.delta import DeltaStream
+from interlock.xds.transport.limits import FirstRequests, StreamLimits
+from interlock.xds.transport.session import Session
+from interlock.xds.transport.sotw import SotwStream
+from interlock.xds.transport.status import StatusRegistry
+from interlock.xds.transport.stream import ProtocolError, XdsStream
 
-log = logging.getLogger("interlock.xds.server")
+log = logging.getLogger("interlock.xds.transport.server")
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 #: Called with (type URL, names) when a stream asks for names its grant does not allow.

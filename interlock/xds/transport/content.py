@@ -22,7 +22,7 @@ from typing import Final
 
 from google.protobuf import any_pb2  # type: ignore[import-untyped, unused-ignore]
 
-from interlock.xds import wire
+from interlock.xds.transport import wire
 
 _BODY_CACHE_LIMIT: Final = 16
 _DERIVED_CACHE_LIMIT: Final = 256

@@ -8,7 +8,7 @@ Contract of :meth:`SnapshotCache.set_snapshot`:
 - each message is serialized exactly once (``SerializeToString(deterministic=True)``) to learn its
   bytes; a resource's version is a short hash of those bytes;
 - bytes already known (from the previous snapshot of this key, or any other key's) are not wrapped
-  or framed again: the existing :class:`~interlock.xds.content.Entry` is reused;
+  or framed again: the existing :class:`~interlock.xds.transport.content.Entry` is reused;
 - a message *object* given again for the same key (the incremental translator shares every
   message a change did not touch) is not even serialized again: its entry is reused. Messages
   given to the cache are therefore frozen: never mutate one afterwards;
@@ -31,8 +31,8 @@ from typing import Protocol
 
 from google.protobuf.message import Message  # type: ignore[import-untyped, unused-ignore]
 
-from interlock.xds import resource_types as rt
-from interlock.xds.content import CacheStats, Content, Entry, Pool
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.content import CacheStats, Content, Entry, Pool
 
 
 class Watcher(Protocol):

@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal, Protocol
 
-from interlock.xds import resource_types as rt
-from interlock.xds.cache import Snapshot
-from interlock.xds.content import Content
-from interlock.xds.subscription import Subscription
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport.cache import Snapshot
+from interlock.xds.transport.content import Content
+from interlock.xds.transport.subscription import Subscription
 
 #: Why a type's desired content is what it is: ``base`` the snapshot's; ``held`` what the proxy
 #: has, because the types it references are not yet in place (``HELD_UNTIL``); ``kept`` the

@@ -35,12 +35,12 @@ from typing import Any
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from interlock.xds import resource_types as rt
-from interlock.xds import wire
-from interlock.xds.content import Content
-from interlock.xds.session import TypeState
-from interlock.xds.status import Variant
-from interlock.xds.stream import XdsStream
+from interlock.xds.transport import resource_types as rt
+from interlock.xds.transport import wire
+from interlock.xds.transport.content import Content
+from interlock.xds.transport.session import TypeState
+from interlock.xds.transport.status import Variant
+from interlock.xds.transport.stream import XdsStream
 
 #: The types whose SotW responses may carry only what changed (not the state of the world).
 _UPDATE_TYPES = frozenset({rt.ENDPOINT, rt.ROUTE, rt.SECRET})
