@@ -68,6 +68,8 @@ ServiceName = Annotated[
 Namespace = Annotated[
     str, _rule(names.namespace_error), _declared(names.DNS_LABEL, 63, minLength=1)
 ]
+#: A namespace, or one of Istio's words: '.' (its own), '*' (every), '~' (none).
+ExportTarget = Annotated[str, _declared(f"(?:{names.DNS_LABEL}|[.*~])", 63, minLength=1)]
 InstanceId = Annotated[
     str, _rule(names.instance_id_error), _declared(names.INSTANCE_ID, 253, minLength=1)
 ]
@@ -221,8 +223,9 @@ class ServiceSpec(_Body):
     protocol: Protocol = Field(default=Protocol.HTTP, strict=False)
     port: Port
     health_check: HealthCheckSpec | None = None
-    #: Istio's exportTo: the namespaces whose proxies may call it ('.', '*', '~' or names).
-    export_to: list[str] = []
+    #: Istio's exportTo: the namespaces whose proxies may call it ('.', '*', '~' or names;
+    #: '*' and '~' stand alone, which the schema says in words).
+    export_to: list[ExportTarget] = Field(default=[], json_schema_extra={"uniqueItems": True})
 
     def to_model(self, name: str) -> Service:
         """The service; :class:`InvalidInput` naming ``health_check.*`` for a check its

@@ -56,7 +56,7 @@ STATEFUL_STEPS = 20
 #: docs/policies.md, the same object twice in one batch): a schema-valid request may still
 #: be refused there, with a 422 naming it.
 STATED_IN_WORDS = re.compile(
-    r"^(ttl|health_check\.(interval|timeout|path)|ca_cert|ca_key|ca_chain|action|body"
+    r"^(ttl|health_check\.(interval|timeout|path)|ca_cert|ca_key|ca_chain|action|body|export_to"
     r"|(\[\d+\]\.?)?(spec|metadata\.(labels|annotations)|apiVersion)([.\[].*)?"
     r"|\[\d+\]\.metadata\.name)$",
     re.DOTALL,

@@ -224,6 +224,7 @@ def plaintext(callee: Sidecar) -> int | None:
 
 
 def test_a_weighted_route_splits_then_moves(mesh: ReleaseMesh) -> None:
+    apply(mesh.server, split(50, 50))
     landed = landings(mesh.a.outbound_port, "b", 60)
     assert set(landed) == {"b-1", "b-2"} and min(landed.values()) >= 10, landed
     apply(mesh.server, split(0, 100))
@@ -246,11 +247,15 @@ def test_a_renewed_leaf_reaches_envoy_over_sds(mesh: ReleaseMesh) -> None:
             interval=0.2,
             what=f"a new leaf certificate in {sidecar.instance_id}'s /certs",
         )
+    # mTLS still holds with the renewed certificates (whichever instance the split picks).
     answer = call_b(mesh.a)
-    assert answer.status_code == 200 and answer.json()["instance"] == "b-2", answer.text
+    assert answer.status_code == 200 and f"URI={SPIFFE_A}" in answer.json()["xfcc"], answer.text
 
 
 def test_deregistering_the_routes_last_instance_leaves_503(mesh: ReleaseMesh) -> None:
+    # Each test stands alone: pytest may rebuild the module's mesh between them (xdist
+    # interleaves other modules), so the route to v2 alone is set here, not inherited.
+    apply(mesh.server, split(0, 100))
     with mesh.server.api() as api:
         response = api.delete("/v1/services/b/instances/b-2")
         assert response.is_success, response.text
