@@ -126,7 +126,7 @@ class ReadView:
                 at = bisect.bisect_left(merged, instance_id, key=_instance_id)
                 if at < len(merged) and merged[at].instance_id == instance_id:
                     del merged[at]
-            for instance in _sql.fetch_instances_fast(self._conn, service, sorted(ids)):
+            for instance in _sql.fetch_instances_direct(self._conn, service, sorted(ids)):
                 bisect.insort(merged, instance, key=_instance_id)
             reloaded[service] = merged
         return (
@@ -503,9 +503,9 @@ def _put_instance(
         if existing is None or not existing.same_as(instance):
             stored, deadline = registered(existing, instance, clock())
             if existing is None:
-                _sql.insert_instance_fast(w.conn, stored, deadline)
+                _sql.insert_instance_direct(w.conn, stored, deadline)
             else:
-                _sql.update_instance_fast(w.conn, stored, deadline)
+                _sql.update_instance_direct(w.conn, stored, deadline)
         created = existing is None
         changed = existing is None or not existing.same_as(instance)
         if changed:
