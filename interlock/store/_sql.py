@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from interlock.model.errors import FieldError, Forbidden, NotFound
 from interlock.model.health import Check, Health, proxy_down_reason, ttl_missed_reason
-from interlock.model.service import HealthCheck, Instance, Protocol, Service
+from interlock.model.service import HealthCheck, Instance, Service, ServiceProtocol
 from interlock.store._schema import instances, mesh, revision_changes, revisions, services
 from interlock.store.records import Change, RevisionInfo
 
@@ -85,7 +85,7 @@ def _service(row: RowMapping) -> Service:
     return Service(
         name=row["name"],
         namespace=row["namespace"],
-        protocol=Protocol(row["protocol"]),
+        protocol=ServiceProtocol(row["protocol"]),
         port=int(row["port"]),
         health_check=None if check is None else HealthCheck(**check),
         export_to=tuple(row["export_to"] or ()),
