@@ -145,14 +145,17 @@ class RequestTimer:
 
 
 def _document_problems(app: FastAPI) -> None:
-    """Add the :class:`~interlock.api.problems.Problem` schema the routes' errors refer to,
-    and the policy document the resource routes take."""
+    """Add the problem document schema the routes' errors refer to (``Problem``:
+    :class:`~interlock.api.problems.ProblemDocument`), and the policy document the resource
+    routes take."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
-            defs = problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            defs = problems.ProblemDocument.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(defs.pop("$defs", {}))
             components["Problem"] = defs

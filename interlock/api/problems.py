@@ -18,7 +18,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -74,8 +74,11 @@ class ProblemField(BaseModel):
     message: str
 
 
-class Problem(BaseModel):
-    """An RFC 9457 problem document, as the API sends it."""
+class ProblemDocument(BaseModel):
+    """An RFC 9457 problem document, as the API sends it (``Problem`` in the OpenAPI
+    document; not the model's :class:`~interlock.model.Problem`, a policy's problem)."""
+
+    model_config = ConfigDict(title="Problem")
 
     type: str
     title: str
@@ -105,7 +108,7 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """A problem+json response; ``title`` and ``slug`` default from ``status``."""
-    body = Problem(
+    body = ProblemDocument(
         type=TYPE_PREFIX
         + (slug or _SLUGS.get(status) or _phrase(status).lower().replace(" ", "-")),
         title=title or _TITLES.get(status) or _phrase(status),

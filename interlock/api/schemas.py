@@ -25,8 +25,8 @@ from interlock.model.schema.values import parse_duration
 from interlock.model.service import (
     HealthCheck,
     Instance,
-    Protocol,
     Service,
+    ServiceProtocol,
     health_check_errors,
 )
 
@@ -220,7 +220,7 @@ class ServiceSpec(_Body):
 
     namespace: Namespace = "default"
     # Lax only here: a JSON string must become the enum; other types are still refused.
-    protocol: Protocol = Field(default=Protocol.HTTP, strict=False)
+    protocol: ServiceProtocol = Field(default=ServiceProtocol.HTTP, strict=False)
     port: Port
     health_check: HealthCheckSpec | None = None
     #: Istio's exportTo: the namespaces whose proxies may call it ('.', '*', '~' or names;
@@ -261,7 +261,7 @@ class ServiceView(_Out):
 
     name: str
     namespace: str
-    protocol: Protocol
+    protocol: ServiceProtocol
     port: int
     health_check: HealthCheckView | None = None
     export_to: list[str] = []

@@ -13,7 +13,7 @@ from interlock.model.node_metadata import ProxyKind
 from interlock.model.problem import Problem, Severity
 from interlock.model.proxy import Proxy
 from interlock.model.resource import Resource, ResourceKey
-from interlock.model.service import Instance, Protocol, Service, frozen_labels
+from interlock.model.service import Instance, Service, ServiceProtocol, frozen_labels
 from interlock.model.state import MeshState, StateChange
 
 __all__ = [
@@ -26,12 +26,12 @@ __all__ = [
     "MeshState",
     "NotFound",
     "Problem",
-    "Protocol",
     "Proxy",
     "ProxyKind",
     "Resource",
     "ResourceKey",
     "Service",
+    "ServiceProtocol",
     "Severity",
     "StateChange",
     "Unavailable",

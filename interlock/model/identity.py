@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -104,8 +103,3 @@ def new_token(role: TokenRole) -> tuple[str, str, str]:
 def token_hash(token: str) -> str:
     """The SHA-256 of ``token`` in hex: what the store keeps and looks tokens up by."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def same_hash(a: str, b: str) -> bool:
-    """Constant-time comparison of two token hashes."""
-    return hmac.compare_digest(a.encode(), b.encode())

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from interlock.model.health import HEALTHY, Health
 
 
-class Protocol(enum.StrEnum):
+class ServiceProtocol(enum.StrEnum):
     """How a service speaks. ``http2`` and ``grpc`` use HTTP/2 to the upstream."""
 
     HTTP = "http"
@@ -20,11 +20,11 @@ class Protocol(enum.StrEnum):
 
     @property
     def is_http(self) -> bool:
-        return self is not Protocol.TCP
+        return self is not ServiceProtocol.TCP
 
     @property
     def is_http2(self) -> bool:
-        return self in (Protocol.HTTP2, Protocol.GRPC)
+        return self in (ServiceProtocol.HTTP2, ServiceProtocol.GRPC)
 
 
 def frozen_labels(labels: Mapping[str, str] | None = None) -> Mapping[str, str]:
@@ -51,7 +51,7 @@ MIN_CHECK_INTERVAL = 0.1
 MAX_CHECK_INTERVAL = 3600.0
 
 
-def health_check_errors(check: HealthCheck, protocol: Protocol) -> list[tuple[str, str]]:
+def health_check_errors(check: HealthCheck, protocol: ServiceProtocol) -> list[tuple[str, str]]:
     """(field, message) for each rule ``check`` breaks on a ``protocol`` service."""
     errors: list[tuple[str, str]] = []
     if check.path is not None:
@@ -84,7 +84,7 @@ class Service:
 
     name: str
     namespace: str = "default"
-    protocol: Protocol = Protocol.HTTP
+    protocol: ServiceProtocol = ServiceProtocol.HTTP
     port: int = 8080
     health_check: HealthCheck | None = None
     export_to: tuple[str, ...] = ()

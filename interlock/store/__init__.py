@@ -13,7 +13,7 @@ from interlock.store.records import (
     RevisionInfo,
     WriteResult,
 )
-from interlock.store.repository import Snapshot, Store
+from interlock.store.repository import ReadView, Store
 
 __all__ = [
     "DEFAULT_DB_TIMEOUT",
@@ -21,8 +21,8 @@ __all__ = [
     "ApplyResult",
     "Change",
     "Outcome",
+    "ReadView",
     "RevisionInfo",
-    "Snapshot",
     "Store",
     "WriteResult",
 ]

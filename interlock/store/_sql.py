@@ -1,5 +1,8 @@
 """Statements on one open connection, translating rows to model values and back.
 
+The ``*_direct`` functions are the hot paths of registration: they skip SQLAlchemy's statement
+building and compilation and hand fixed SQL to the DBAPI driver (:func:`driver_execute`).
+
 Everything here runs inside a transaction opened by :class:`interlock.store._engine.Database`;
 nothing commits. Lists are sorted in Python (not by the database's collation) so both backends
 return the same order as :meth:`MeshState.build`.
@@ -19,7 +22,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from interlock.model.errors import FieldError, Forbidden, NotFound
 from interlock.model.health import Check, Health, proxy_down_reason, ttl_missed_reason
-from interlock.model.service import HealthCheck, Instance, Protocol, Service
+from interlock.model.service import HealthCheck, Instance, Service, ServiceProtocol
 from interlock.store._schema import instances, mesh, revision_changes, revisions, services
 from interlock.store.records import Change, RevisionInfo
 
@@ -82,7 +85,7 @@ def _service(row: RowMapping) -> Service:
     return Service(
         name=row["name"],
         namespace=row["namespace"],
-        protocol=Protocol(row["protocol"]),
+        protocol=ServiceProtocol(row["protocol"]),
         port=int(row["port"]),
         health_check=None if check is None else HealthCheck(**check),
         export_to=tuple(row["export_to"] or ()),
@@ -314,7 +317,7 @@ def fetch_registration(
     return str(row[0]), None if row[1] is None else _row_instance(row[1:])
 
 
-def fetch_instances_fast(
+def fetch_instances_direct(
     conn: Connection, service: str, instance_ids: Sequence[str]
 ) -> list[Instance]:
     """The stored instances among ``instance_ids`` of ``service`` (any order)."""
@@ -351,7 +354,7 @@ def _instance_params(instance: Instance, heartbeat_deadline: float | None) -> tu
     )
 
 
-def insert_instance_fast(
+def insert_instance_direct(
     conn: Connection, instance: Instance, heartbeat_deadline: float | None
 ) -> None:
     """Insert ``instance``, its health as it says, and the deadline of its first heartbeat."""
@@ -363,7 +366,7 @@ def insert_instance_fast(
     )
 
 
-def update_instance_fast(
+def update_instance_direct(
     conn: Connection, instance: Instance, heartbeat_deadline: float | None
 ) -> None:
     """Replace the stored ``instance``: its registration and health, and its heartbeat

@@ -10,7 +10,7 @@ from interlock.model.errors import FieldError, InvalidInput
 from interlock.model.export import export_to_errors
 from interlock.model.policy.documents import read_resource
 from interlock.model.resource import Resource
-from interlock.model.service import Instance, Protocol, Service, health_check_errors
+from interlock.model.service import Instance, Service, ServiceProtocol, health_check_errors
 
 _Rule = Callable[[str], str | None]
 
@@ -20,8 +20,10 @@ def check_service(service: Service) -> None:
     errors: list[FieldError] = []
     _text(errors, "name", service.name, names.service_name_error)
     _text(errors, "namespace", service.namespace, names.namespace_error)
-    if not isinstance(service.protocol, Protocol):
-        errors.append(FieldError("protocol", f"protocol {service.protocol!r} is not a Protocol"))
+    if not isinstance(service.protocol, ServiceProtocol):
+        errors.append(
+            FieldError("protocol", f"protocol {service.protocol!r} is not a service protocol")
+        )
     _port(errors, "port", service.port)
     if service.health_check is not None:
         errors += [

@@ -341,7 +341,7 @@ def _fetch(conn: Connection, keys: Iterable[InstanceKey]) -> list[Instance]:
         by_service.setdefault(service, []).append(instance_id)
     found: list[Instance] = []
     for service, ids in sorted(by_service.items()):
-        found.extend(_sql.fetch_instances_fast(conn, service, sorted(ids)))
+        found.extend(_sql.fetch_instances_direct(conn, service, sorted(ids)))
     return sorted(found, key=lambda i: (i.service, i.instance_id))
 
 

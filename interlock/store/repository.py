@@ -49,10 +49,10 @@ _instance_id = attrgetter("instance_id")
 INCREMENTAL_CHANGES = 5000
 
 
-class Snapshot:
+class ReadView:
     """A consistent read view of the store at one revision.
 
-    Obtained from :meth:`Store.snapshot` and valid only inside its ``with`` block: every method
+    Obtained from :meth:`Store.read_view` and valid only inside its ``with`` block: every method
     reads the same snapshot, taken when the view was opened (``revision``).
     """
 
@@ -126,7 +126,7 @@ class Snapshot:
                 at = bisect.bisect_left(merged, instance_id, key=_instance_id)
                 if at < len(merged) and merged[at].instance_id == instance_id:
                     del merged[at]
-            for instance in _sql.fetch_instances_fast(self._conn, service, sorted(ids)):
+            for instance in _sql.fetch_instances_direct(self._conn, service, sorted(ids)):
                 bisect.insort(merged, instance, key=_instance_id)
             reloaded[service] = merged
         return (
@@ -257,53 +257,53 @@ class Store:
     # --- reads ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def snapshot(self) -> Iterator[Snapshot]:
-        """A :class:`Snapshot`: several reads in one transaction, at one revision."""
+    def read_view(self) -> Iterator[ReadView]:
+        """A :class:`ReadView`: several reads in one transaction, at one revision."""
         with self._db.read() as conn:
-            yield Snapshot(conn)
+            yield ReadView(conn)
 
     def revision(self) -> int:
         """The current mesh revision (0 for a new database)."""
-        with self.snapshot() as snap:
-            return snap.revision
+        with self.read_view() as view:
+            return view.revision
 
     def get_service(self, name: str) -> Service:
-        with self.snapshot() as snap:
-            return snap.get_service(name)
+        with self.read_view() as view:
+            return view.get_service(name)
 
     def list_services(self) -> list[Service]:
-        with self.snapshot() as snap:
-            return snap.list_services()
+        with self.read_view() as view:
+            return view.list_services()
 
     def get_instance(self, service: str, instance_id: str) -> Instance:
-        with self.snapshot() as snap:
-            return snap.get_instance(service, instance_id)
+        with self.read_view() as view:
+            return view.get_instance(service, instance_id)
 
     def list_instances(self, service: str) -> list[Instance]:
-        with self.snapshot() as snap:
-            return snap.list_instances(service)
+        with self.read_view() as view:
+            return view.list_instances(service)
 
     def get_resource(self, key: ResourceKey) -> Resource:
-        with self.snapshot() as snap:
-            return snap.get_resource(key)
+        with self.read_view() as view:
+            return view.get_resource(key)
 
     def list_resources(
         self, kind: str | None = None, namespace: str | None = None
     ) -> list[Resource]:
-        with self.snapshot() as snap:
-            return snap.list_resources(kind, namespace)
+        with self.read_view() as view:
+            return view.list_resources(kind, namespace)
 
     def load_state(self) -> MeshState:
         """Everything at one revision, read in one transaction (REPEATABLE READ on
         PostgreSQL), as an immutable :class:`MeshState`."""
-        with self.snapshot() as snap:
-            return snap.state()
+        with self.read_view() as view:
+            return view.state()
 
     def load_state_since(self, previous: MeshState | None) -> tuple[MeshState, StateChange]:
         """Like :meth:`load_state`, reading only what changed since ``previous`` when that is
-        cheaper (see :meth:`Snapshot.state_since`)."""
-        with self.snapshot() as snap:
-            return snap.state_since(previous)
+        cheaper (see :meth:`ReadView.state_since`)."""
+        with self.read_view() as view:
+            return view.state_since(previous)
 
     def get_revision(self, rev: int) -> RevisionInfo:
         """What revision ``rev`` changed and when; :class:`NotFound` if it never committed."""
@@ -503,9 +503,9 @@ def _put_instance(
         if existing is None or not existing.same_as(instance):
             stored, deadline = registered(existing, instance, clock())
             if existing is None:
-                _sql.insert_instance_fast(w.conn, stored, deadline)
+                _sql.insert_instance_direct(w.conn, stored, deadline)
             else:
-                _sql.update_instance_fast(w.conn, stored, deadline)
+                _sql.update_instance_direct(w.conn, stored, deadline)
         created = existing is None
         changed = existing is None or not existing.same_as(instance)
         if changed:

@@ -83,7 +83,7 @@ class Target:
         self.app = create_app(self.store, auth=auth, ca_admin=admin)
 
     def fingerprint(self) -> tuple[Any, ...]:
-        with self.store.snapshot() as snap:
+        with self.store.read_view() as snap:
             state = snap.state()
         tokens = tuple((t.token_id, t.revoked_at) for t in self.store.security.list_tokens())
         return (

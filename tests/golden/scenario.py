@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from google.protobuf import json_format
 
-from interlock.model import Instance, MeshState, Protocol, Proxy, ProxyKind, Service
+from interlock.model import Instance, MeshState, Proxy, ProxyKind, Service, ServiceProtocol
 from interlock.model.health import Check, Health
 from interlock.model.policy import read_resources
 from interlock.model.policy.request_authentication import FetchedKeys
@@ -48,7 +48,7 @@ def load_scenario(directory: Path) -> tuple[MeshState, Proxy]:
         Service(
             **{
                 **s,
-                "protocol": Protocol(s.get("protocol", "http")),
+                "protocol": ServiceProtocol(s.get("protocol", "http")),
                 "health_check": HealthCheck(**s["health_check"]) if "health_check" in s else None,
                 "export_to": tuple(s.get("export_to", ())),
             }

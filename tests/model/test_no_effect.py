@@ -3,13 +3,13 @@ user learns that the mesh does not do what the field says, through the API's ``p
 
 from __future__ import annotations
 
-from interlock.model import Protocol, Service
+from interlock.model import Service, ServiceProtocol
 from interlock.model.policy import policy_problems
 from interlock.model.problem import Severity
 from tests.model.specs import NET, SEC, doc
 from tests.model.test_problems import REVIEWS, state
 
-DB = Service("db", "default", protocol=Protocol.TCP, port=5432)
+DB = Service("db", "default", protocol=ServiceProtocol.TCP, port=5432)
 
 
 def warnings(*documents: dict[str, object]) -> dict[tuple[str, str], str]:

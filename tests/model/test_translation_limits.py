@@ -3,7 +3,7 @@ the resource that asks for them — never silently ignored."""
 
 from __future__ import annotations
 
-from interlock.model import Protocol, Service
+from interlock.model import Service, ServiceProtocol
 from interlock.model.problem import Severity
 from tests.model.specs import NET, OWN, doc
 from tests.model.test_problems import problems, state
@@ -61,7 +61,10 @@ def test_what_the_translator_cannot_do_is_a_problem_of_the_resource() -> None:
         "db",
         {"target": {"service": "db"}, "tokenBucket": {"maxTokens": 1, "fillInterval": "1s"}},
     )
-    services = [Service("reviews", port=9080), Service("db", protocol=Protocol.TCP, port=5432)]
+    services = [
+        Service("reviews", port=9080),
+        Service("db", protocol=ServiceProtocol.TCP, port=5432),
+    ]
     found = problems(
         state(entry, rule, external_tls, translated, gateway, limit, services=services)
     )

@@ -10,8 +10,8 @@ from interlock.model import (
     Instance,
     InvalidInput,
     NotFound,
-    Protocol,
     Service,
+    ServiceProtocol,
 )
 from interlock.store import Store
 
@@ -38,7 +38,7 @@ def test_a_new_store_is_empty_at_revision_zero(store: Store) -> None:
 
 
 def test_put_service_creates_then_reads_back(store: Store) -> None:
-    svc = Service("b", namespace="shop", protocol=Protocol.GRPC, port=9090)
+    svc = Service("b", namespace="shop", protocol=ServiceProtocol.GRPC, port=9090)
 
     result = store.put_service(svc)
 
@@ -63,10 +63,10 @@ def test_identical_put_is_one_row_and_one_revision(store: Store) -> None:
 def test_put_service_with_a_new_body_replaces_it_in_a_new_revision(store: Store) -> None:
     store.put_service(Service("b", port=8080))
 
-    result = store.put_service(Service("b", protocol=Protocol.HTTP2, port=8081))
+    result = store.put_service(Service("b", protocol=ServiceProtocol.HTTP2, port=8081))
 
     assert (result.revision, result.created, result.changed) == (2, False, True)
-    assert store.get_service("b") == Service("b", protocol=Protocol.HTTP2, port=8081)
+    assert store.get_service("b") == Service("b", protocol=ServiceProtocol.HTTP2, port=8081)
 
 
 def test_services_are_listed_by_name(store: Store) -> None:

@@ -58,7 +58,7 @@ def test_load_state_reads_everything_at_its_revision(store: Store) -> None:
 def test_snapshot_sees_one_revision_while_others_write(store: Store) -> None:
     store.put_service(Service("b", port=8080))
 
-    with store.snapshot() as snap:
+    with store.read_view() as snap:
         first = snap.list_services()
         store.put_service(Service("c", port=8080))  # commits on another connection
         again = snap.list_services()

@@ -20,10 +20,10 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from interlock.model import (
     Instance,
     MeshState,
-    Protocol,
     Proxy,
     ProxyKind,
     Service,
+    ServiceProtocol,
     Severity,
 )
 from interlock.xds.translate import Resources, translate
@@ -104,8 +104,10 @@ def assert_ads(source: config_source_pb2.ConfigSource) -> None:
 # --- inbound -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("protocol", [Protocol.HTTP, Protocol.HTTP2, Protocol.GRPC])
-def test_http_inbound_routes_everything_to_the_app(protocol: Protocol) -> None:
+@pytest.mark.parametrize(
+    "protocol", [ServiceProtocol.HTTP, ServiceProtocol.HTTP2, ServiceProtocol.GRPC]
+)
+def test_http_inbound_routes_everything_to_the_app(protocol: ServiceProtocol) -> None:
     resources = translate(
         mesh([Service("a", protocol=protocol)]),
         sidecar(inbound_address="0.0.0.0", inbound_port=15006, app_port=9000),
@@ -142,7 +144,9 @@ def test_http_inbound_routes_everything_to_the_app(protocol: Protocol) -> None:
 
 
 def test_tcp_inbound_forwards_bytes_to_the_app() -> None:
-    resources = translate(mesh([Service("db", protocol=Protocol.TCP, port=5432)]), sidecar("db"))
+    resources = translate(
+        mesh([Service("db", protocol=ServiceProtocol.TCP, port=5432)]), sidecar("db")
+    )
     proxy = tcp_proxy(listener(resources, "inbound"))
     assert proxy.cluster == "inbound|9000"
     assert proxy.stat_prefix == "inbound_15006"
@@ -211,10 +215,10 @@ def test_outbound_http_listener_takes_routes_over_ads_and_accepts_proxy_requests
 
 def test_one_virtual_host_per_http_service_with_every_name_it_answers_to() -> None:
     services = [
-        Service("b", "shop", Protocol.HTTP, 9080),
-        Service("api", "default", Protocol.GRPC, 9090),
-        Service("web", "default", Protocol.HTTP2, 8443),
-        Service("db", "default", Protocol.TCP, 5432),
+        Service("b", "shop", ServiceProtocol.HTTP, 9080),
+        Service("api", "default", ServiceProtocol.GRPC, 9090),
+        Service("web", "default", ServiceProtocol.HTTP2, 8443),
+        Service("db", "default", ServiceProtocol.TCP, 5432),
     ]
     resources = translate(mesh(services), sidecar())
     config = route_config(resources, "outbound|http")
@@ -259,7 +263,7 @@ def test_service_route_has_no_timeout_and_istio_like_retries_without_503() -> No
 
 
 def test_no_outbound_port_means_no_outbound_listeners_and_no_routes() -> None:
-    services = [Service("b"), Service("db", protocol=Protocol.TCP, port=5432)]
+    services = [Service("b"), Service("db", protocol=ServiceProtocol.TCP, port=5432)]
     resources = translate(mesh(services), sidecar("b", outbound_port=None))
     assert [item.name for item in resources.listeners] == ["inbound"]
     assert [r.name for r in resources.routes] == ["inbound|9000"]  # the inbound side only
@@ -271,15 +275,17 @@ def test_no_outbound_port_means_no_outbound_listeners_and_no_routes() -> None:
 
 
 def test_route_configuration_with_no_http_service_is_empty() -> None:
-    resources = translate(mesh([Service("db", protocol=Protocol.TCP, port=5432)]), sidecar("db"))
+    resources = translate(
+        mesh([Service("db", protocol=ServiceProtocol.TCP, port=5432)]), sidecar("db")
+    )
     assert list(route_config(resources, "outbound|http").virtual_hosts) == []
 
 
 # --- clusters and endpoints ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("protocol", list(Protocol))
-def test_every_service_has_an_eds_cluster_over_ads(protocol: Protocol) -> None:
+@pytest.mark.parametrize("protocol", list(ServiceProtocol))
+def test_every_service_has_an_eds_cluster_over_ads(protocol: ServiceProtocol) -> None:
     resources = translate(mesh([Service("b", protocol=protocol, port=7000)]), sidecar())
     item = cluster(resources, "outbound|7000||b.default")
     assert item.type == cluster_pb2.Cluster.DiscoveryType.EDS
@@ -333,7 +339,7 @@ def test_service_without_healthy_instances_gets_an_empty_assignment() -> None:
 
 
 def test_tcp_service_gets_a_listener_on_its_port_forwarding_to_its_cluster() -> None:
-    services = [Service("db", protocol=Protocol.TCP, port=5432)]
+    services = [Service("db", protocol=ServiceProtocol.TCP, port=5432)]
     resources = translate(mesh(services), sidecar(outbound_address="127.0.0.3"))
     item = listener(resources, "outbound|tcp|db.default")
     assert bound(Resources(listeners=(item,))) == [("127.0.0.3", 5432)]
@@ -356,8 +362,8 @@ def test_tcp_port_collision_is_reported_and_the_listener_left_out(
 ) -> None:
     services = [
         Service("a"),
-        Service("cache", protocol=Protocol.TCP, port=6379),
-        Service("late", protocol=Protocol.TCP, port=port),
+        Service("cache", protocol=ServiceProtocol.TCP, port=6379),
+        Service("late", protocol=ServiceProtocol.TCP, port=port),
     ]
     resources = translate(mesh(services), sidecar())
     assert "outbound|tcp|late.default" not in [item.name for item in resources.listeners]
@@ -370,7 +376,7 @@ def test_tcp_port_collision_is_reported_and_the_listener_left_out(
 
 
 def test_wildcard_address_collides_with_specific_addresses_on_the_same_port() -> None:
-    services = [Service("a"), Service("db", protocol=Protocol.TCP, port=15006)]
+    services = [Service("a"), Service("db", protocol=ServiceProtocol.TCP, port=15006)]
     resources = translate(
         mesh(services), sidecar(inbound_address="0.0.0.0", outbound_address="127.0.0.1")
     )
@@ -379,7 +385,7 @@ def test_wildcard_address_collides_with_specific_addresses_on_the_same_port() ->
 
 
 def test_same_port_on_different_addresses_is_no_collision() -> None:
-    services = [Service("a"), Service("db", protocol=Protocol.TCP, port=15006)]
+    services = [Service("a"), Service("db", protocol=ServiceProtocol.TCP, port=15006)]
     resources = translate(
         mesh(services), sidecar(inbound_address="10.0.0.1", outbound_address="127.0.0.1")
     )
@@ -405,10 +411,10 @@ def serialized(resources: Resources) -> list[bytes]:
 
 def test_same_mesh_in_any_order_gives_byte_identical_resources() -> None:
     services = [
-        Service("b", "shop", Protocol.HTTP, 9080),
-        Service("api", "default", Protocol.GRPC, 9090),
-        Service("db", "default", Protocol.TCP, 5432),
-        Service("clash", "default", Protocol.TCP, 5432),
+        Service("b", "shop", ServiceProtocol.HTTP, 9080),
+        Service("api", "default", ServiceProtocol.GRPC, 9090),
+        Service("db", "default", ServiceProtocol.TCP, 5432),
+        Service("clash", "default", ServiceProtocol.TCP, 5432),
     ]
     instances = [
         Instance(s.name, f"{s.name}-{n}", f"10.0.{n}.{k}", 15006, locality=f"r{n % 2}/z{n % 3}")
@@ -426,7 +432,7 @@ def test_same_mesh_in_any_order_gives_byte_identical_resources() -> None:
 
 
 def test_revision_and_node_id_do_not_change_the_resources() -> None:
-    services = [Service("b"), Service("db", protocol=Protocol.TCP, port=5432)]
+    services = [Service("b"), Service("db", protocol=ServiceProtocol.TCP, port=5432)]
     one = translate(MeshState.build(1, services, []), sidecar("b"))
     other = translate(MeshState.build(99, services, []), sidecar("b").view())
     assert serialized(one) == serialized(other)

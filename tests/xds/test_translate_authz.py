@@ -19,7 +19,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 
-from interlock.model import Instance, MeshState, Protocol, Proxy, ProxyKind, Service
+from interlock.model import Instance, MeshState, Proxy, ProxyKind, Service, ServiceProtocol
 from interlock.model.identity import MeshIdentity
 from interlock.model.policy import read_resources
 from interlock.xds.translate import Resources, translate
@@ -35,7 +35,7 @@ from tests.model.specs import RSA_JWKS
 
 SEC = "security.istio.io/v1"
 JWKS = RSA_JWKS
-SERVICES = [Service("backend"), Service("db", protocol=Protocol.TCP, port=5432)]
+SERVICES = [Service("backend"), Service("db", protocol=ServiceProtocol.TCP, port=5432)]
 INSTANCES = [
     Instance("backend", "backend-1", "10.0.0.1", 15006, {"version": "v1"}),
     Instance("db", "db-1", "10.0.0.2", 15006),

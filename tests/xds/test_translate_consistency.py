@@ -8,7 +8,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 
-from interlock.model import MeshState, Protocol, Proxy, Service
+from interlock.model import MeshState, Proxy, Service, ServiceProtocol
 from interlock.xds.translate import Resources, check_consistency, translate
 from tests.support.envoy_validate import validate
 
@@ -16,7 +16,7 @@ from tests.support.envoy_validate import validate
 def full() -> Resources:
     """A sidecar of `a` with an inbound HTTP listener, an HTTP service and a tcp service."""
     state = MeshState.build(
-        1, [Service("a"), Service("b"), Service("db", protocol=Protocol.TCP, port=5432)], []
+        1, [Service("a"), Service("b"), Service("db", protocol=ServiceProtocol.TCP, port=5432)], []
     )
     proxy = Proxy("a-1", "a", inbound_port=15006, app_port=9000, outbound_port=15001)
     return translate(state, proxy)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from interlock.model import Instance, MeshState, Protocol, Proxy, Service
+from interlock.model import Instance, MeshState, Proxy, Service, ServiceProtocol
 from interlock.xds.translate import translate
 from tests.support.envoy_validate import bootstrap_json, envoy_binary, static_bootstrap
 from tests.support.net import free_ports
@@ -102,9 +102,9 @@ def sidecar(upstream: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         1,
         [
             Service("a"),
-            Service("b", protocol=Protocol.HTTP, port=8080),
-            Service("empty", protocol=Protocol.HTTP, port=8080),
-            Service("db", protocol=Protocol.TCP, port=tcp),
+            Service("b", protocol=ServiceProtocol.HTTP, port=8080),
+            Service("empty", protocol=ServiceProtocol.HTTP, port=8080),
+            Service("db", protocol=ServiceProtocol.TCP, port=tcp),
         ],
         [
             Instance("b", "b-1", "127.0.0.1", upstream, locality="local/zone-a"),

@@ -17,7 +17,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from interlock.model import Instance, MeshState, Problem, Proxy, ProxyKind, Service, Severity
 from interlock.model.identity import MeshIdentity
 from interlock.model.policy import read_resources
-from interlock.model.service import HealthCheck, Protocol
+from interlock.model.service import HealthCheck, ServiceProtocol
 from interlock.xds.translate import Resources, check_consistency, translate
 from tests.golden.scenario import GOLDEN_DIR, load_scenario, scenario_names
 
@@ -25,8 +25,8 @@ IDENTITY = MeshIdentity("interlock.local")
 CLIENT = Proxy("c1", "caller", kind=ProxyKind.GRPC)
 SERVICES = [
     Service("caller"),
-    Service("greeter", protocol=Protocol.GRPC, port=50051),
-    Service("db", protocol=Protocol.TCP, port=5432),
+    Service("greeter", protocol=ServiceProtocol.GRPC, port=50051),
+    Service("db", protocol=ServiceProtocol.TCP, port=5432),
 ]
 INSTANCES = [
     Instance("greeter", "g1", "10.0.0.1", 50051, {"version": "v1"}, sidecar=False),

@@ -15,7 +15,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from interlock.ca import CertificateAuthority, SpiffeId
-from interlock.model import Instance, MeshState, Protocol, Proxy, Resource, Service
+from interlock.model import Instance, MeshState, Proxy, Resource, Service, ServiceProtocol
 from interlock.model.identity import PROXY_SECRETS, MeshIdentity
 from interlock.model.policy.peer_authentication import MTLSMode
 from interlock.xds import naming
@@ -46,8 +46,8 @@ def peer_auth(
 
 SERVICES = [
     Service("a"),
-    Service("b", protocol=Protocol.HTTP2),
-    Service("db", protocol=Protocol.TCP, port=5432),
+    Service("b", protocol=ServiceProtocol.HTTP2),
+    Service("db", protocol=ServiceProtocol.TCP, port=5432),
     Service("pay", namespace="shop"),
 ]
 INSTANCES = [

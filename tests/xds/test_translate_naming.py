@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from interlock.model import Protocol, Service
+from interlock.model import Service, ServiceProtocol
 from interlock.xds import naming
 
 
@@ -14,7 +14,7 @@ def test_sidecar_resource_names() -> None:
 
 
 def test_service_resource_names() -> None:
-    db = Service("db", "data", Protocol.TCP, 5432)
+    db = Service("db", "data", ServiceProtocol.TCP, 5432)
     assert naming.outbound_cluster(db) == "outbound|5432||db.data"
     assert naming.outbound_tcp_listener(db) == "outbound|tcp|db.data"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from interlock.model import Instance, MeshState, Protocol, Proxy, ProxyKind, Service
+from interlock.model import Instance, MeshState, Proxy, ProxyKind, Service, ServiceProtocol
 from interlock.model.identity import MeshIdentity
 from interlock.model.policy import read_resources
 from interlock.xds.translate import Resources, check_consistency, refresh_endpoints, translate
@@ -24,7 +24,7 @@ SERVICES = [
     Service("b", "shop"),
     Service("c", "shop"),
     Service("d", "team"),
-    Service("db", "team", Protocol.TCP, 5432),
+    Service("db", "team", ServiceProtocol.TCP, 5432),
 ]
 INSTANCES = [
     Instance(s.name, f"{s.name}-1", "127.0.0.1", 15000 + n) for n, s in enumerate(SERVICES)

@@ -36,7 +36,7 @@ AT_PATH = {"service": "path.name", "instance_id": "path.instance_id"}
 @router.get("")
 def list_instances(name: NamePath, store: StoreDep, response: Response) -> InstanceList:
     """The service's instances, sorted by id; 404 if the service does not exist."""
-    with errors_at(**AT_PATH), store.snapshot() as snap:
+    with errors_at(**AT_PATH), store.read_view() as snap:
         instances = snap.list_instances(name)
         revision = snap.revision
     return InstanceList(
@@ -92,7 +92,7 @@ def written(result: WriteResult[Instance]) -> InstanceWritten:
 def get_instance(
     name: NamePath, instance_id: IdPath, store: StoreDep, response: Response
 ) -> InstanceResponse:
-    with errors_at(**AT_PATH), store.snapshot() as snap:
+    with errors_at(**AT_PATH), store.read_view() as snap:
         instance = snap.get_instance(name, instance_id)
         revision = snap.revision
     return InstanceResponse.at(instance, at_revision(response, revision))

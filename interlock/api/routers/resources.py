@@ -147,7 +147,7 @@ def list_resources(
     wanted = _kind(kind, "query.kind").kind if kind else None
     if namespace is not None and (message := dns_label_error(namespace, "namespace")):
         raise InvalidInput(message, errors=(FieldError("query.namespace", message),))
-    with store.snapshot() as snap:
+    with store.read_view() as snap:
         state = snap.state()
     problems = problems_by_resource(state, root)
     items = [
@@ -238,7 +238,7 @@ def get_resource(
     response: Response,
 ) -> ResourceResponse:
     key = _key(kind, namespace, name)
-    with errors_at(**AT_PATH), store.snapshot() as snap:
+    with errors_at(**AT_PATH), store.read_view() as snap:
         resource: Resource = snap.get_resource(key)
         state = snap.state()
     problems = problems_by_resource(state, root).get(resource.ref, ())

@@ -37,7 +37,7 @@ AT_PATH = {"service": "path.name", "name": "path.name", "cascade": "query.cascad
 @router.get("")
 def list_services(store: StoreDep, response: Response) -> ServiceList:
     """Every service, sorted by name."""
-    with errors_at(**AT_PATH), store.snapshot() as snap:
+    with errors_at(**AT_PATH), store.read_view() as snap:
         services = snap.list_services()
         revision = snap.revision
     return ServiceList(
@@ -88,7 +88,7 @@ async def put_service(
 
 @router.get("/{name}")
 def get_service(name: NamePath, store: StoreDep, response: Response) -> ServiceResponse:
-    with errors_at(**AT_PATH), store.snapshot() as snap:
+    with errors_at(**AT_PATH), store.read_view() as snap:
         service = snap.get_service(name)
         revision = snap.revision
     return ServiceResponse.at(service, at_revision(response, revision))

@@ -15,7 +15,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.v3 import http_pb2, range_pb2
 from google.protobuf import duration_pb2, struct_pb2
 
-from interlock.model import Protocol, Service
+from interlock.model import Service, ServiceProtocol
 from interlock.model.identity import MeshIdentity
 from interlock.model.service import HealthCheck
 from interlock.xds import naming
@@ -43,9 +43,9 @@ def _speak_http2(cluster: cluster_pb2.Cluster) -> None:
     cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(typed(options))
 
 
-def upstream_alpn(protocol: Protocol) -> tuple[str, ...]:
+def upstream_alpn(protocol: ServiceProtocol) -> tuple[str, ...]:
     """The ALPN a caller offers a sidecar of a ``protocol`` service over mTLS."""
-    if protocol is Protocol.TCP:
+    if protocol is ServiceProtocol.TCP:
         return ()
     return ("h2",) if protocol.is_http2 else ("http/1.1",)
 
@@ -155,7 +155,7 @@ def outbound_cluster(
     return cluster
 
 
-def inbound_cluster(app_port: int, protocol: Protocol) -> cluster_pb2.Cluster:
+def inbound_cluster(app_port: int, protocol: ServiceProtocol) -> cluster_pb2.Cluster:
     """The static cluster that hands inbound traffic to the app on ``127.0.0.1:<app_port>``."""
     name = naming.inbound_cluster(app_port)
     cluster = cluster_pb2.Cluster(

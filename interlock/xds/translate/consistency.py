@@ -20,6 +20,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
+from interlock.xds.references import eds_service_name
 from interlock.xds.translate.resources import Resources
 
 
@@ -116,13 +117,12 @@ def check_consistency(resources: Resources, provided_secrets: Iterable[str] = ()
 
     for cluster in resources.clusters:
         referrer = f"cluster {cluster.name!r}"
-        if cluster.type == cluster_pb2.Cluster.DiscoveryType.EDS:
-            eds_name = cluster.eds_cluster_config.service_name or cluster.name
-            if eds_name not in assignments:
-                messages.append(
-                    f"{referrer} takes its endpoints from EDS name {eds_name!r}, "
-                    "which has no ClusterLoadAssignment"
-                )
+        eds_name = eds_service_name(cluster)
+        if eds_name is not None and eds_name not in assignments:
+            messages.append(
+                f"{referrer} takes its endpoints from EDS name {eds_name!r}, "
+                "which has no ClusterLoadAssignment"
+            )
         for socket in _cluster_sockets(cluster):
             check_secrets(referrer, socket)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -223,8 +224,13 @@ def cors_policy(route: HTTPRoute) -> cors_pb2.CorsPolicy:
     return policy
 
 
-Target = tuple[str, int, HeaderChanges, HeaderChanges]
-"""A resolved destination: cluster, weight, request and response header changes."""
+class Target(NamedTuple):
+    """A resolved destination of an HTTP rule."""
+
+    cluster: str
+    weight: int
+    request: HeaderChanges
+    response: HeaderChanges
 
 
 def _weighted(
@@ -238,7 +244,7 @@ def _weighted(
             continue
         headers = target.headers
         found.append(
-            (
+            Target(
                 cluster,
                 weight,
                 header_changes(headers.request if headers else None, request=True),
@@ -257,7 +263,7 @@ def _route_action(
 ) -> rc.RouteAction:
     action = rc.RouteAction(timeout=disabled())
     if len(targets) == 1:
-        action.cluster = targets[0][0]
+        action.cluster = targets[0].cluster
     else:
         for cluster, weight, request, response in targets:
             weighted = rc.WeightedCluster.ClusterWeight(
@@ -334,12 +340,12 @@ def _template(
     if route.HasField("route") and len(route.route.weighted_clusters.clusters) == 0:
         # One destination: its own header changes apply to the route.
         target = targets[0]
-        route.request_headers_to_add.extend(target[2].add)
-        route.request_headers_to_remove.extend(target[2].remove)
-        route.response_headers_to_add.extend(target[3].add)
-        route.response_headers_to_remove.extend(target[3].remove)
-        if target[2].authority:
-            route.route.host_rewrite_literal = target[2].authority
+        route.request_headers_to_add.extend(target.request.add)
+        route.request_headers_to_remove.extend(target.request.remove)
+        route.response_headers_to_add.extend(target.response.add)
+        route.response_headers_to_remove.extend(target.response.remove)
+        if target.request.authority:
+            route.route.host_rewrite_literal = target.request.authority
     if http.fault is not None and not route.HasField("redirect"):
         route.typed_per_filter_config[route_filters.FAULT].CopyFrom(typed(fault_config(http.fault)))
     if http.cors_policy is not None:

@@ -18,7 +18,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from interlock.model import Problem, Protocol, Proxy, ProxyKind, Service, Severity
+from interlock.model import Problem, Proxy, ProxyKind, Service, ServiceProtocol, Severity
 from interlock.xds import naming
 from interlock.xds.translate import filters, telemetry, tls
 from interlock.xds.translate.common import config_source, socket_address
@@ -31,7 +31,7 @@ class Inbound:
 
     port: int
     app_port: int
-    protocol: Protocol
+    protocol: ServiceProtocol
 
 
 @dataclass

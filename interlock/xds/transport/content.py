@@ -178,13 +178,6 @@ class Content:
             cached = self._remember(key, self if adds else self._pool.empty(self.type_url))
         return cached is self
 
-    def missing_from(self, held: Content) -> bool:
-        """True when ``held`` has a name this content lacks."""
-        if held is self:
-            return False
-        entries = self.entries
-        return any(name not in entries for name in held.entries)
-
     def within(self, held: Content) -> bool:
         """True when ``held`` has every entry of this content at the same version."""
         if held is self:

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Final
 
 from envoy.config.cluster.v3 import cluster_pb2
 
+from interlock.xds.references import eds_service_name
+
 if TYPE_CHECKING:
     from interlock.xds.transport.content import Content, Entry
 
@@ -84,10 +86,7 @@ def eds_name(cluster: Entry) -> str | None:
         return _EDS_NAMES[cluster]
     except KeyError:
         pass
-    message = cluster_pb2.Cluster.FromString(cluster.to_any().value)
-    name: str | None = None
-    if message.WhichOneof("cluster_discovery_type") == "type" and message.type == message.EDS:
-        name = message.eds_cluster_config.service_name or message.name
+    name = eds_service_name(cluster_pb2.Cluster.FromString(cluster.to_any().value))
     _EDS_NAMES[cluster] = name
     return name
 

@@ -55,8 +55,3 @@ def field(number: int, payload: bytes) -> bytes:
 def text_field(number: int, text: str) -> bytes:
     """A string field (UTF-8)."""
     return field(number, text.encode())
-
-
-def any_message(type_url: str, value: bytes) -> bytes:
-    """A serialized ``google.protobuf.Any`` wrapping ``value``."""
-    return text_field(ANY_TYPE_URL, type_url) + field(ANY_VALUE, value)
