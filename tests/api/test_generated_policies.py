@@ -7,7 +7,7 @@ Each document goes through the REST API one at a time. Every answer is either a 
 a problem+json whose errors name a field of the document — never a 500. Everything accepted is
 then translated for a sidecar and a gateway and must pass ``envoy --mode validate``.
 
-``make test`` runs a few dozen examples; ``make fuzz`` (``INTERLOCK_FUZZ_EXAMPLES``) runs
+``make test`` runs 25 examples; ``make fuzz`` (``INTERLOCK_FUZZ_EXAMPLES``) runs
 more. What the generator found is recorded in docs/policies.md.
 """
 
@@ -30,7 +30,7 @@ from interlock.xds.translate import translate
 from tests.store.databases import sqlite_url
 from tests.support.envoy_validate import validate
 
-EXAMPLES = int(os.environ.get("INTERLOCK_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("INTERLOCK_FUZZ_EXAMPLES", "25"))
 SERVICES = ("reviews", "ratings", "db")
 SIDECAR = Proxy("web-1", "web", inbound_port=15006, app_port=8080, outbound_port=15001)
 GATEWAY = Proxy("edge-1", "edge", kind=ProxyKind.GATEWAY, gateway_ports=((80, 18080),)).with_labels(
